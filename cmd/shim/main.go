@@ -1,0 +1,75 @@
+// Command cradle is the whole of cradle in one static binary: the CRI
+// daemon (`cradle serve`) and its operator commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+)
+
+// version and commit are set at link time (-X) by the Makefile.
+var (
+	version = "v0.1.0-dev"
+	commit  = "unknown"
+)
+
+const usage = `cradle: a CRI runtime for Kubernetes
+
+Usage:
+  cradle serve [--config FILE]   run the CRI daemon
+  cradle config default          print the built-in configuration
+  cradle version                 print the version
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "cradle:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], stderr)
+	case "config":
+		return configCmd(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "cradle %s (commit %s)\n", version, commit)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func configCmd(args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "default" {
+		return errors.New("usage: cradle config default")
+	}
+	b, err := config.Marshal(config.Default())
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(b)
+	return err
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/cri"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/storage"
+	"google.golang.org/grpc"
+)
+
+// stopGrace bounds how long a graceful stop waits for RPCs in flight.
+const stopGrace = 10 * time.Second
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", config.DefaultPath, "configuration file (a missing default file means built-in defaults)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	cfg, err := config.Load(*cfgPath, explicit)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve wires the daemon and runs it until ctx ends.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	log.Info("starting cradle", "version", version, "root", cfg.Root, "socket", cfg.GRPC.Socket)
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	images, err := storage.Open(ctx, storage.Options{
+		Root:                   filepath.Join(cfg.Root, "images"),
+		RegistryConfigDir:      cfg.Images.RegistryConfigDir,
+		MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
+		DialTimeout:            cfg.Images.DialTimeout.D(),
+		ResponseHeaderTimeout:  cfg.Images.ResponseHeaderTimeout.D(),
+		PullProgressTimeout:    cfg.Images.PullProgressTimeout.D(),
+		Pinned:                 append([]string{cfg.Images.SandboxImage}, cfg.Images.Pinned...),
+		Logger:                 log.With("component", "images"),
+	})
+	if err != nil {
+		return fmt.Errorf("open image store: %w", err)
+	}
+	defer images.Close()
+
+	handlers := sandbox.ProbeHandlers(ctx, cfg.Runtime)
+	for _, h := range handlers {
+		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
+			"rro", h.Features.RecursiveReadOnlyMounts, "userns", h.Features.UserNamespaces, "problem", h.Problem)
+	}
+	driver := sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
+	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", driver)
+
+	lis, err := listen(cfg.GRPC)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMiB<<20),
+		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMiB<<20),
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
+	)
+	cri.Register(g, cri.Deps{
+		Config:       cfg,
+		Images:       images,
+		Handlers:     handlers,
+		CgroupDriver: driver,
+		Version:      cri.Version{Version: version, Commit: commit},
+		Logger:       log,
+	})
+
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	log.Info("serving CRI", "socket", cfg.GRPC.Socket)
+	select {
+	case err := <-served:
+		return fmt.Errorf("grpc server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("stopping: waiting for RPCs in flight", "grace", stopGrace)
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		log.Warn("grace period over: cancelling RPCs in flight")
+		g.Stop()
+	}
+	_ = os.Remove(cfg.GRPC.Socket)
+	log.Info("stopped")
+	return nil
+}
+
+// listen opens the CRI socket: parent directories created, mode 0660, owned
+// by the configured group. A socket file nobody answers on is stale and
+// replaced; one that answers belongs to a live daemon and is left alone.
+func listen(c config.GRPC) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(c.Socket), 0o711); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(c.Socket); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket; refusing to replace it", c.Socket)
+		}
+		if conn, err := net.DialTimeout("unix", c.Socket, time.Second); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("another process is serving on %s", c.Socket)
+		}
+		if err := os.Remove(c.Socket); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	lis, err := net.Listen("unix", c.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", c.Socket, err)
+	}
+	if err := secureSocket(c); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+func secureSocket(c config.GRPC) error {
+	if err := os.Chmod(c.Socket, 0o660); err != nil {
+		return fmt.Errorf("chmod socket: %w", err)
+	}
+	if c.SocketGroup == "" {
+		return nil
+	}
+	gid, err := strconv.Atoi(c.SocketGroup)
+	if err != nil {
+		g, lerr := user.LookupGroup(c.SocketGroup)
+		if lerr != nil {
+			return fmt.Errorf("socket group %q: %w", c.SocketGroup, lerr)
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return fmt.Errorf("socket group %q: %w", c.SocketGroup, err)
+		}
+	}
+	if err := os.Chown(c.Socket, -1, gid); err != nil {
+		return errors.Join(fmt.Errorf("chown socket to group %d", gid), err)
+	}
+	return nil
+}

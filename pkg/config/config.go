@@ -1,0 +1,198 @@
+// Package config holds cradle's one configuration schema: every default is
+// built into the binary (Default), a file only overrides what it names, and
+// unknown keys are errors (Load decodes strictly).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// SchemaVersion is the version of the file format this build reads.
+const SchemaVersion = 1
+
+// DefaultPath is where `cradle serve` looks for a config file when none is
+// named. A missing file at this path means "use the built-in defaults".
+const DefaultPath = "/etc/cradle/cradle.toml"
+
+// Config is the whole daemon configuration.
+type Config struct {
+	Version int     `toml:"version" comment:"Schema version of this file."`
+	Root    string  `toml:"root" comment:"Persistent state: image content, snapshots, metadata. Must be absolute."`
+	State   string  `toml:"state" comment:"Runtime state that does not survive a reboot (pids, sockets). Must be absolute."`
+	GRPC    GRPC    `toml:"grpc" comment:"The CRI gRPC endpoint that kubelet and crictl connect to."`
+	Log     Log     `toml:"log"`
+	Images  Images  `toml:"images" comment:"The image service: pulls, registries, unpacking."`
+	Runtime Runtime `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
+}
+
+// GRPC configures the CRI socket.
+type GRPC struct {
+	Socket      string `toml:"socket" comment:"Unix socket path; parent directories are created, a stale socket is replaced."`
+	SocketGroup string `toml:"socket_group" comment:"Group (name or gid) that owns the socket; empty keeps root's group. The socket mode is 0660."`
+	MaxRecvMiB  int    `toml:"max_recv_message_mib" comment:"Largest gRPC message accepted, in MiB."`
+	MaxSendMiB  int    `toml:"max_send_message_mib" comment:"Largest gRPC message sent, in MiB."`
+}
+
+// Log configures structured logging (log/slog) on standard error.
+type Log struct {
+	Level  string `toml:"level" comment:"debug, info, warn or error."`
+	Format string `toml:"format" comment:"text or json."`
+}
+
+// Images configures the embedded image service.
+type Images struct {
+	Snapshotter            string   `toml:"snapshotter" comment:"Snapshotter for unpacked layers. Only overlayfs is built in."`
+	RegistryConfigDir      string   `toml:"registry_config_dir" comment:"containerd-style certs.d directory: <host>/hosts.toml (mirrors, plain HTTP, TLS, headers) and _default/hosts.toml.\nA registry on localhost or 127.0.0.0/8 is reached over plain HTTP with no configuration."`
+	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Blobs fetched at once per pull."`
+	DialTimeout            Duration `toml:"dial_timeout" comment:"Time allowed to connect to a registry."`
+	ResponseHeaderTimeout  Duration `toml:"response_header_timeout" comment:"Time allowed for a registry to start answering a request."`
+	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled."`
+	SandboxImage           string   `toml:"sandbox_image" comment:"Image whose pause process holds a pod's namespaces; always reported pinned."`
+	Pinned                 []string `toml:"pinned" comment:"Images reported pinned, so kubelet's image garbage collection never removes them."`
+}
+
+// Runtime configures pod runtimes.
+type Runtime struct {
+	CgroupDriver   string             `toml:"cgroup_driver" comment:"cgroupfs, systemd, or auto (systemd when systemd is PID 1's init, cgroupfs otherwise)."`
+	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	Handlers       map[string]Handler `toml:"handlers" comment:"Runtime handlers by RuntimeClass handler name."`
+}
+
+// Handler is one RuntimeClass handler.
+type Handler struct {
+	Kind   string `toml:"kind" comment:"oci: namespace+cgroup sandboxes run by an OCI runtime binary."`
+	Binary string `toml:"binary" comment:"OCI runtime binary: a path, or a name looked up in PATH."`
+}
+
+// Handler kinds.
+const (
+	KindOCI = "oci"
+)
+
+// Cgroup drivers.
+const (
+	CgroupDriverAuto     = "auto"
+	CgroupDriverCgroupfs = "cgroupfs"
+	CgroupDriverSystemd  = "systemd"
+)
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Version: SchemaVersion,
+		Root:    "/var/lib/cradle",
+		State:   "/run/cradle",
+		GRPC: GRPC{
+			Socket:     "/run/cradle/cradle.sock",
+			MaxRecvMiB: 16,
+			MaxSendMiB: 16,
+		},
+		Log: Log{Level: "info", Format: "text"},
+		Images: Images{
+			Snapshotter:            "overlayfs",
+			RegistryConfigDir:      "/etc/cradle/certs.d",
+			MaxConcurrentDownloads: 3,
+			DialTimeout:            Duration(10 * time.Second),
+			ResponseHeaderTimeout:  Duration(30 * time.Second),
+			PullProgressTimeout:    Duration(5 * time.Minute),
+			SandboxImage:           "registry.k8s.io/pause:3.10",
+			Pinned:                 []string{},
+		},
+		Runtime: Runtime{
+			CgroupDriver:   CgroupDriverAuto,
+			DefaultHandler: "runc",
+			Handlers: map[string]Handler{
+				"runc": {Kind: KindOCI, Binary: "runc"},
+				"crun": {Kind: KindOCI, Binary: "crun"},
+			},
+		},
+	}
+}
+
+// Marshal renders c as commented TOML, the format Load reads.
+func Marshal(c Config) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# cradle configuration. Every key is optional: what a file leaves out keeps\n")
+	buf.WriteString("# the built-in default shown here (`cradle config default` prints this file).\n\n")
+	enc := toml.NewEncoder(&buf).SetIndentTables(true)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode reads TOML over the defaults: keys the input leaves out keep their
+// default, unknown keys are errors. The result is validated.
+func Decode(r io.Reader) (Config, error) {
+	c := Default()
+	// Handlers given in a file replace the default set as a whole, so that an
+	// operator can remove a handler by leaving it out.
+	c.Runtime.Handlers = nil
+	dec := toml.NewDecoder(r).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return Config{}, fmt.Errorf("unknown configuration keys:\n%s", strict.String())
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return Config{}, fmt.Errorf("line %d column %d: %w", row, col, err)
+		}
+		return Config{}, err
+	}
+	if c.Runtime.Handlers == nil {
+		c.Runtime.Handlers = Default().Runtime.Handlers
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Load reads the file at path. With mustExist false, a missing file yields
+// the defaults (the behaviour for DefaultPath).
+func Load(path string, mustExist bool) (Config, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && !mustExist {
+		c := Default()
+		return c, c.Validate()
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	c, err := Decode(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Duration is a time.Duration written as a Go duration string ("10s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

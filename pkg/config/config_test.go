@@ -1,0 +1,119 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite configs/cradle.toml from Default()")
+
+// The shipped configs/cradle.toml is exactly what `cradle config default` prints.
+func TestGoldenDefaultConfig(t *testing.T) {
+	got, err := Marshal(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("..", "..", "configs", "cradle.toml")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden (run go test ./pkg/config -update): %v", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("configs/cradle.toml differs from Default() (-file +default); run go test ./pkg/config -update:\n%s", diff)
+	}
+}
+
+func TestDefaultRoundTrips(t *testing.T) {
+	b, err := Marshal(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Decode(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Default(), c); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{name: "empty file keeps defaults", in: "", check: func(t *testing.T, c Config) {
+			if diff := cmp.Diff(Default(), c); diff != "" {
+				t.Error(diff)
+			}
+		}},
+		{name: "override keeps other defaults", in: "[images]\ndial_timeout = \"3s\"\n", check: func(t *testing.T, c Config) {
+			if c.Images.DialTimeout.D() != 3*time.Second || c.Images.MaxConcurrentDownloads != 3 {
+				t.Errorf("got %+v", c.Images)
+			}
+		}},
+		{name: "handlers replace the default set", in: "[runtime]\ndefault_handler = \"x\"\n[runtime.handlers.x]\nkind = \"oci\"\nbinary = \"/usr/bin/runc\"\n",
+			check: func(t *testing.T, c Config) {
+				if len(c.Runtime.Handlers) != 1 || c.Runtime.Handlers["x"].Binary != "/usr/bin/runc" {
+					t.Errorf("handlers = %+v", c.Runtime.Handlers)
+				}
+			}},
+		{name: "unknown top-level key", in: "rooot = \"/x\"\n", wantErr: "rooot"},
+		{name: "unknown nested key", in: "[images]\nmirrors = 1\n", wantErr: "mirrors"},
+		{name: "bad duration", in: "[images]\ndial_timeout = \"soon\"\n", wantErr: "soon"},
+		{name: "relative root", in: "root = \"var/lib\"\n", wantErr: "root: \"var/lib\" is not an absolute path"},
+		{name: "bad level", in: "[log]\nlevel = \"loud\"\n", wantErr: "log.level"},
+		{name: "unknown default handler", in: "[runtime]\ndefault_handler = \"kata\"\n", wantErr: "runtime.default_handler"},
+		{name: "bad handler kind", in: "[runtime.handlers.runc]\nkind = \"wasm\"\nbinary = \"x\"\n", wantErr: "runtime.handlers.runc.kind"},
+		{name: "bad sandbox image", in: "[images]\nsandbox_image = \"bad//ref\"\n", wantErr: "images.sandbox_image"},
+		{name: "bad version", in: "version = 7\n", wantErr: "unsupported schema version 7"},
+		{name: "syntax error", in: "root = \n", wantErr: "line 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Decode(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "none.toml")
+	if _, err := Load(missing, false); err != nil {
+		t.Errorf("missing optional file: %v", err)
+	}
+	if _, err := Load(missing, true); err == nil {
+		t.Error("missing required file: no error")
+	}
+	p := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(p, []byte("[grpc]\nsocket = \"/tmp/x.sock\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p, true)
+	if err != nil || c.GRPC.Socket != "/tmp/x.sock" {
+		t.Errorf("Load = %+v, %v", c.GRPC, err)
+	}
+}

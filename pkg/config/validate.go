@@ -1,0 +1,111 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/distribution/reference"
+)
+
+// Validate checks c without touching the system. All problems are reported
+// at once, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Version != SchemaVersion {
+		bad("version", "unsupported schema version %d (this build reads %d)", c.Version, SchemaVersion)
+	}
+	for key, p := range map[string]string{
+		"root": c.Root, "state": c.State, "grpc.socket": c.GRPC.Socket,
+		"images.registry_config_dir": c.Images.RegistryConfigDir,
+	} {
+		if !filepath.IsAbs(p) {
+			bad(key, "%q is not an absolute path", p)
+		}
+	}
+	if c.GRPC.MaxRecvMiB < 1 || c.GRPC.MaxSendMiB < 1 {
+		bad("grpc", "message size limits must be at least 1 MiB")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	errs = append(errs, c.Images.validate()...)
+	errs = append(errs, c.Runtime.validate()...)
+	return errors.Join(errs...)
+}
+
+func (im Images) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("images.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if im.Snapshotter != "overlayfs" {
+		bad("snapshotter", "%q is not supported (overlayfs)", im.Snapshotter)
+	}
+	if im.MaxConcurrentDownloads < 1 {
+		bad("max_concurrent_downloads", "must be at least 1")
+	}
+	for key, d := range map[string]Duration{
+		"dial_timeout": im.DialTimeout, "response_header_timeout": im.ResponseHeaderTimeout,
+		"pull_progress_timeout": im.PullProgressTimeout,
+	} {
+		if d <= 0 {
+			bad(key, "must be positive")
+		}
+	}
+	if _, err := reference.ParseDockerRef(im.SandboxImage); err != nil {
+		bad("sandbox_image", "%q: %v", im.SandboxImage, err)
+	}
+	for _, p := range im.Pinned {
+		if _, err := reference.ParseDockerRef(p); err != nil {
+			bad("pinned", "%q: %v", p, err)
+		}
+	}
+	return errs
+}
+
+func (r Runtime) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("runtime.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch r.CgroupDriver {
+	case CgroupDriverAuto, CgroupDriverCgroupfs, CgroupDriverSystemd:
+	default:
+		bad("cgroup_driver", "%q is not one of auto, cgroupfs, systemd", r.CgroupDriver)
+	}
+	if _, ok := r.Handlers[r.DefaultHandler]; !ok {
+		bad("default_handler", "%q is not a configured handler", r.DefaultHandler)
+	}
+	names := make([]string, 0, len(r.Handlers))
+	for n := range r.Handlers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		h := r.Handlers[n]
+		if n == "" {
+			bad("handlers", "a handler has an empty name")
+		}
+		switch h.Kind {
+		case KindOCI:
+			if h.Binary == "" {
+				bad("handlers."+n+".binary", "an oci handler needs a runtime binary")
+			}
+		default:
+			bad("handlers."+n+".kind", "%q is not a known handler kind (oci)", h.Kind)
+		}
+	}
+	return errs
+}

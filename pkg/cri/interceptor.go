@@ -1,0 +1,101 @@
+package cri
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// UnaryInterceptor logs each call with a request id, turns panics into
+// Internal, and maps engine errors (errdefs classes) to gRPC codes. An error
+// with no class becomes Internal: Unknown never reaches kubelet by accident.
+func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		l := log.With("rpc", info.FullMethod, "req", requestID())
+		defer func() {
+			if p := recover(); p != nil {
+				l.Error("panic in RPC handler", "panic", p, "stack", string(debug.Stack()))
+				resp, err = nil, status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, p)
+			}
+			logResult(ctx, l, start, err)
+		}()
+		resp, err = handler(ctx, req)
+		return resp, toStatus(err)
+	}
+}
+
+// StreamInterceptor does for streaming RPCs what UnaryInterceptor does.
+func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		start := time.Now()
+		l := log.With("rpc", info.FullMethod, "req", requestID())
+		defer func() {
+			if p := recover(); p != nil {
+				l.Error("panic in RPC handler", "panic", p, "stack", string(debug.Stack()))
+				err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, p)
+			}
+			logResult(ss.Context(), l, start, err)
+		}()
+		return toStatus(handler(srv, ss))
+	}
+}
+
+func logResult(ctx context.Context, l *slog.Logger, start time.Time, err error) {
+	d := time.Since(start)
+	if err == nil {
+		l.Debug("rpc done", "duration", d)
+		return
+	}
+	code := status.Code(err)
+	level := slog.LevelWarn
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		level = slog.LevelError
+	case codes.Unimplemented, codes.NotFound:
+		level = slog.LevelDebug
+	}
+	l.Log(ctx, level, "rpc failed", "code", code.String(), "error", status.Convert(err).Message(), "duration", d)
+}
+
+// toStatus maps err to a gRPC status error.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errdefs.IsUnknown(err):
+		return status.Error(codes.Unknown, err.Error())
+	}
+	st := status.Convert(errgrpc.ToGRPC(err))
+	if st.Code() == codes.Unknown {
+		return status.Error(codes.Internal, err.Error())
+	}
+	return status.Error(st.Code(), err.Error())
+}
+
+func requestID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Sprintf("t%d", time.Now().UnixNano())
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,110 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	// runtimeName is what Version reports.
+	runtimeName = "cradle"
+	// kubeAPIVersion is the CRI version string kubelet checks.
+	kubeAPIVersion = "0.1.0"
+	// runtimeAPIVersion is the CRI API this server speaks.
+	runtimeAPIVersion = "v1"
+)
+
+// Condition reasons reported by Status.
+const (
+	reasonNoPodRuntime = "PodRuntimeNotAvailable"
+	reasonNoNetwork    = "NetworkPluginNotReady"
+)
+
+func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) (*runtime.VersionResponse, error) {
+	return &runtime.VersionResponse{
+		Version:           kubeAPIVersion,
+		RuntimeName:       runtimeName,
+		RuntimeVersion:    s.deps.Version.Version,
+		RuntimeApiVersion: runtimeAPIVersion,
+	}, nil
+}
+
+// Status reports honest conditions: this build has no pod runtime and no
+// pod network yet, so neither RuntimeReady nor NetworkReady is true; the
+// handlers are listed with the features their binaries report.
+func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
+	resp := &runtime.StatusResponse{
+		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{
+			{
+				Type:    runtime.RuntimeReady,
+				Status:  false,
+				Reason:  reasonNoPodRuntime,
+				Message: "cradle serves images only in this build: pod sandboxes are not implemented yet",
+			},
+			{
+				Type:    runtime.NetworkReady,
+				Status:  false,
+				Reason:  reasonNoNetwork,
+				Message: "no pod network is implemented in this build",
+			},
+		}},
+		Features: &runtime.RuntimeFeatures{},
+	}
+	for _, h := range s.deps.Handlers {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{
+			Name: h.Name,
+			Features: &runtime.RuntimeHandlerFeatures{
+				RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
+				UserNamespaces:          h.Features.UserNamespaces,
+			},
+		})
+	}
+	if req.GetVerbose() {
+		info, err := s.verboseInfo()
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = info
+	}
+	return resp, nil
+}
+
+// verboseInfo is what `crictl info` shows beyond the conditions: the
+// configuration in force and each handler's probe result.
+func (s *runtimeServer) verboseInfo() (map[string]string, error) {
+	cfg, err := config.Marshal(s.deps.Config)
+	if err != nil {
+		return nil, err
+	}
+	type handlerInfo struct {
+		Name, Kind, Binary, Version, Problem    string `json:",omitempty"`
+		RecursiveReadOnlyMounts, UserNamespaces bool
+	}
+	hs := make([]handlerInfo, 0, len(s.deps.Handlers))
+	for _, h := range s.deps.Handlers {
+		hs = append(hs, handlerInfo{h.Name, h.Kind, h.Binary, h.Version, h.Problem,
+			h.Features.RecursiveReadOnlyMounts, h.Features.UserNamespaces})
+	}
+	handlers, err := json.Marshal(hs)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		"config":       string(cfg),
+		"handlers":     string(handlers),
+		"cgroupDriver": s.deps.CgroupDriver,
+		"version":      s.deps.Version.Version,
+		"commit":       s.deps.Version.Commit,
+	}, nil
+}
+
+func (s *runtimeServer) RuntimeConfig(ctx context.Context, _ *runtime.RuntimeConfigRequest) (*runtime.RuntimeConfigResponse, error) {
+	driver := runtime.CgroupDriver_CGROUPFS
+	if s.deps.CgroupDriver == config.CgroupDriverSystemd {
+		driver = runtime.CgroupDriver_SYSTEMD
+	}
+	return &runtime.RuntimeConfigResponse{Linux: &runtime.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}

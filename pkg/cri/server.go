@@ -1,0 +1,50 @@
+// Package cri is cradle's gRPC edge: the CRI v1 RuntimeService and
+// ImageService. It validates requests and translates between CRI messages
+// and the engine's types; it holds no state of its own. RPCs the engine does
+// not implement yet answer Unimplemented (from the embedded Unimplemented
+// servers).
+package cri
+
+import (
+	"log/slog"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/storage"
+	"google.golang.org/grpc"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Version is cradle's version, set by the build.
+type Version struct {
+	Version string // e.g. v0.1.0
+	Commit  string
+}
+
+// Deps is what the CRI servers translate to.
+type Deps struct {
+	Config       config.Config
+	Images       *storage.Store
+	Handlers     []sandbox.Handler
+	CgroupDriver string
+	Version      Version
+	Logger       *slog.Logger
+}
+
+// Register adds the RuntimeService and ImageService to g.
+func Register(g *grpc.Server, d Deps) {
+	runtime.RegisterRuntimeServiceServer(g, &runtimeServer{deps: d})
+	runtime.RegisterImageServiceServer(g, &imageServer{deps: d})
+}
+
+// runtimeServer implements runtime.RuntimeServiceServer.
+type runtimeServer struct {
+	runtime.UnimplementedRuntimeServiceServer
+	deps Deps
+}
+
+// imageServer implements runtime.ImageServiceServer.
+type imageServer struct {
+	runtime.UnimplementedImageServiceServer
+	deps Deps
+}

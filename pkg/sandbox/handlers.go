@@ -1,0 +1,105 @@
+// Package sandbox is cradle's pod engine: runtime handlers, and (as the pod
+// runtime lands) pod and container state machines, checkpoints and recovery,
+// shared by every sandbox kind behind one Backend seam.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+)
+
+// Handler is a configured RuntimeClass handler and what probing it found.
+type Handler struct {
+	Name   string
+	Kind   string
+	Binary string // resolved path; "" when the binary is missing
+	// Version is the first line of `<binary> --version`.
+	Version  string
+	Features HandlerFeatures
+	// Problem says why the handler cannot run pods on this node ("" if it can).
+	Problem string
+}
+
+// HandlerFeatures are the per-handler features the CRI reports to kubelet.
+type HandlerFeatures struct {
+	RecursiveReadOnlyMounts bool
+	UserNamespaces          bool
+}
+
+// ociFeatures is the part of `runc features` / `crun features` output
+// (the OCI runtime-spec features document) that cradle reads.
+type ociFeatures struct {
+	MountOptions []string `json:"mountOptions"`
+	Linux        *struct {
+		Namespaces      []string `json:"namespaces"`
+		MountExtensions *struct {
+			IDMap *struct {
+				Enabled *bool `json:"enabled"`
+			} `json:"idmap"`
+		} `json:"mountExtensions"`
+	} `json:"linux"`
+}
+
+// ProbeHandlers resolves each configured handler's binary and asks it for
+// its features. A missing or broken binary is reported in Problem, never
+// assumed away. Handlers are returned sorted by name.
+func ProbeHandlers(ctx context.Context, rc config.Runtime) []Handler {
+	names := make([]string, 0, len(rc.Handlers))
+	for n := range rc.Handlers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]Handler, 0, len(names))
+	for _, n := range names {
+		hc := rc.Handlers[n]
+		h := Handler{Name: n, Kind: hc.Kind}
+		probeOCI(ctx, &h, hc.Binary)
+		out = append(out, h)
+	}
+	return out
+}
+
+func probeOCI(ctx context.Context, h *Handler, binary string) {
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		h.Problem = fmt.Sprintf("OCI runtime %q not found: %v", binary, err)
+		return
+	}
+	h.Binary = path
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, path, "--version").Output(); err == nil {
+		h.Version = firstLine(string(out))
+	}
+	out, err := exec.CommandContext(ctx, path, "features").Output()
+	if err != nil {
+		// Runtimes older than the features command: report no optional features.
+		return
+	}
+	var f ociFeatures
+	if err := json.Unmarshal(out, &f); err != nil {
+		h.Problem = fmt.Sprintf("%s features: %v", path, err)
+		return
+	}
+	h.Features.RecursiveReadOnlyMounts = slices.Contains(f.MountOptions, "rro") && mountSetattrWorks()
+	if f.Linux != nil && slices.Contains(f.Linux.Namespaces, "user") && f.Linux.MountExtensions != nil &&
+		f.Linux.MountExtensions.IDMap != nil && f.Linux.MountExtensions.IDMap.Enabled != nil {
+		h.Features.UserNamespaces = *f.Linux.MountExtensions.IDMap.Enabled
+	}
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}

@@ -1,0 +1,266 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
+)
+
+func TestRemoveTagsDigestsAndIDs(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	img := fixtures.Busybox(t)
+	for _, tag := range []string{"1", "2", "3"} {
+		reg.Push(t, reg.Ref("tags:"+tag), img)
+	}
+	s := newStore(t, t.TempDir())
+	ctx := context.Background()
+	var id string
+	for _, tag := range []string{"1", "2", "3"} {
+		got, _, err := s.Pull(ctx, reg.Ref("tags:"+tag), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = got.ID
+	}
+	if imgs := s.List(ctx); len(imgs) != 1 || len(imgs[0].RepoTags) != 3 {
+		t.Fatalf("one image with three tags expected, got %+v", imgs)
+	}
+
+	// One tag of several: only that tag goes.
+	if err := s.Remove(ctx, reg.Ref("tags:1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, id)
+	if err != nil || !slices.Equal(got.RepoTags, []string{reg.Ref("tags:2"), reg.Ref("tags:3")}) {
+		t.Fatalf("after removing tag 1: %v, %v", got.RepoTags, err)
+	}
+	if _, err := s.Get(ctx, reg.Ref("tags:1")); err == nil {
+		t.Error("removed tag still resolves")
+	}
+	// By ID: the image goes with all its names, and its content is collected.
+	if err := s.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	assertEmpty(t, s)
+	// Idempotent.
+	if err := s.Remove(ctx, id); err != nil {
+		t.Errorf("second remove: %v", err)
+	}
+	if err := s.Remove(ctx, reg.Ref("tags:2")); err != nil {
+		t.Errorf("remove of a gone tag: %v", err)
+	}
+
+	// The last tag takes the image with it; so does a repo digest.
+	for _, ref := range []string{reg.Ref("tags:2"), reg.Ref("tags@" + manifestDigest(t, img))} {
+		if _, _, err := s.Pull(ctx, reg.Ref("tags:2"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Remove(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		assertEmpty(t, s)
+	}
+}
+
+func TestTagMovesToNewImage(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	old, next := fixtures.Busybox(t), fixtures.NonRoot(t, "1000")
+	reg.Push(t, reg.Ref("app:latest"), old)
+	s := newStore(t, t.TempDir())
+	ctx := context.Background()
+	first, _, err := s.Pull(ctx, reg.Ref("app:latest"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Push(t, reg.Ref("app:latest"), next)
+	second, _, err := s.Pull(ctx, reg.Ref("app:latest"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ID == second.ID {
+		t.Fatal("test images share an ID")
+	}
+	prev, err := s.Get(ctx, first.ID)
+	if err != nil || len(prev.RepoTags) != 0 || len(prev.RepoDigests) != 1 {
+		t.Errorf("old image after its tag moved: tags %v digests %v, %v", prev.RepoTags, prev.RepoDigests, err)
+	}
+	cur, _ := s.Get(ctx, reg.Ref("app:latest"))
+	if cur.ID != second.ID {
+		t.Errorf("tag resolves to %s, want %s", cur.ID, second.ID)
+	}
+}
+
+func TestRootfsSurvivesImageRemoval(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.ManyLayers(t, 4))
+	s := newStore(t, t.TempDir())
+	ctx := context.Background()
+	img, _, err := s.Pull(ctx, reg.Ref("busybox:1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := s.PrepareRootfs(ctx, "container-1", img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PrepareRootfs(ctx, "container-1", img.ID); err == nil {
+		t.Error("second rootfs under the same key: no error")
+	}
+	if err := s.Remove(ctx, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	err = mount.WithTempMount(ctx, mounts, func(root string) error {
+		if _, err := os.Stat(filepath.Join(root, "bin/busybox")); err != nil {
+			t.Errorf("rootfs lost its image's files: %v", err)
+		}
+		return os.WriteFile(filepath.Join(root, "written"), make([]byte, 1<<20), 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, containerFs, err := s.FsUsage(ctx)
+	if err != nil || containerFs.UsedBytes < 1<<20 || containerFs.Inodes == 0 {
+		t.Errorf("container fs usage %+v, %v: want the 1 MiB written", containerFs, err)
+	}
+	if err := s.RemoveRootfs(ctx, "container-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveRootfs(ctx, "container-1"); err != nil {
+		t.Errorf("second RemoveRootfs: %v", err)
+	}
+	assertEmpty(t, s)
+}
+
+func TestReopenKeepsImages(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("a:1"), fixtures.Busybox(t))
+	idx, _ := fixtures.MultiArch(t)
+	reg.PushIndex(t, reg.Ref("b:1"), idx)
+	root := t.TempDir()
+	ctx := context.Background()
+	s := newStore(t, root, func(o *Options) { o.Pinned = []string{reg.Ref("b:1")} })
+	for _, r := range []string{"a:1", "b:1"} {
+		if _, _, err := s.Pull(ctx, reg.Ref(r), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.List(ctx)
+	imageFs, _, err := s.FsUsage(ctx)
+	if err != nil || imageFs.UsedBytes == 0 {
+		t.Errorf("image fs usage %+v, %v", imageFs, err)
+	}
+	if _, err := Open(ctx, s.opts); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "pid") {
+		t.Errorf("second Open of a held root: %v, want ErrLocked naming the holder", err)
+	}
+	s.Close()
+
+	s2 := newStore(t, root, func(o *Options) { o.Pinned = []string{reg.Ref("b:1")} })
+	after := s2.List(ctx)
+	if len(after) != 2 {
+		t.Fatalf("after reopen: %d images", len(after))
+	}
+	for i := range before {
+		b, a := before[i], after[i]
+		if a.ID != b.ID || !slices.Equal(a.RepoTags, b.RepoTags) || !slices.Equal(a.RepoDigests, b.RepoDigests) || a.Size != b.Size || a.Pinned != b.Pinned {
+			t.Errorf("image changed across reopen:\n%+v\n%+v", b, a)
+		}
+	}
+	if pinned := after[0].Pinned || after[1].Pinned; !pinned {
+		t.Error("pinned image not reported pinned")
+	}
+}
+
+// corruptBlob serves the blob with digest d with one byte flipped.
+func corruptBlob(d string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			if len(body) > 100 {
+				body[100] ^= 0xff
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+}
+
+// stallBlob sends the first KiB of blob d, then nothing until the client
+// gives up.
+func stallBlob(d string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes()[:1024])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		})
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// silentListener returns a loopback address that accepts connections and
+// never answers.
+func silentListener(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}

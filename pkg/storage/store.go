@@ -1,0 +1,210 @@
+// Package storage is cradle's embedded image store: containerd's content
+// store, bbolt metadata (images, leases, garbage collection) and the overlayfs
+// snapshotter, driven in-process with no containerd daemon.
+//
+// On-disk layout under Options.Root:
+//
+//	lock            flock held while a Store is open; holds the owner's pid
+//	metadata.db     bbolt: images, leases, content and snapshot references
+//	content/        blobs by digest (containerd's local content store)
+//	snapshots/      overlayfs snapshots (containerd's overlay snapshotter)
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	bolt "go.etcd.io/bbolt"
+)
+
+const (
+	// namespace is the containerd metadata namespace cradle keeps everything in.
+	namespace = "cradle"
+	// snapshotterName is the only snapshotter built in.
+	snapshotterName = "overlayfs"
+	// labelPull marks the lease that keeps a pull's content alive until the
+	// image record exists. Leases carrying it are stale after a restart.
+	labelPull = "cradle.io/pull"
+	// labelImageID is set on every image record: the image's config digest.
+	labelImageID = "cradle.io/image.id"
+)
+
+// Options configures a Store.
+type Options struct {
+	Root string // directory for all persistent image state
+
+	RegistryConfigDir      string        // containerd-style certs.d directory
+	MaxConcurrentDownloads int           // blobs fetched at once per pull
+	DialTimeout            time.Duration // connecting to a registry
+	ResponseHeaderTimeout  time.Duration // a registry starting to answer
+	PullProgressTimeout    time.Duration // a pull with no bytes for this long is cancelled
+	Pinned                 []string      // references reported pinned
+
+	Logger *slog.Logger
+}
+
+// Store is the image store. It is safe for concurrent use.
+type Store struct {
+	opts     Options
+	log      *slog.Logger
+	lock     *os.File
+	bolt     *bolt.DB
+	db       *metadata.DB
+	content  content.Store
+	sn       snapshots.Snapshotter
+	images   images.Store
+	leases   leases.Manager
+	platform platforms.MatchComparer
+
+	mu    sync.Mutex // guards index and serialises record changes with GC
+	index *imageIndex
+}
+
+// Open opens (creating if needed) the store at opts.Root, takes its lock,
+// and recovers from an interrupted previous run: leases of pulls that never
+// finished are dropped and their content and snapshots garbage-collected.
+func Open(ctx context.Context, opts Options) (_ *Store, retErr error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxConcurrentDownloads < 1 {
+		opts.MaxConcurrentDownloads = 1
+	}
+	if err := os.MkdirAll(opts.Root, 0o711); err != nil {
+		return nil, fmt.Errorf("create image root: %w", err)
+	}
+	lock, err := lockRoot(opts.Root)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, log: opts.Logger, lock: lock, platform: platforms.Default()}
+	defer func() {
+		if retErr != nil {
+			s.Close()
+		}
+	}()
+	if err := s.openBackends(ctx); err != nil {
+		return nil, err
+	}
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	if err := s.recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover image store: %w", err)
+	}
+	idx, err := s.loadIndex(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load images: %w", err)
+	}
+	s.index = idx
+	return s, nil
+}
+
+func (s *Store) openBackends(ctx context.Context) error {
+	cs, err := local.NewStore(filepath.Join(s.opts.Root, "content"))
+	if err != nil {
+		return fmt.Errorf("open content store: %w", err)
+	}
+	sn, err := overlay.NewSnapshotter(filepath.Join(s.opts.Root, "snapshots"))
+	if err != nil {
+		return fmt.Errorf("open overlayfs snapshotter: %w", err)
+	}
+	bdb, err := bolt.Open(filepath.Join(s.opts.Root, "metadata.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		sn.Close()
+		return fmt.Errorf("open metadata: %w", err)
+	}
+	s.bolt = bdb
+	s.db = metadata.NewDB(bdb, cs, map[string]snapshots.Snapshotter{snapshotterName: sn})
+	if err := s.db.Init(ctx); err != nil {
+		return fmt.Errorf("init metadata: %w", err)
+	}
+	s.content = s.db.ContentStore()
+	s.sn = s.db.Snapshotter(snapshotterName)
+	s.images = metadata.NewImageStore(s.db)
+	s.leases = metadata.NewLeaseManager(s.db)
+	return nil
+}
+
+// recover removes what an interrupted run left: pull leases (no pull is in
+// flight at start), unfinished ingests, and whatever only they referenced.
+//
+// Assumptions: the Store lock is held, so no other process uses the store;
+// image records are written only after their content and snapshots are
+// complete, so every record found here is whole.
+func (s *Store) recover(ctx context.Context) error {
+	stale, err := s.leases.List(ctx, fmt.Sprintf("labels.%q", labelPull))
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range stale {
+		s.log.Info("dropping lease of an interrupted pull", "lease", l.ID, "image", l.Labels[labelPull])
+		if err := s.leases.Delete(ctx, l); err != nil {
+			return fmt.Errorf("delete lease %s: %w", l.ID, err)
+		}
+	}
+	statuses, err := s.content.ListStatuses(ctx)
+	if err != nil {
+		return fmt.Errorf("list ingests: %w", err)
+	}
+	for _, st := range statuses {
+		if err := s.content.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("abort ingest %s: %w", st.Ref, err)
+		}
+	}
+	if len(stale) > 0 || len(statuses) > 0 {
+		s.log.Info("recovered image store", "stale_pulls", len(stale), "stale_ingests", len(statuses))
+	}
+	return s.collectGarbage(ctx)
+}
+
+// collectGarbage deletes content and snapshots no image, lease or rootfs
+// references.
+func (s *Store) collectGarbage(ctx context.Context) error {
+	st, err := s.db.GarbageCollect(ctx)
+	if err != nil {
+		return fmt.Errorf("garbage collect: %w", err)
+	}
+	s.log.Debug("garbage collected", "elapsed", st.Elapsed())
+	return nil
+}
+
+// Close releases the store. It does not unmount anything: snapshots are
+// mounted only by their users.
+func (s *Store) Close() error {
+	var errs []error
+	if s.db != nil {
+		for _, sn := range s.db.Snapshotters() {
+			errs = append(errs, sn.Close())
+		}
+		errs = append(errs, s.db.Close())
+	} else if s.bolt != nil {
+		errs = append(errs, s.bolt.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// SnapshotRoot is the directory holding unpacked layers and writable layers,
+// the image filesystem kubelet asks about.
+func (s *Store) SnapshotRoot() string { return filepath.Join(s.opts.Root, "snapshots") }
+
+func (s *Store) nsCtx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, namespace)
+}

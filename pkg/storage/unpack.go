@@ -1,0 +1,102 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/diff"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/archive"
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// safeApplier is the diff.Applier the unpacker uses: containerd's archive
+// code with a layerGuard on every entry. Layers are written straight into
+// the snapshot directory (the bind source, or overlay's upperdir with
+// whiteouts converted to overlay's form), so unpacking mounts nothing.
+type safeApplier struct {
+	content content.Provider
+	stats   *pullMeter
+}
+
+var _ diff.Applier = (*safeApplier)(nil)
+
+func (a *safeApplier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {
+	start := time.Now()
+	defer func() { a.stats.addUnpack(time.Since(start)) }()
+	if !images.IsLayerType(desc.MediaType) {
+		return ocispec.Descriptor{}, fmt.Errorf("layer %s has unsupported media type %q: %w", desc.Digest, desc.MediaType, errdefs.ErrNotImplemented)
+	}
+	ra, err := a.content.ReaderAt(ctx, desc)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("open layer %s: %w", desc.Digest, err)
+	}
+	defer ra.Close()
+	ds, err := compression.DecompressStream(content.NewReader(ra))
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("decompress layer %s: %w", desc.Digest, err)
+	}
+	defer ds.Close()
+	digester := digest.Canonical.Digester()
+	r := io.TeeReader(ds, digester.Hash())
+
+	if err := applyTo(ctx, mounts, r); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
+	}
+	// The diff ID covers the whole stream, tar padding included.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, err)
+	}
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digester.Digest()}, nil
+}
+
+// applyTo applies the tar stream r onto the snapshot described by mounts.
+func applyTo(ctx context.Context, mounts []mount.Mount, r io.Reader) error {
+	guard := newLayerGuard()
+	opts := []archive.ApplyOpt{archive.WithFilter(guard.check)}
+	if len(mounts) == 1 {
+		m := mounts[0]
+		switch {
+		case m.Type == "bind" && !hasOption(m.Options, "ro"):
+			_, err := archive.Apply(ctx, m.Source, r, opts...)
+			return err
+		case m.Type == "overlay":
+			upper, lowers := overlayDirs(m.Options)
+			if upper != "" {
+				opts = append(opts, archive.WithConvertWhiteout(archive.OverlayConvertWhiteout), archive.WithParents(lowers))
+				_, err := archive.Apply(ctx, upper, r, opts...)
+				return err
+			}
+		}
+	}
+	return mount.WithTempMount(ctx, mounts, func(root string) error {
+		_, err := archive.Apply(ctx, root, r, opts...)
+		return err
+	})
+}
+
+func overlayDirs(options []string) (upper string, lowers []string) {
+	for _, o := range options {
+		if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+			upper = v
+		} else if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			lowers = strings.Split(v, ":")
+		}
+	}
+	return upper, lowers
+}
+
+func hasOption(opts []string, o string) bool { return slices.Contains(opts, o) }
+
+// isUnsafeLayer reports whether err comes from the layer guard.
+func isUnsafeLayer(err error) bool { return errors.Is(err, ErrUnsafeLayer) }

@@ -1,0 +1,50 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/snapshots"
+)
+
+// FsUsage is the space one filesystem role takes.
+type FsUsage struct {
+	Mountpoint string
+	UsedBytes  uint64
+	Inodes     uint64
+}
+
+// FsUsage reports the image filesystem (content blobs and unpacked layers)
+// and the writable layers of containers (active snapshots), both under the
+// store's root. Committed snapshots' usage is recorded at commit time, so
+// only writable layers are walked.
+func (s *Store) FsUsage(ctx context.Context) (imageFs, containerFs FsUsage, err error) {
+	ctx = s.nsCtx(ctx)
+	imageFs.Mountpoint, containerFs.Mountpoint = s.SnapshotRoot(), s.SnapshotRoot()
+	err = s.content.Walk(ctx, func(info content.Info) error {
+		imageFs.UsedBytes += uint64(info.Size)
+		imageFs.Inodes++
+		return nil
+	})
+	if err != nil {
+		return FsUsage{}, FsUsage{}, fmt.Errorf("walk content: %w", err)
+	}
+	err = s.sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
+		u, err := s.sn.Usage(ctx, info.Name)
+		if err != nil {
+			return nil // removed while walking
+		}
+		target := &imageFs
+		if info.Kind == snapshots.KindActive {
+			target = &containerFs
+		}
+		target.UsedBytes += uint64(u.Size)
+		target.Inodes += uint64(u.Inodes)
+		return nil
+	})
+	if err != nil {
+		return FsUsage{}, FsUsage{}, fmt.Errorf("walk snapshots: %w", err)
+	}
+	return imageFs, containerFs, nil
+}

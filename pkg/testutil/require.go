@@ -1,0 +1,43 @@
+// Package testutil holds what cradle's tests share: Require… checks that
+// skip with a reason (or fail under CRADLE_TEST_STRICT=1, as CI runs), and
+// leak snapshots.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// StrictEnv is the environment variable that turns skips into failures.
+const StrictEnv = "CRADLE_TEST_STRICT"
+
+// Strict reports whether missing prerequisites must fail tests.
+func Strict() bool { return os.Getenv(StrictEnv) == "1" }
+
+// Unmet skips t with reason, or fails it in strict mode.
+func Unmet(t testing.TB, reason string) {
+	t.Helper()
+	if Strict() {
+		t.Fatalf("%s (%s=1: prerequisites must be met)", reason, StrictEnv)
+	}
+	t.Skip(reason)
+}
+
+// RequireRoot needs uid 0 (mounts, overlayfs, chown of layer files).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unmet(t, "needs root")
+	}
+}
+
+// RequireBinary needs name on PATH and returns its path.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unmet(t, "needs "+name+" on PATH")
+	}
+	return p
+}
