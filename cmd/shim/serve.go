@@ -38,6 +38,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	bridgeContainerdLogs(log, cfg.Log.Level)
 	return serve(ctx, cfg, log)
 }
 
@@ -72,7 +73,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("open image store: %w", err)
 	}
-	defer images.Close()
+	defer func() {
+		if err := images.Close(); err != nil {
+			log.Warn("close image store", "error", err)
+		}
+	}()
 
 	handlers := sandbox.ProbeHandlers(ctx, cfg.Runtime)
 	for _, h := range handlers {
@@ -135,7 +140,7 @@ func listen(c config.GRPC) (net.Listener, error) {
 			return nil, fmt.Errorf("%s exists and is not a socket; refusing to replace it", c.Socket)
 		}
 		if conn, err := net.DialTimeout("unix", c.Socket, time.Second); err == nil {
-			conn.Close()
+			_ = conn.Close()
 			return nil, fmt.Errorf("another process is serving on %s", c.Socket)
 		}
 		if err := os.Remove(c.Socket); err != nil {
@@ -147,7 +152,7 @@ func listen(c config.GRPC) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", c.Socket, err)
 	}
 	if err := secureSocket(c); err != nil {
-		lis.Close()
+		_ = lis.Close()
 		return nil, err
 	}
 	return lis, nil

@@ -3,8 +3,10 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/pelletier/go-toml/v2"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -73,20 +75,25 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 }
 
 // verboseInfo is what `crictl info` shows beyond the conditions: the
-// configuration in force and each handler's probe result.
+// configuration in force and each handler's probe result, as JSON objects
+// (crictl renders values that start with "{" as objects).
 func (s *runtimeServer) verboseInfo() (map[string]string, error) {
-	cfg, err := config.Marshal(s.deps.Config)
+	cfg, err := configJSON(s.deps.Config)
 	if err != nil {
 		return nil, err
 	}
 	type handlerInfo struct {
-		Name, Kind, Binary, Version, Problem    string `json:",omitempty"`
-		RecursiveReadOnlyMounts, UserNamespaces bool
+		Kind                    string `json:"kind"`
+		Binary                  string `json:"binary,omitempty"`
+		Version                 string `json:"version,omitempty"`
+		Problem                 string `json:"problem,omitempty"`
+		RecursiveReadOnlyMounts bool   `json:"recursiveReadOnlyMounts"`
+		UserNamespaces          bool   `json:"userNamespaces"`
 	}
-	hs := make([]handlerInfo, 0, len(s.deps.Handlers))
+	hs := make(map[string]handlerInfo, len(s.deps.Handlers))
 	for _, h := range s.deps.Handlers {
-		hs = append(hs, handlerInfo{h.Name, h.Kind, h.Binary, h.Version, h.Problem,
-			h.Features.RecursiveReadOnlyMounts, h.Features.UserNamespaces})
+		hs[h.Name] = handlerInfo{h.Kind, h.Binary, h.Version, h.Problem,
+			h.Features.RecursiveReadOnlyMounts, h.Features.UserNamespaces}
 	}
 	handlers, err := json.Marshal(hs)
 	if err != nil {
@@ -99,6 +106,20 @@ func (s *runtimeServer) verboseInfo() (map[string]string, error) {
 		"version":      s.deps.Version.Version,
 		"commit":       s.deps.Version.Commit,
 	}, nil
+}
+
+// configJSON renders the configuration as a JSON object with the same keys
+// as the TOML file.
+func configJSON(c config.Config) ([]byte, error) {
+	b, err := config.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := toml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("re-read config: %w", err)
+	}
+	return json.Marshal(m)
 }
 
 func (s *runtimeServer) RuntimeConfig(ctx context.Context, _ *runtime.RuntimeConfigRequest) (*runtime.RuntimeConfigResponse, error) {

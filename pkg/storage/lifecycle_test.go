@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
@@ -263,4 +265,28 @@ func silentListener(t *testing.T) string {
 		}
 	})
 	return l.Addr().String()
+}
+
+func TestLayersAreFetchedConcurrently(t *testing.T) {
+	var inFlight, peak atomic.Int32
+	reg := fixtures.StartRegistry(t, fixtures.WithMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				n := inFlight.Add(1)
+				defer inFlight.Add(-1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				time.Sleep(50 * time.Millisecond) // hold the request so overlap is visible
+			}
+			next.ServeHTTP(w, r)
+		})
+	}))
+	reg.Push(t, reg.Ref("many:1"), fixtures.ManyLayers(t, 6))
+	s := newStore(t, t.TempDir(), func(o *Options) { o.MaxConcurrentDownloads = 3 })
+	if _, _, err := s.Pull(context.Background(), reg.Ref("many:1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := peak.Load(); p < 2 || p > 3 {
+		t.Errorf("peak concurrent blob fetches = %d, want 2..3 (max_concurrent_downloads = 3)", p)
+	}
 }

@@ -96,7 +96,7 @@ func Open(ctx context.Context, opts Options) (_ *Store, retErr error) {
 	s := &Store{opts: opts, log: opts.Logger, lock: lock, platform: platforms.Default()}
 	defer func() {
 		if retErr != nil {
-			s.Close()
+			_ = s.Close()
 		}
 	}()
 	if err := s.openBackends(ctx); err != nil {
@@ -125,7 +125,7 @@ func (s *Store) openBackends(ctx context.Context) error {
 	}
 	bdb, err := bolt.Open(filepath.Join(s.opts.Root, "metadata.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		sn.Close()
+		_ = sn.Close()
 		return fmt.Errorf("open metadata: %w", err)
 	}
 	s.bolt = bdb

@@ -125,12 +125,12 @@ func (w *verifyingWriter) Write(p []byte) (int, error) {
 
 func (w *verifyingWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
 	if expected != "" {
-		if got := w.Writer.Digest(); got != expected {
+		if got := w.Digest(); got != expected {
 			return fmt.Errorf("blob %s: received content has digest %s: %w", expected, got, errdefs.ErrDataLoss)
 		}
 	}
 	if size > 0 {
-		st, err := w.Writer.Status()
+		st, err := w.Status()
 		if err == nil && st.Offset != size {
 			return fmt.Errorf("blob %s: received %d bytes, expected %d: %w", expected, st.Offset, size, errdefs.ErrDataLoss)
 		}

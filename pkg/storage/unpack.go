@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -97,6 +96,3 @@ func overlayDirs(options []string) (upper string, lowers []string) {
 }
 
 func hasOption(opts []string, o string) bool { return slices.Contains(opts, o) }
-
-// isUnsafeLayer reports whether err comes from the layer guard.
-func isUnsafeLayer(err error) bool { return errors.Is(err, ErrUnsafeLayer) }

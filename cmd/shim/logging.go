@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	clog "github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+)
+
+// bridgeContainerdLogs routes the logging of containerd's libraries (logrus,
+// behind github.com/containerd/log) into cradle's slog logger. Below debug,
+// containerd's info chatter is dropped: cradle logs what matters itself.
+func bridgeContainerdLogs(l *slog.Logger, level string) {
+	lg := clog.L.Logger
+	lg.SetOutput(io.Discard)
+	lg.SetLevel(logrus.WarnLevel)
+	if level == "debug" {
+		lg.SetLevel(logrus.DebugLevel)
+	}
+	lg.ReplaceHooks(logrus.LevelHooks{})
+	lg.AddHook(slogHook{l: l.With("component", "containerd")})
+}
+
+type slogHook struct{ l *slog.Logger }
+
+func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h slogHook) Fire(e *logrus.Entry) error {
+	level := slog.LevelDebug
+	switch {
+	case e.Level <= logrus.ErrorLevel:
+		level = slog.LevelError
+	case e.Level == logrus.WarnLevel:
+		level = slog.LevelWarn
+	case e.Level == logrus.InfoLevel:
+		level = slog.LevelInfo
+	}
+	attrs := make([]any, 0, 2*len(e.Data))
+	for k, v := range e.Data {
+		attrs = append(attrs, k, v)
+	}
+	ctx := e.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	h.l.Log(ctx, level, e.Message, attrs...)
+	return nil
+}

@@ -1,0 +1,157 @@
+package integration
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestVersionStatusRuntimeConfig(t *testing.T) {
+	d := newDaemon(t, "")
+	ctx := ctxT(t)
+	v, err := d.Runtime.Version(ctx, &runtime.VersionRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.RuntimeName != "cradle" || v.RuntimeApiVersion != "v1" || v.Version != "0.1.0" || v.RuntimeVersion == "" {
+		t.Errorf("version = %+v", v)
+	}
+
+	st, err := d.Runtime.Status(ctx, &runtime.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conds := map[string]*runtime.RuntimeCondition{}
+	for _, c := range st.Status.Conditions {
+		conds[c.Type] = c
+	}
+	for _, typ := range []string{runtime.RuntimeReady, runtime.NetworkReady} {
+		c := conds[typ]
+		if c == nil || c.Status || c.Reason == "" || c.Message == "" {
+			t.Errorf("condition %s = %+v: this build runs no pods, so it must be false with a reason", typ, c)
+		}
+	}
+	var names []string
+	for _, h := range st.RuntimeHandlers {
+		names = append(names, h.Name)
+		if h.Features == nil {
+			t.Errorf("handler %s has no features", h.Name)
+		}
+	}
+	if strings.Join(names, ",") != "crun,runc" {
+		t.Errorf("handlers = %v", names)
+	}
+	if !strings.Contains(st.Info["config"], `"socket":`) || !strings.Contains(st.Info["handlers"], "runc") {
+		t.Errorf("verbose info = %v", st.Info)
+	}
+
+	rc, err := d.Runtime.RuntimeConfig(ctx, &runtime.RuntimeConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runtime.CgroupDriver_CGROUPFS
+	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
+		want = runtime.CgroupDriver_SYSTEMD
+	}
+	if rc.GetLinux().GetCgroupDriver() != want {
+		t.Errorf("cgroup driver = %v, want %v", rc.GetLinux().GetCgroupDriver(), want)
+	}
+}
+
+func TestUnimplementedRPCsSayUnimplemented(t *testing.T) {
+	d := newDaemon(t, "")
+	ctx := ctxT(t)
+	_, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{}})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("RunPodSandbox: %v, want Unimplemented", err)
+	}
+	_, err = d.Runtime.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("ListContainers: %v, want Unimplemented", err)
+	}
+}
+
+func TestSocketModeStaleSocketAndSecondDaemon(t *testing.T) {
+	d := newDaemon(t, "")
+	fi, err := os.Stat(d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o660 || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("socket mode = %v, want socket 0660", fi.Mode())
+	}
+
+	// A second daemon on the same root is refused, and leaves the first alone.
+	out, err := exec.Command(cradleBin, "serve", "--config", d.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "locked by pid") {
+		t.Errorf("second daemon: err %v, output:\n%s", err, out)
+	}
+	if _, err := d.Runtime.Version(ctxT(t), &runtime.VersionRequest{}); err != nil {
+		t.Errorf("first daemon after the second was refused: %v", err)
+	}
+
+	// A crash leaves a stale socket file: the next start replaces it.
+	d.Kill9()
+	if _, err := os.Stat(d.Socket); err != nil {
+		t.Fatalf("expected the killed daemon's socket file to remain: %v", err)
+	}
+	d.Start()
+
+	// A graceful stop removes the socket.
+	d.Stop()
+	if _, err := os.Stat(d.Socket); !os.IsNotExist(err) {
+		t.Errorf("socket after SIGTERM: %v", err)
+	}
+	// Something that is not a socket is never deleted.
+	if err := os.WriteFile(d.Socket, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(cradleBin, "serve", "--config", d.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a socket") {
+		t.Errorf("start over a regular file: err %v, output:\n%s", err, out)
+	}
+	os.Remove(d.Socket)
+	d.Start()
+}
+
+func TestSocketInUseByAnotherProcessIsLeftAlone(t *testing.T) {
+	d := newDaemon(t, "")
+	d.Stop()
+	l, err := net.Listen("unix", d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out, err := exec.Command(cradleBin, "serve", "--config", d.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another process is serving") {
+		t.Errorf("start on a live socket: err %v, output:\n%s", err, out)
+	}
+	l.Close()
+	d.Start()
+}
+
+func TestConfigErrorsStopStartUp(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[images]\nmirrors = true\n"), 0o644)
+	out, err := exec.Command(cradleBin, "serve", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "mirrors") {
+		t.Errorf("unknown key: err %v, output:\n%s", err, out)
+	}
+	out, err = exec.Command(cradleBin, "serve", "--config", filepath.Join(dir, "missing.toml")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "missing.toml") {
+		t.Errorf("missing explicit config: err %v, output:\n%s", err, out)
+	}
+	out, err = exec.Command(cradleBin, "config", "default").Output()
+	golden, _ := os.ReadFile("../configs/cradle.toml")
+	if err != nil || string(out) != string(golden) {
+		t.Errorf("cradle config default differs from configs/cradle.toml (%v)", err)
+	}
+}

@@ -1,0 +1,183 @@
+// Package integration drives the real cradle binary over its CRI socket
+// with the cri-api gRPC client, as root.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// cradleBin is the binary under test, built once by TestMain.
+var cradleBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cradle-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cradleBin = filepath.Join(dir, "cradle")
+	build := exec.Command("go", "build", "-o", cradleBin, "github.com/cradle-runtime/cradle/cmd/shim")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build cradle:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is one cradle serve process and its CRI clients.
+type daemon struct {
+	t       *testing.T
+	dir     string
+	config  string
+	Root    string
+	Socket  string
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	exited  chan struct{}
+	conn    *grpc.ClientConn
+	Runtime runtime.RuntimeServiceClient
+	Images  runtime.ImageServiceClient
+}
+
+// newDaemon writes a config under a fresh directory (extra is appended to
+// it) and starts cradle. The daemon is stopped, and checked for leaks, when
+// the test ends.
+func newDaemon(t *testing.T, extra string) *daemon {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock")}
+	d.config = filepath.Join(dir, "cradle.toml")
+	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[images]\nregistry_config_dir = %q\n%s",
+		d.Root, filepath.Join(dir, "run"), d.Socket, filepath.Join(dir, "certs.d"), extra)
+	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	t.Cleanup(func() {
+		d.Stop()
+		testutil.AssertNoMounts(t, dir)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logs.String())
+		}
+	})
+	return d
+}
+
+// Start runs the daemon and waits until its socket answers.
+func (d *daemon) Start() {
+	d.t.Helper()
+	d.logs = &syncBuffer{}
+	d.cmd = exec.Command(cradleBin, "serve", "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.conn, d.Runtime, d.Images = conn, runtime.NewRuntimeServiceClient(conn), runtime.NewImageServiceClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := d.Runtime.Version(ctx, &runtime.VersionRequest{})
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("cradle exited during start-up: %v\n%s", d.cmd.ProcessState, d.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("cradle did not answer on %s: %v\n%s", d.Socket, err, d.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) Stop() {
+	d.t.Helper()
+	if d.cmd == nil {
+		return
+	}
+	d.conn.Close()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Errorf("cradle did not stop on SIGTERM within 30s")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 && !d.killed() {
+		d.t.Errorf("cradle exited with %d after SIGTERM", code)
+	}
+	testutil.AssertNoProcess(d.t, d.cmd.Process.Pid)
+	d.cmd = nil
+}
+
+func (d *daemon) killed() bool {
+	ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// Kill9 kills the daemon the way a crash does.
+func (d *daemon) Kill9() {
+	d.t.Helper()
+	d.conn.Close()
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+	d.cmd = nil
+}
+
+func (d *daemon) Logs() string { return d.logs.String() }
+
+// syncBuffer is a bytes.Buffer safe for the daemon's output goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
