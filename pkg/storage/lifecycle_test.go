@@ -290,3 +290,42 @@ func TestLayersAreFetchedConcurrently(t *testing.T) {
 		t.Errorf("peak concurrent blob fetches = %d, want 2..3 (max_concurrent_downloads = 3)", p)
 	}
 }
+
+func TestConcurrentPullsOfOneImage(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("many:1"), fixtures.ManyLayers(t, 6))
+	reg.Push(t, reg.Ref("many:2"), fixtures.ManyLayers(t, 6))
+	s := newStore(t, t.TempDir())
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	ids := make(chan string, 4)
+	for _, ref := range []string{"many:1", "many:1", "many:2", "many:2"} {
+		go func() {
+			img, _, err := s.Pull(ctx, reg.Ref(ref), nil)
+			ids <- img.ID
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent pull: %v", err)
+		}
+	}
+	first := <-ids
+	for range 3 {
+		if id := <-ids; id != first {
+			t.Errorf("IDs differ: %s %s", first, id)
+		}
+	}
+	if imgs := s.List(ctx); len(imgs) != 1 || len(imgs[0].RepoTags) != 2 {
+		t.Errorf("images = %+v", imgs)
+	}
+	present, _ := fixtures.ManyLayersExpect(6)
+	readRootfs(t, s, first, func(root string) {
+		for _, p := range present {
+			if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+				t.Errorf("%s missing: %v", p, err)
+			}
+		}
+	})
+}

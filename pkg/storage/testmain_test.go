@@ -7,5 +7,11 @@ import (
 )
 
 // quietContainerdLogs keeps containerd's library logging (logrus) to errors
-// during tests.
-func quietContainerdLogs() { _ = log.SetLevel(os.Getenv("CD_LOG")) }
+// during tests; CD_LOG=debug (or another level) shows more.
+func quietContainerdLogs() {
+	level := os.Getenv("CD_LOG")
+	if level == "" {
+		level = "error"
+	}
+	_ = log.SetLevel(level)
+}
