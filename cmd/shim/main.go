@@ -25,6 +25,7 @@ const usage = `cradle: a CRI runtime for Kubernetes
 
 Usage:
   cradle serve [--config FILE]   run the CRI daemon
+  cradle images import|export|ls|rm   offline image store commands (daemon stopped)
   cradle config default          print the built-in configuration
   cradle version                 print the version
 `
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serveCmd(ctx, args[1:], stderr)
+	case "images":
+		return imagesCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		return configCmd(args[1:], stdout)
 	case "version", "--version":

@@ -27,19 +27,28 @@ const stopGrace = 10 * time.Second
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", config.DefaultPath, "configuration file (a missing default file means built-in defaults)")
+	load := configFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := config.Load(*cfgPath, explicit)
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
 	bridgeContainerdLogs(log, cfg.Log.Level)
 	return serve(ctx, cfg, log)
+}
+
+// configFlag adds --config to fs and returns the loader to call after
+// parsing: an explicit file must exist, the default path may be missing.
+func configFlag(fs *flag.FlagSet) func() (config.Config, error) {
+	path := fs.String("config", config.DefaultPath, "configuration file (a missing default file means built-in defaults)")
+	return func() (config.Config, error) {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+		return config.Load(*path, explicit)
+	}
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -52,15 +61,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve wires the daemon and runs it until ctx ends.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	log.Info("starting cradle", "version", version, "root", cfg.Root, "socket", cfg.GRPC.Socket)
-	for _, dir := range []string{cfg.Root, cfg.State} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
-	}
-	images, err := storage.Open(ctx, storage.Options{
+// openImages opens the image store the configuration describes.
+func openImages(ctx context.Context, cfg config.Config, log *slog.Logger) (*storage.Store, error) {
+	s, err := storage.Open(ctx, storage.Options{
 		Root:                   filepath.Join(cfg.Root, "images"),
 		RegistryConfigDir:      cfg.Images.RegistryConfigDir,
 		MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
@@ -71,7 +74,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Logger:                 log.With("component", "images"),
 	})
 	if err != nil {
-		return fmt.Errorf("open image store: %w", err)
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	return s, nil
+}
+
+// serve wires the daemon and runs it until ctx ends.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	log.Info("starting cradle", "version", version, "root", cfg.Root, "socket", cfg.GRPC.Socket)
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	images, err := openImages(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err := images.Close(); err != nil {
@@ -105,6 +123,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Version:      cri.Version{Version: version, Commit: commit},
 		Logger:       log,
 	})
+	cri.RegisterAdmin(g, images, filepath.Join(cfg.Root, "tmp"))
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()

@@ -114,7 +114,11 @@ func (s *Store) fetch(ctx context.Context, named reference.Named, auth *Auth, tr
 			Snapshotter:    s.sn,
 			Applier:        &safeApplier{content: s.content, stats: &tr.stats},
 		}),
-		unpack.WithLimiter(limiter))
+		unpack.WithLimiter(limiter),
+		// Fetch layers even when their snapshot exists (a rootfs can keep
+		// snapshots whose image, and content, were removed), so an image in
+		// the store always has all its blobs, for export and re-unpacking.
+		unpack.WithFetchAllContent())
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
