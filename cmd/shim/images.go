@@ -67,7 +67,7 @@ func imagesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer func() { _ = b.close() }()
 	switch args[0] {
 	case "import":
 		return importCmd(ctx, b, fs.Args(), *baseName, stdout)
