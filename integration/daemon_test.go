@@ -155,3 +155,15 @@ func TestConfigErrorsStopStartUp(t *testing.T) {
 		t.Errorf("cradle config default differs from configs/cradle.toml (%v)", err)
 	}
 }
+
+func TestCheckReportsThisNode(t *testing.T) {
+	out, err := exec.Command(cradleBin, "check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cradle check failed on the CI machine: %v\n%s", err, out)
+	}
+	for _, want := range []string{"namespaces", "overlayfs", "cgroups", "runtime runc", "kvm", "disk"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q line in:\n%s", want, out)
+		}
+	}
+}

@@ -26,6 +26,7 @@ const usage = `cradle: a CRI runtime for Kubernetes
 Usage:
   cradle serve [--config FILE]   run the CRI daemon
   cradle images import|export|ls|rm   offline image store commands (daemon stopped)
+  cradle check [--config FILE]   preflight of this node: OK/WARN/FAIL per requirement
   cradle config default          print the built-in configuration
   cradle version                 print the version
 `
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serveCmd(ctx, args[1:], stderr)
 	case "images":
 		return imagesCmd(ctx, args[1:], stdout, stderr)
+	case "check":
+		return checkCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		return configCmd(args[1:], stdout)
 	case "version", "--version":
