@@ -55,7 +55,8 @@ type Images struct {
 	ResponseHeaderTimeout  Duration `toml:"response_header_timeout" comment:"Time allowed for a registry to start answering a request."`
 	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled."`
 	SandboxImage           string   `toml:"sandbox_image" comment:"Image whose pause process holds a pod's namespaces; always reported pinned."`
-	Pinned                 []string `toml:"pinned" comment:"Images reported pinned, so kubelet's image garbage collection never removes them."`
+	Pinned                 []string `toml:"pinned" comment:"Images reported pinned, so kubelet's image garbage collection never removes them;\nRemoveImage refuses them (cradle images rm --force removes them)."`
+	PreloadDir             string   `toml:"preload_dir" comment:"Bake-in directory: image archives (*.tar: OCI layouts or docker archives) imported at start,\neach once (a changed file is imported again). A missing directory is fine."`
 }
 
 // Runtime configures pod runtimes.
@@ -104,6 +105,7 @@ func Default() Config {
 			PullProgressTimeout:    Duration(5 * time.Minute),
 			SandboxImage:           "registry.k8s.io/pause:3.10",
 			Pinned:                 []string{},
+			PreloadDir:             "/var/lib/cradle/preload",
 		},
 		Runtime: Runtime{
 			CgroupDriver:   CgroupDriverAuto,

@@ -21,7 +21,7 @@ func (c Config) Validate() error {
 	}
 	for key, p := range map[string]string{
 		"root": c.Root, "state": c.State, "grpc.socket": c.GRPC.Socket,
-		"images.registry_config_dir": c.Images.RegistryConfigDir,
+		"images.registry_config_dir": c.Images.RegistryConfigDir, "images.preload_dir": c.Images.PreloadDir,
 	} {
 		if !filepath.IsAbs(p) {
 			bad(key, "%q is not an absolute path", p)
