@@ -12,10 +12,13 @@ GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 # Debian packages cradle uses at run time, and the tests' busybox-static.
 DEB_PACKAGES  := runc crun busybox-static iptables nftables ca-certificates git make
 
+PREFIX        ?= /usr/local
+DESTDIR       ?=
+UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps build run test integration check bench lint lint-install clean
+.PHONY: all deps build run test integration check bench lint lint-install install clean
 
 all: build
 
@@ -63,6 +66,14 @@ lint-install:
 ## lint: golangci-lint with .golangci.yml
 lint: lint-install
 	$(GOBIN)/golangci-lint run ./...
+
+## install: the binary, the systemd unit and, unless one exists, the default config (DESTDIR, PREFIX)
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cradle
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/cradle/certs.d $(DESTDIR)/var/lib/cradle/preload
+	sed 's|@PREFIX@|$(PREFIX)|g' configs/cradle.service > $(DESTDIR)$(UNITDIR)/cradle.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cradle.service
+	test -e $(DESTDIR)/etc/cradle/cradle.toml || install -m 0644 configs/cradle.toml $(DESTDIR)/etc/cradle/cradle.toml
 
 clean:
 	rm -rf bin

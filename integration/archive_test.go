@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -77,4 +80,57 @@ func TestExportWipeImportOffline(t *testing.T) {
 	if len(list.GetImages()) != 0 {
 		t.Errorf("images after rm: %v", list.GetImages())
 	}
+}
+
+// The bake-in path: archives in the preload directory are imported at
+// start, pinned images are reported pinned and RemoveImage refuses them.
+func TestPreloadDirectoryAndPinnedImages(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
+	reg.Push(t, reg.Ref("app:1"), fixtures.NonRoot(t, "1000"))
+	d := newDaemon(t, fmt.Sprintf("pinned = [%q]\n", reg.Ref("busybox:1")))
+	ctx := ctxT(t)
+	for _, r := range []string{"busybox:1", "app:1"} {
+		if _, err := d.Images.PullImage(ctx, &runtime.PullImageRequest{Image: spec(reg.Ref(r))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(d.Preload, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.cli(t, "images", "export", "-o", filepath.Join(d.Preload, "node.tar"), reg.Ref("busybox:1"), reg.Ref("app:1")); err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	d.Stop()
+	os.RemoveAll(d.Root)
+	reg.Close()
+	d.Start()
+
+	list, err := d.Images.ListImages(ctx, &runtime.ListImagesRequest{})
+	if err != nil || len(list.Images) != 2 {
+		t.Fatalf("preloaded images: %v, %v", list, err)
+	}
+	st, _ := d.Images.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: spec(reg.Ref("busybox:1"))})
+	if !st.GetImage().GetPinned() {
+		t.Errorf("pinned image reported %+v", st.GetImage())
+	}
+	_, err = d.Images.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: spec(reg.Ref("busybox:1"))})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("RemoveImage of a pinned image: %v, want FailedPrecondition", err)
+	}
+	if _, err := d.Images.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: spec(reg.Ref("app:1"))}); err != nil {
+		t.Errorf("RemoveImage of an unpinned image: %v", err)
+	}
+	// Restarting does not import the unchanged archive again.
+	d.Stop()
+	d.Start()
+	list, _ = d.Images.ListImages(ctx, &runtime.ListImagesRequest{})
+	if len(list.GetImages()) != 1 {
+		t.Errorf("after restart: %d images, want the removed one to stay removed", len(list.GetImages()))
+	}
+	d.Stop()
+	if out, err := d.cli(t, "images", "rm", "--force", reg.Ref("busybox:1")); err != nil {
+		t.Errorf("forced offline removal: %v\n%s", err, out)
+	}
+	d.Start()
 }

@@ -49,6 +49,8 @@ type daemon struct {
 	config  string
 	Root    string
 	Socket  string
+	Preload string   // the bake-in directory
+	env     []string // extra environment for the daemon
 	cmd     *exec.Cmd
 	logs    *syncBuffer
 	exited  chan struct{}
@@ -64,10 +66,11 @@ func newDaemon(t *testing.T, extra string) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock")}
+	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock"),
+		Preload: filepath.Join(dir, "preload")}
 	d.config = filepath.Join(dir, "cradle.toml")
-	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[images]\nregistry_config_dir = %q\n%s",
-		d.Root, filepath.Join(dir, "run"), d.Socket, filepath.Join(dir, "certs.d"), extra)
+	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
+		d.Root, filepath.Join(dir, "run"), d.Socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "preload"), extra)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,7 @@ func (d *daemon) Start() {
 	d.logs = &syncBuffer{}
 	d.cmd = exec.Command(cradleBin, "serve", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	d.cmd.Env = append(os.Environ(), d.env...)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ const imagesUsage = `Usage:
   cradle images import [--config FILE] [--base-name NAME] ARCHIVE...
   cradle images export [--config FILE] -o FILE IMAGE...
   cradle images ls [--config FILE] [-q]
-  cradle images rm [--config FILE] IMAGE...
+  cradle images rm [--config FILE] [--force] IMAGE...
 
 With the daemon stopped these work on the image store directly (taking its
 lock); with it running they go through its socket. Archives are OCI image
@@ -40,7 +40,7 @@ type imageBackend interface {
 	importArchives(ctx context.Context, paths []string, base string) ([]imageRow, error)
 	export(ctx context.Context, refs []string, w io.Writer) error
 	list(ctx context.Context) ([]imageRow, error)
-	remove(ctx context.Context, ref string) error
+	remove(ctx context.Context, ref string, force bool) error
 	close() error
 }
 
@@ -56,6 +56,7 @@ func imagesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	baseName := fs.String("base-name", "", "import: name for images an archive gives only a tag")
 	output := fs.String("o", "", "export: archive to write")
 	quiet := fs.Bool("q", false, "ls: only image IDs")
+	force := fs.Bool("force", false, "rm: remove pinned images too (daemon stopped)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -76,7 +77,7 @@ func imagesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "ls":
 		return listCmd(ctx, b, *quiet, stdout)
 	case "rm":
-		return removeCmd(ctx, b, fs.Args(), stdout)
+		return removeCmd(ctx, b, fs.Args(), *force, stdout)
 	}
 	fmt.Fprint(stderr, imagesUsage)
 	return fmt.Errorf("images: unknown subcommand %q", args[0])
@@ -163,12 +164,12 @@ func listCmd(ctx context.Context, b imageBackend, quiet bool, stdout io.Writer) 
 	return tw.Flush()
 }
 
-func removeCmd(ctx context.Context, b imageBackend, refs []string, stdout io.Writer) error {
+func removeCmd(ctx context.Context, b imageBackend, refs []string, force bool, stdout io.Writer) error {
 	if len(refs) == 0 {
 		return errors.New("images rm: name at least one image")
 	}
 	for _, r := range refs {
-		if err := b.remove(ctx, r); err != nil {
+		if err := b.remove(ctx, r, force); err != nil {
 			return fmt.Errorf("remove %s: %w", r, err)
 		}
 		fmt.Fprintf(stdout, "removed %s\n", r)
@@ -203,7 +204,9 @@ func (b storeBackend) list(ctx context.Context) ([]imageRow, error) {
 	return rowsOf(b.s.List(ctx)), nil
 }
 
-func (b storeBackend) remove(ctx context.Context, ref string) error { return b.s.Remove(ctx, ref) }
+func (b storeBackend) remove(ctx context.Context, ref string, force bool) error {
+	return b.s.Remove(ctx, ref, force)
+}
 
 func (b storeBackend) close() error { return b.s.Close() }
 

@@ -129,7 +129,10 @@ func (d *daemonBackend) list(ctx context.Context) ([]imageRow, error) {
 	return rows, nil
 }
 
-func (d *daemonBackend) remove(ctx context.Context, ref string) error {
+func (d *daemonBackend) remove(ctx context.Context, ref string, force bool) error {
+	if force {
+		return errors.New("--force removes pinned images only with the daemon stopped (the CRI has no force)")
+	}
 	_, err := d.images.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: ref}})
 	return err
 }

@@ -97,6 +97,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 
+	if err := images.Preload(ctx, cfg.Images.PreloadDir); err != nil {
+		// Reported per archive; the images that did load are served.
+		log.Error("bake-in images not all loaded", "dir", cfg.Images.PreloadDir, "error", err)
+	}
+
 	handlers := sandbox.ProbeHandlers(ctx, cfg.Runtime)
 	for _, h := range handlers {
 		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
@@ -128,6 +133,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
 	log.Info("serving CRI", "socket", cfg.GRPC.Socket)
+	if err := notifyReady(); err != nil {
+		log.Warn("notify systemd", "error", err)
+	}
 	select {
 	case err := <-served:
 		return fmt.Errorf("grpc server: %w", err)

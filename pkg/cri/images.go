@@ -71,7 +71,7 @@ func (s *imageServer) RemoveImage(ctx context.Context, req *runtime.RemoveImageR
 	if err != nil {
 		return nil, err
 	}
-	if err := s.deps.Images.Remove(ctx, ref); err != nil {
+	if err := s.deps.Images.Remove(ctx, ref, false); err != nil {
 		return nil, err
 	}
 	return &runtime.RemoveImageResponse{}, nil

@@ -221,3 +221,50 @@ func rewriteTar(t *testing.T, path string, edit func(name string, b []byte) []by
 	}
 	return outPath
 }
+
+func TestPreloadAndPinned(t *testing.T) {
+	archivePath, want := exportFixture(t)
+	dir := t.TempDir()
+	b, err := os.ReadFile(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "10-images.tar"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, "20-broken.tar"), b[:len(b)/3], 0o644)
+	os.WriteFile(filepath.Join(dir, "README"), []byte("not an archive"), 0o644)
+	root := t.TempDir()
+	s := newStore(t, root, func(o *Options) { o.Pinned = want[0].RepoTags })
+	ctx := context.Background()
+	err = s.Preload(ctx, dir)
+	if err == nil || !strings.Contains(err.Error(), "20-broken.tar") {
+		t.Errorf("preload error = %v, want it to name the broken archive", err)
+	}
+	if n := len(s.List(ctx)); n != 2 {
+		t.Fatalf("%d images preloaded, want 2 (the broken archive must not stop the good one)", n)
+	}
+	pinned, err := s.Get(ctx, want[0].ID)
+	if err != nil || !pinned.Pinned {
+		t.Fatalf("pinned image: %+v, %v", pinned, err)
+	}
+	if err := s.Remove(ctx, want[0].ID, false); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "pinned") {
+		t.Errorf("removing a pinned image without force: %v", err)
+	}
+	// Imported once: removing an image and preloading again does not bring
+	// it back, unless the archive changes.
+	if err := s.Remove(ctx, want[1].ID, false); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "20-broken.tar"))
+	if err := s.Preload(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, want[1].ID); !errdefs.IsNotFound(err) {
+		t.Errorf("an unchanged archive was imported again: %v", err)
+	}
+	if err := s.Remove(ctx, want[0].ID, true); err != nil {
+		t.Errorf("forced removal of a pinned image: %v", err)
+	}
+	if err := s.Preload(ctx, filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("missing preload dir: %v", err)
+	}
+}

@@ -31,7 +31,7 @@ func BenchmarkPullLarge(b *testing.B) {
 		verify += st.Verify.Seconds()
 		unpack += st.Unpack.Seconds()
 		total += st.Total.Seconds()
-		if err := s.Remove(ctx, img.ID); err != nil {
+		if err := s.Remove(ctx, img.ID, false); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

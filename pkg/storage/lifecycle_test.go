@@ -39,7 +39,7 @@ func TestRemoveTagsDigestsAndIDs(t *testing.T) {
 	}
 
 	// One tag of several: only that tag goes.
-	if err := s.Remove(ctx, reg.Ref("tags:1")); err != nil {
+	if err := s.Remove(ctx, reg.Ref("tags:1"), false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, id)
@@ -50,15 +50,15 @@ func TestRemoveTagsDigestsAndIDs(t *testing.T) {
 		t.Error("removed tag still resolves")
 	}
 	// By ID: the image goes with all its names, and its content is collected.
-	if err := s.Remove(ctx, id); err != nil {
+	if err := s.Remove(ctx, id, false); err != nil {
 		t.Fatal(err)
 	}
 	assertEmpty(t, s)
 	// Idempotent.
-	if err := s.Remove(ctx, id); err != nil {
+	if err := s.Remove(ctx, id, false); err != nil {
 		t.Errorf("second remove: %v", err)
 	}
-	if err := s.Remove(ctx, reg.Ref("tags:2")); err != nil {
+	if err := s.Remove(ctx, reg.Ref("tags:2"), false); err != nil {
 		t.Errorf("remove of a gone tag: %v", err)
 	}
 
@@ -67,7 +67,7 @@ func TestRemoveTagsDigestsAndIDs(t *testing.T) {
 		if _, _, err := s.Pull(ctx, reg.Ref("tags:2"), nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Remove(ctx, ref); err != nil {
+		if err := s.Remove(ctx, ref, false); err != nil {
 			t.Fatal(err)
 		}
 		assertEmpty(t, s)
@@ -118,7 +118,7 @@ func TestRootfsSurvivesImageRemoval(t *testing.T) {
 	if _, err := s.PrepareRootfs(ctx, "container-1", img.ID); err == nil {
 		t.Error("second rootfs under the same key: no error")
 	}
-	if err := s.Remove(ctx, img.ID); err != nil {
+	if err := s.Remove(ctx, img.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	err = mount.WithTempMount(ctx, mounts, func(root string) error {

@@ -12,8 +12,9 @@ import (
 // By tag: that tag goes; the image goes too when it was its last tag.
 // By repo digest, ID or ID prefix: the image goes with all its names.
 // An image that is not here is not an error (RemoveImage is idempotent).
-// Rootfs snapshots made from the image (PrepareRootfs) survive it.
-func (s *Store) Remove(ctx context.Context, ref string) error {
+// Rootfs snapshots made from the image (PrepareRootfs) survive it. A pinned
+// image is removed only with force (FailedPrecondition otherwise).
+func (s *Store) Remove(ctx context.Context, ref string, force bool) error {
 	ctx = s.nsCtx(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -23,6 +24,10 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if img.Pinned && !force {
+		return fmt.Errorf("image %s (%s) is pinned by the configuration (images.sandbox_image or images.pinned): "+
+			"`cradle images rm --force` removes it: %w", ref, img.ID, errdefs.ErrFailedPrecondition)
 	}
 	names := s.index.namesOf(img.ID)
 	if matched != "" && classifyName(matched) == recordTag && len(img.RepoTags) > 1 {

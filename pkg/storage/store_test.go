@@ -296,7 +296,7 @@ func TestPullAuth(t *testing.T) {
 	if _, _, err := s.Pull(ctx, ref, &Auth{Username: "alice", Password: "s3cret-pw"}); err != nil {
 		t.Errorf("username/password: %v", err)
 	}
-	if err := s.Remove(ctx, ref); err != nil {
+	if err := s.Remove(ctx, ref, false); err != nil {
 		t.Fatal(err)
 	}
 	// base64("alice:s3cret-pw")

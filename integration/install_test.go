@@ -1,0 +1,67 @@
+package integration
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+)
+
+func TestMakeInstall(t *testing.T) {
+	testutil.RequireBinary(t, "make")
+	dest := t.TempDir()
+	out, err := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/usr").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/cradle.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Delegate=yes", "KillMode=process", "Type=notify", "ExecStart=/usr/bin/cradle serve --config /etc/cradle/cradle.toml"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if out, err := exec.Command(filepath.Join(dest, "usr/bin/cradle"), "version").CombinedOutput(); err != nil {
+		t.Errorf("installed binary: %v\n%s", err, out)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(dest, "etc/cradle/cradle.toml"))
+	golden, _ := os.ReadFile("../configs/cradle.toml")
+	if string(cfg) != string(golden) {
+		t.Error("installed config differs from configs/cradle.toml")
+	}
+	// An operator's config is never overwritten.
+	os.WriteFile(filepath.Join(dest, "etc/cradle/cradle.toml"), []byte("# mine\n"), 0o644)
+	if out, err := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/usr").CombinedOutput(); err != nil {
+		t.Fatalf("second make install: %v\n%s", err, out)
+	}
+	if cfg, _ := os.ReadFile(filepath.Join(dest, "etc/cradle/cradle.toml")); string(cfg) != "# mine\n" {
+		t.Error("make install overwrote an existing config")
+	}
+}
+
+// Under systemd (Type=notify) the daemon says READY=1 once it serves.
+func TestNotifiesSystemdWhenReady(t *testing.T) {
+	d := newDaemon(t, "")
+	d.Stop()
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	d.env = []string{"NOTIFY_SOCKET=" + sock}
+	d.Start()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Errorf("notify socket got %q, %v", buf[:n], err)
+	}
+}
