@@ -19,7 +19,7 @@ func notifyReady() error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_, err = conn.Write([]byte("READY=1"))
 	return err
 }

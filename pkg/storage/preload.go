@@ -87,7 +87,7 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	if _, err := f.Write(b); err != nil {
-		f.Cancel()
+		_ = f.Cancel()
 		return err
 	}
 	return f.Close()
