@@ -1,0 +1,121 @@
+package sandbox
+
+import (
+	"fmt"
+
+	"github.com/containerd/errdefs"
+)
+
+// PodState is where a pod sandbox is in its life.
+//
+//	 RunPodSandbox            StopPodSandbox           RemovePodSandbox
+//	──────────────▶ Creating ──────▶ Ready ──────────────▶ NotReady ──────────────▶ Removed
+//	                   │   step failed, undone          ▲      │
+//	                   ├──────────────────────────────▶ │      │ (infra process died)
+//	                   │                                       │
+//	                   └──▶ Unknown ◀── undo failed ──── any ──┘  (finished later, never forgotten)
+//
+// Creating is persisted before the first resource is made, so recovery
+// knows to undo a create that a crash interrupted.
+type PodState int
+
+// Pod states.
+const (
+	PodCreating PodState = iota
+	PodReady
+	PodNotReady
+	PodRemoved
+	PodUnknown
+)
+
+var podStateNames = [...]string{"Creating", "Ready", "NotReady", "Removed", "Unknown"}
+
+func (s PodState) String() string {
+	if int(s) < len(podStateNames) {
+		return podStateNames[s]
+	}
+	return fmt.Sprintf("PodState(%d)", int(s))
+}
+
+// podTransitions lists the allowed moves.
+var podTransitions = map[PodState][]PodState{
+	PodCreating: {PodReady, PodNotReady, PodRemoved, PodUnknown},
+	PodReady:    {PodNotReady, PodUnknown},
+	PodNotReady: {PodRemoved, PodUnknown},
+	PodUnknown:  {PodNotReady, PodRemoved},
+	PodRemoved:  {},
+}
+
+// ContainerState is where a container is in its life.
+//
+//	 CreateContainer           StartContainer           exit / StopContainer
+//	────────────────▶ Created ───────────────▶ Running ─────────────────────▶ Exited
+//	                     │   start failed                                        ▲
+//	                     └───────────────────────────────────────────────────────┘
+//	  any ──▶ Unknown (its process cannot be found or an undo failed) ──▶ Exited
+type ContainerState int
+
+// Container states.
+const (
+	ContainerCreated ContainerState = iota
+	ContainerRunning
+	ContainerExited
+	ContainerUnknown
+)
+
+var containerStateNames = [...]string{"Created", "Running", "Exited", "Unknown"}
+
+func (s ContainerState) String() string {
+	if int(s) < len(containerStateNames) {
+		return containerStateNames[s]
+	}
+	return fmt.Sprintf("ContainerState(%d)", int(s))
+}
+
+var containerTransitions = map[ContainerState][]ContainerState{
+	ContainerCreated: {ContainerRunning, ContainerExited, ContainerUnknown},
+	ContainerRunning: {ContainerExited, ContainerUnknown},
+	ContainerUnknown: {ContainerExited, ContainerRunning},
+	ContainerExited:  {},
+}
+
+// TransitionError is returned for a move the state machine does not allow.
+// It is a FailedPrecondition: the object is not in a state for the call.
+type TransitionError struct {
+	Object   string // "pod" or "container"
+	ID       string
+	From, To string
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("%s %s is %s: cannot become %s", e.Object, e.ID, e.From, e.To)
+}
+
+// Unwrap classifies the error for the gRPC edge.
+func (e *TransitionError) Unwrap() error { return errdefs.ErrFailedPrecondition }
+
+// CheckPodTransition allows or refuses a pod's move; staying put is allowed.
+func CheckPodTransition(id string, from, to PodState) error {
+	if from == to || allowed(podTransitions[from], to) {
+		return nil
+	}
+	return &TransitionError{Object: "pod", ID: id, From: from.String(), To: to.String()}
+}
+
+// CheckContainerTransition allows or refuses a container's move; staying put
+// is allowed.
+func CheckContainerTransition(id string, from, to ContainerState) error {
+	if from == to || allowed(containerTransitions[from], to) {
+		return nil
+	}
+	return &TransitionError{Object: "container", ID: id, From: from.String(), To: to.String()}
+}
+
+func allowed[S comparable](next []S, to S) bool {
+	for _, s := range next {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
