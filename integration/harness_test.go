@@ -69,7 +69,7 @@ func newDaemon(t *testing.T, extra string) *daemon {
 	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock"),
 		Preload: filepath.Join(dir, "preload")}
 	d.config = filepath.Join(dir, "cradle.toml")
-	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
+	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
 		d.Root, filepath.Join(dir, "run"), d.Socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "preload"), extra)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/cradle-runtime/cradle/pkg/cri"
+	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
@@ -110,6 +111,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	driver := sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", driver)
 
+	var m *metrics.Metrics
+	if cfg.Metrics.Address != "" {
+		m = metrics.New()
+		addr, err := m.Serve(ctx, cfg.Metrics.Address, log)
+		if err != nil {
+			return err
+		}
+		log.Info("serving metrics", "address", addr.String())
+	}
+
 	lis, err := listen(cfg.GRPC)
 	if err != nil {
 		return err
@@ -117,8 +128,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMiB<<20),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMiB<<20),
-		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
-		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, m)),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, m)),
 	)
 	cri.Register(g, cri.Deps{
 		Config:       cfg,
@@ -127,6 +138,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CgroupDriver: driver,
 		Version:      cri.Version{Version: version, Commit: commit},
 		Logger:       log,
+		Metrics:      m,
 	})
 	cri.RegisterAdmin(g, images, filepath.Join(cfg.Root, "tmp"))
 

@@ -28,8 +28,10 @@ type Config struct {
 	State   string  `toml:"state" comment:"Runtime state that does not survive a reboot (pids, sockets). Must be absolute."`
 	GRPC    GRPC    `toml:"grpc" comment:"The CRI gRPC endpoint that kubelet and crictl connect to."`
 	Log     Log     `toml:"log"`
+	Metrics Metrics `toml:"metrics" comment:"Prometheus metrics of the daemon."`
 	Images  Images  `toml:"images" comment:"The image service: pulls, registries, unpacking."`
 	Runtime Runtime `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
+	Network Network `toml:"network" comment:"Pod networking: the built-in bridge network, or CNI plugins."`
 }
 
 // GRPC configures the CRI socket.
@@ -44,6 +46,11 @@ type GRPC struct {
 type Log struct {
 	Level  string `toml:"level" comment:"debug, info, warn or error."`
 	Format string `toml:"format" comment:"text or json."`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Address string `toml:"address" comment:"host:port serving /metrics; empty turns it off. Keep it on loopback unless a scraper needs more."`
 }
 
 // Images configures the embedded image service.
@@ -65,6 +72,24 @@ type Runtime struct {
 	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
 	Handlers       map[string]Handler `toml:"handlers" comment:"Runtime handlers by RuntimeClass handler name."`
 }
+
+// Network configures pod networking.
+type Network struct {
+	Mode       string   `toml:"mode" comment:"builtin: a host bridge, veth pairs, file-backed IPAM and nftables, no extra software.\ncni: standard CNI plugins configured in cni_conf_dir."`
+	Bridge     string   `toml:"bridge" comment:"builtin: name of the host bridge (at most 15 characters)."`
+	Subnet     string   `toml:"subnet" comment:"builtin: IPv4 pod subnet (CIDR); the first address is the bridge gateway. It must not overlap a host route."`
+	SubnetV6   string   `toml:"subnet_v6" comment:"builtin: optional IPv6 pod subnet for dual-stack pods; empty for IPv4 only."`
+	MTU        int      `toml:"mtu" comment:"builtin: MTU of the bridge and of every pod interface."`
+	Masquerade bool     `toml:"masquerade" comment:"builtin: masquerade traffic from pods to addresses outside the pod subnet (nftables)."`
+	CNIConfDir string   `toml:"cni_conf_dir" comment:"cni: directory of network configurations; the first *.conflist/*.conf/*.json by name is used,\nre-read when the directory changes."`
+	CNIBinDirs []string `toml:"cni_bin_dirs" comment:"cni: directories searched for plugin binaries, in order."`
+}
+
+// Network modes.
+const (
+	NetworkBuiltin = "builtin"
+	NetworkCNI     = "cni"
+)
 
 // Handler is one RuntimeClass handler.
 type Handler struct {
@@ -95,7 +120,8 @@ func Default() Config {
 			MaxRecvMiB: 16,
 			MaxSendMiB: 16,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:     Log{Level: "info", Format: "text"},
+		Metrics: Metrics{Address: "127.0.0.1:9326"},
 		Images: Images{
 			Snapshotter:            "overlayfs",
 			RegistryConfigDir:      "/etc/cradle/certs.d",
@@ -114,6 +140,15 @@ func Default() Config {
 				"runc": {Kind: KindOCI, Binary: "runc"},
 				"crun": {Kind: KindOCI, Binary: "crun"},
 			},
+		},
+		Network: Network{
+			Mode:       NetworkBuiltin,
+			Bridge:     "cradle0",
+			Subnet:     "10.88.0.0/16",
+			MTU:        1500,
+			Masquerade: true,
+			CNIConfDir: "/etc/cni/net.d",
+			CNIBinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
 		},
 	}
 }

@@ -80,6 +80,26 @@ func TestDecode(t *testing.T) {
 		{name: "bad handler kind", in: "[runtime.handlers.runc]\nkind = \"wasm\"\nbinary = \"x\"\n", wantErr: "runtime.handlers.runc.kind"},
 		{name: "bad sandbox image", in: "[images]\nsandbox_image = \"bad//ref\"\n", wantErr: "images.sandbox_image"},
 		{name: "bad version", in: "version = 7\n", wantErr: "unsupported schema version 7"},
+		{name: "cni mode", in: "[network]\nmode = \"cni\"\ncni_conf_dir = \"/etc/cni/net.d\"\n", check: func(t *testing.T, c Config) {
+			if c.Network.Mode != NetworkCNI || c.Network.Subnet != "10.88.0.0/16" {
+				t.Errorf("network = %+v", c.Network)
+			}
+		}},
+		{name: "dual stack", in: "[network]\nsubnet_v6 = \"fd88::/64\"\n", check: func(t *testing.T, c Config) {
+			if c.Network.SubnetV6 != "fd88::/64" {
+				t.Errorf("network = %+v", c.Network)
+			}
+		}},
+		{name: "bad network mode", in: "[network]\nmode = \"flannel\"\n", wantErr: "network.mode"},
+		{name: "bad subnet", in: "[network]\nsubnet = \"10.88.0.0\"\n", wantErr: "network.subnet"},
+		{name: "v6 subnet as v4", in: "[network]\nsubnet = \"fd00::/64\"\n", wantErr: "not an IPv4 subnet"},
+		{name: "subnet host bits", in: "[network]\nsubnet = \"10.88.0.1/16\"\n", wantErr: "did you mean 10.88.0.0/16"},
+		{name: "subnet too small", in: "[network]\nsubnet = \"10.88.0.0/31\"\n", wantErr: "too small"},
+		{name: "bad v6 subnet", in: "[network]\nsubnet_v6 = \"10.0.0.0/8\"\n", wantErr: "network.subnet_v6"},
+		{name: "bridge name too long", in: "[network]\nbridge = \"abcdefghijklmnop\"\n", wantErr: "network.bridge"},
+		{name: "bad mtu", in: "[network]\nmtu = 100\n", wantErr: "network.mtu"},
+		{name: "relative cni dir", in: "[network]\ncni_conf_dir = \"net.d\"\n", wantErr: "network.cni_conf_dir"},
+		{name: "cni without bin dirs", in: "[network]\nmode = \"cni\"\ncni_bin_dirs = []\n", wantErr: "network.cni_bin_dirs"},
 		{name: "syntax error", in: "root = \n", wantErr: "line 1"},
 	}
 	for _, tt := range tests {

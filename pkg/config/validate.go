@@ -3,8 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/distribution/reference"
 )
@@ -40,8 +43,14 @@ func (c Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of text, json", c.Log.Format)
 	}
+	if a := c.Metrics.Address; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("metrics.address", "%q is not host:port: %v", a, err)
+		}
+	}
 	errs = append(errs, c.Images.validate()...)
 	errs = append(errs, c.Runtime.validate()...)
+	errs = append(errs, c.Network.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -105,6 +114,60 @@ func (r Runtime) validate() []error {
 			}
 		default:
 			bad("handlers."+n+".kind", "%q is not a known handler kind (oci)", h.Kind)
+		}
+	}
+	return errs
+}
+
+func (n Network) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("network.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch n.Mode {
+	case NetworkBuiltin, NetworkCNI:
+	default:
+		bad("mode", "%q is not one of builtin, cni", n.Mode)
+	}
+	if n.Bridge == "" || len(n.Bridge) > 15 || strings.ContainsAny(n.Bridge, "/ \t\n:") {
+		bad("bridge", "%q is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)", n.Bridge)
+	}
+	v4, err := netip.ParsePrefix(n.Subnet)
+	switch {
+	case err != nil:
+		bad("subnet", "%q: %v", n.Subnet, err)
+	case !v4.Addr().Is4():
+		bad("subnet", "%q is not an IPv4 subnet", n.Subnet)
+	case v4.Masked() != v4:
+		bad("subnet", "%q has host bits set (did you mean %s?)", n.Subnet, v4.Masked())
+	case v4.Bits() > 30:
+		bad("subnet", "%q is too small: a pod subnet needs at least a /30", n.Subnet)
+	}
+	if n.SubnetV6 != "" {
+		v6, err := netip.ParsePrefix(n.SubnetV6)
+		switch {
+		case err != nil:
+			bad("subnet_v6", "%q: %v", n.SubnetV6, err)
+		case !v6.Addr().Is6() || v6.Addr().Is4In6():
+			bad("subnet_v6", "%q is not an IPv6 subnet", n.SubnetV6)
+		case v6.Masked() != v6:
+			bad("subnet_v6", "%q has host bits set (did you mean %s?)", n.SubnetV6, v6.Masked())
+		case v6.Bits() > 126:
+			bad("subnet_v6", "%q is too small: a pod subnet needs at least a /126", n.SubnetV6)
+		}
+	}
+	if n.MTU < 576 || n.MTU > 65535 {
+		bad("mtu", "%d is outside 576..65535", n.MTU)
+	}
+	if !filepath.IsAbs(n.CNIConfDir) {
+		bad("cni_conf_dir", "%q is not an absolute path", n.CNIConfDir)
+	}
+	if n.Mode == NetworkCNI && len(n.CNIBinDirs) == 0 {
+		bad("cni_bin_dirs", "cni mode needs at least one plugin directory")
+	}
+	for _, d := range n.CNIBinDirs {
+		if !filepath.IsAbs(d) {
+			bad("cni_bin_dirs", "%q is not an absolute path", d)
 		}
 	}
 	return errs

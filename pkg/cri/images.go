@@ -15,7 +15,8 @@ func (s *imageServer) PullImage(ctx context.Context, req *runtime.PullImageReque
 	if err != nil {
 		return nil, err
 	}
-	img, _, err := s.deps.Images.Pull(ctx, ref, toAuth(req.GetAuth()))
+	img, stats, err := s.deps.Images.Pull(ctx, ref, toAuth(req.GetAuth()))
+	s.deps.Metrics.ObservePull(stats.Bytes, stats.Total, err)
 	if err != nil {
 		return nil, err
 	}

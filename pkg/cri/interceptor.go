@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,7 +21,7 @@ import (
 // UnaryInterceptor logs each call with a request id, turns panics into
 // Internal, and maps engine errors (errdefs classes) to gRPC codes. An error
 // with no class becomes Internal: Unknown never reaches kubelet by accident.
-func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+func UnaryInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
 		l := log.With("rpc", info.FullMethod, "req", requestID())
@@ -30,6 +31,7 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 				resp, err = nil, status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, p)
 			}
 			logResult(ctx, l, start, err)
+			m.ObserveCRI(info.FullMethod, status.Code(err), time.Since(start))
 		}()
 		resp, err = handler(ctx, req)
 		return resp, toStatus(err)
@@ -37,7 +39,7 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 }
 
 // StreamInterceptor does for streaming RPCs what UnaryInterceptor does.
-func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+func StreamInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		start := time.Now()
 		l := log.With("rpc", info.FullMethod, "req", requestID())
@@ -47,6 +49,7 @@ func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 				err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, p)
 			}
 			logResult(ss.Context(), l, start, err)
+			m.ObserveCRI(info.FullMethod, status.Code(err), time.Since(start))
 		}()
 		return toStatus(handler(srv, ss))
 	}

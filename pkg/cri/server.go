@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
@@ -29,6 +30,7 @@ type Deps struct {
 	CgroupDriver string
 	Version      Version
 	Logger       *slog.Logger
+	Metrics      *metrics.Metrics // nil when metrics are off
 }
 
 // Register adds the RuntimeService and ImageService to g.
