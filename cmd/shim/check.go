@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
 
 	"github.com/cradle-runtime/cradle/pkg/preflight"
@@ -12,13 +11,7 @@ import (
 // checkCmd runs `cradle check`: one line per requirement, non-zero exit on
 // any FAIL.
 func checkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	load := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := load()
+	cfg, _, err := parseWithConfig("check", args, stderr, nil)
 	if err != nil {
 		return err
 	}

@@ -26,19 +26,29 @@ import (
 const stopGrace = 10 * time.Second
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	load := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := load()
+	cfg, _, err := parseWithConfig("serve", args, stderr, nil)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
 	bridgeContainerdLogs(log, cfg.Log.Level)
 	return serve(ctx, cfg, log)
+}
+
+// parseWithConfig parses a subcommand's flags (--config plus what addFlags
+// adds) and loads the configuration.
+func parseWithConfig(name string, args []string, stderr io.Writer, addFlags func(*flag.FlagSet)) (config.Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := configFlag(fs)
+	if addFlags != nil {
+		addFlags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, nil, err
+	}
+	cfg, err := load()
+	return cfg, fs, err
 }
 
 // configFlag adds --config to fs and returns the loader to call after

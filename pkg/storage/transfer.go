@@ -98,12 +98,6 @@ type verifyingIngester struct {
 }
 
 func (v verifyingIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
-	}
 	w, err := v.Ingester.Writer(ctx, opts...)
 	if err != nil {
 		return nil, err
