@@ -1,0 +1,218 @@
+// Package cgroup makes, limits, measures and removes the cgroups of pods and
+// containers on whatever layout the host has: cgroup v1, hybrid (v1
+// controllers with cgroup2 beside them, as on this project's CI machines:
+// the v1 controllers hold the limits there) or pure v2. The layout is
+// detected, never assumed. It uses github.com/containerd/cgroups/v3.
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"syscall"
+	"time"
+
+	cgroups "github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Layout names.
+const (
+	LayoutV1     = "v1"
+	LayoutHybrid = "hybrid"
+	LayoutV2     = "v2"
+)
+
+// unifiedRoot is where cgroup v2 is mounted on a pure v2 host.
+const unifiedRoot = "/sys/fs/cgroup"
+
+// Manager handles cgroups on the detected layout.
+type Manager struct {
+	mode cgroups.CGMode
+}
+
+// New detects the host's layout.
+func New() (*Manager, error) {
+	mode := cgroups.Mode()
+	if mode == cgroups.Unavailable {
+		return nil, fmt.Errorf("no cgroup hierarchy is mounted under /sys/fs/cgroup: %w", errdefs.ErrFailedPrecondition)
+	}
+	return &Manager{mode: mode}, nil
+}
+
+// Layout says which layout the host has.
+func (m *Manager) Layout() string {
+	switch m.mode {
+	case cgroups.Unified:
+		return LayoutV2
+	case cgroups.Hybrid:
+		return LayoutHybrid
+	}
+	return LayoutV1
+}
+
+// V2 reports whether limits live in cgroup v2 (pure v2 hosts only: on a
+// hybrid host the controllers are v1).
+func (m *Manager) V2() bool { return m.mode == cgroups.Unified }
+
+// validPath accepts absolute, clean cgroup paths below the root.
+func validPath(p string) error {
+	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("cgroup path %q must be absolute, clean and below the root: %w", p, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Create makes the cgroup at p (e.g. /kubepods/pod<uid>) with res; an
+// existing one gets res applied.
+func (m *Manager) Create(p string, res *specs.LinuxResources) error {
+	if err := validPath(p); err != nil {
+		return err
+	}
+	if res == nil {
+		res = &specs.LinuxResources{}
+	}
+	if m.V2() {
+		if _, err := cgroup2.NewManager(unifiedRoot, p, cgroup2.ToResources(res)); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", p, err)
+		}
+		return nil
+	}
+	if _, err := cgroup1.New(cgroup1.StaticPath(p), res); err != nil {
+		return fmt.Errorf("create cgroup %s: %w", p, err)
+	}
+	return nil
+}
+
+// Update applies res to the live cgroup at p.
+func (m *Manager) Update(p string, res *specs.LinuxResources) error {
+	if err := validPath(p); err != nil {
+		return err
+	}
+	if m.V2() {
+		cg, err := cgroup2.Load(p)
+		if err != nil {
+			return notFound(p, err)
+		}
+		return cg.Update(cgroup2.ToResources(res))
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
+	if err != nil {
+		return notFound(p, err)
+	}
+	return cg.Update(res)
+}
+
+// AddProcess moves pid into the cgroup at p.
+func (m *Manager) AddProcess(p string, pid int) error {
+	if err := validPath(p); err != nil {
+		return err
+	}
+	if m.V2() {
+		cg, err := cgroup2.Load(p)
+		if err != nil {
+			return notFound(p, err)
+		}
+		return cg.AddProc(uint64(pid))
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
+	if err != nil {
+		return notFound(p, err)
+	}
+	return cg.Add(cgroup1.Process{Pid: pid})
+}
+
+// Processes lists the pids in the cgroup at p and below it.
+func (m *Manager) Processes(p string) ([]int, error) {
+	if err := validPath(p); err != nil {
+		return nil, err
+	}
+	if m.V2() {
+		cg, err := cgroup2.Load(p)
+		if err != nil {
+			return nil, notFound(p, err)
+		}
+		pids, err := cg.Procs(true)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]int, len(pids))
+		for i, pid := range pids {
+			out[i] = int(pid)
+		}
+		return out, nil
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
+	if err != nil {
+		return nil, notFound(p, err)
+	}
+	procs, err := cg.Processes(cgroup1.Pids, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(procs))
+	for _, pr := range procs {
+		out = append(out, pr.Pid)
+	}
+	return out, nil
+}
+
+// Delete removes the cgroup at p, first killing (SIGKILL) what still runs in
+// it and waiting, until ctx ends, for it to go. A missing cgroup is not an
+// error.
+func (m *Manager) Delete(ctx context.Context, p string) error {
+	if err := validPath(p); err != nil {
+		return err
+	}
+	for {
+		pids, err := m.Processes(p)
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			break
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("delete cgroup %s: processes %v still running: %w", p, pids, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if m.V2() {
+		cg, err := cgroup2.Load(p)
+		if err != nil {
+			return nil
+		}
+		return ignoreNotExist(cg.Delete())
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
+	if err != nil {
+		return nil
+	}
+	return ignoreNotExist(cg.Delete())
+}
+
+func notFound(p string, err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		return fmt.Errorf("cgroup %s: %w", p, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("cgroup %s: %w", p, err)
+}
+
+func ignoreNotExist(err error) error {
+	if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		return nil
+	}
+	return err
+}
