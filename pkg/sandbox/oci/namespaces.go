@@ -1,0 +1,107 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// namespaces lists the container's namespaces: a new mount namespace, the
+// pod's network, IPC and UTS namespaces unless they are the host's, the PID
+// namespace its mode asks for, a cgroup namespace on cgroup v2 and the
+// pod's user namespace when the pod has one.
+func (b *builder) namespaces(context.Context) error {
+	opts := b.security().GetNamespaceOptions()
+	pod := b.in.Namespaces
+	nss := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if opts.GetNetwork() != runtime.NamespaceMode_NODE {
+		// The pod's hostname lives with its network: host network, host UTS.
+		nss = append(nss,
+			specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod.Network},
+			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: pod.UTS})
+		if pod.UTS == "" {
+			b.spec.Hostname = b.in.Sandbox.GetHostname()
+		}
+	}
+	if opts.GetIpc() != runtime.NamespaceMode_NODE {
+		nss = append(nss, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: pod.IPC})
+	}
+	pid, err := pidNamespace(opts.GetPid(), pod)
+	if err != nil {
+		return err
+	}
+	if pid != nil {
+		nss = append(nss, *pid)
+	}
+	if b.in.Host.CgroupV2 && !b.privileged() {
+		nss = append(nss, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	userns, err := b.userNamespace(opts.GetUsernsOptions())
+	if err != nil {
+		return err
+	}
+	if userns != nil {
+		nss = append(nss, *userns)
+	}
+	b.spec.Linux.Namespaces = nss
+	return nil
+}
+
+// pidNamespace is the container's PID namespace, or nil for the host's.
+func pidNamespace(mode runtime.NamespaceMode, pod PodNamespaces) (*specs.LinuxNamespace, error) {
+	switch mode {
+	case runtime.NamespaceMode_CONTAINER:
+		return &specs.LinuxNamespace{Type: specs.PIDNamespace}, nil
+	case runtime.NamespaceMode_POD:
+		return &specs.LinuxNamespace{Type: specs.PIDNamespace, Path: pod.PID}, nil
+	case runtime.NamespaceMode_NODE:
+		return nil, nil
+	case runtime.NamespaceMode_TARGET:
+		if pod.TargetPID == "" {
+			return nil, fmt.Errorf("PID mode TARGET without the target's namespace: %w", errdefs.ErrInvalidArgument)
+		}
+		return &specs.LinuxNamespace{Type: specs.PIDNamespace, Path: pod.TargetPID}, nil
+	}
+	return nil, fmt.Errorf("unknown PID namespace mode %v: %w", mode, errdefs.ErrInvalidArgument)
+}
+
+// userNamespace joins (or creates) the pod's user namespace and sets the
+// id mappings the pod asked for.
+func (b *builder) userNamespace(u *runtime.UserNamespace) (*specs.LinuxNamespace, error) {
+	if u == nil {
+		return nil, nil // no options: kubelet without user namespace support
+	}
+	switch u.GetMode() {
+	case runtime.NamespaceMode_NODE:
+		return nil, nil
+	case runtime.NamespaceMode_POD:
+	default:
+		return nil, fmt.Errorf("user namespace mode %v is not supported: %w", u.GetMode(), errdefs.ErrInvalidArgument)
+	}
+	if !b.in.Host.UserNamespaces {
+		return nil, fmt.Errorf("pod asks for a user namespace but the host has none: %w", errdefs.ErrInvalidArgument)
+	}
+	uids, gids := idMappings(u.GetUids()), idMappings(u.GetGids())
+	if len(uids) == 0 || len(gids) == 0 {
+		return nil, fmt.Errorf("user namespace without uid and gid mappings: %w", errdefs.ErrInvalidArgument)
+	}
+	b.spec.Linux.UIDMappings, b.spec.Linux.GIDMappings = uids, gids
+	return &specs.LinuxNamespace{Type: specs.UserNamespace, Path: b.in.Namespaces.User}, nil
+}
+
+// userNamespaced says whether the container runs in a user namespace.
+func (b *builder) userNamespaced() bool {
+	u := b.security().GetNamespaceOptions().GetUsernsOptions()
+	return u != nil && u.GetMode() == runtime.NamespaceMode_POD
+}
+
+func idMappings(in []*runtime.IDMapping) []specs.LinuxIDMapping {
+	var out []specs.LinuxIDMapping
+	for _, m := range in {
+		out = append(out, specs.LinuxIDMapping{ContainerID: m.GetContainerId(), HostID: m.GetHostId(), Size: m.GetLength()})
+	}
+	return out
+}
