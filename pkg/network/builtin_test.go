@@ -337,3 +337,32 @@ func TestEgressMasquerade(t *testing.T) {
 		})
 	}
 }
+
+// A bridge deleted by hand does not make a pod CIDR change fail: the bridge
+// comes back with the new gateway.
+func TestSetPodSubnetsWithoutBridge(t *testing.T) {
+	e := newEnv(t, nil)
+	m := e.manager()
+	ctx := context.Background()
+	if err := WithNetNS(e.hostNS, func() error {
+		l, err := netlink.LinkByName(e.cfg.Bridge)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetPodSubnets(ctx, "10.131.0.0/24"); err != nil {
+		t.Fatalf("SetPodSubnets without a bridge: %v", err)
+	}
+	if ok, reason, msg := m.Ready(ctx); !ok {
+		t.Errorf("not ready after the change: %s: %s", reason, msg)
+	}
+	_, res := e.pod(m, "a")
+	if !res.Gateway.Equal(net.ParseIP("10.131.0.1")) {
+		t.Errorf("gateway = %v", res.Gateway)
+	}
+	e.remove(m, "a")
+	assertNoLeaks(t, e)
+}

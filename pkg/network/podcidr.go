@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -62,12 +63,15 @@ func (b *builtinNet) setSubnets(ctx context.Context, cidrs string) error {
 	if err := b.checkOverlap(next); err != nil {
 		return err
 	}
+	// A bridge that is gone (deleted by hand) has no old gateway to remove:
+	// ensureBridge below makes it afresh with the new ones.
 	br, err := b.m.host.LinkByName(b.bridge)
-	if err != nil {
+	var notFound netlink.LinkNotFoundError
+	if err != nil && !errors.As(err, &notFound) {
 		return fmt.Errorf("bridge %s: %w", b.bridge, err)
 	}
 	for i, old := range b.subnets {
-		if !slices.Contains(next, old) {
+		if br != nil && !slices.Contains(next, old) {
 			a := &netlink.Addr{IPNet: ipNet(b.gateways[i], old.Bits())}
 			if err := b.m.host.AddrDel(br, a); err != nil && !errorsIsAny(err, unix.EADDRNOTAVAIL, unix.ENOENT) {
 				return fmt.Errorf("remove old gateway %s: %w", a.IPNet, err)
