@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -32,11 +33,33 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	for _, c := range st.Status.Conditions {
 		conds[c.Type] = c
 	}
-	for _, typ := range []string{runtime.RuntimeReady, runtime.NetworkReady} {
-		c := conds[typ]
-		if c == nil || c.Status || c.Reason == "" || c.Message == "" {
-			t.Errorf("condition %s = %+v: this build runs no pods, so it must be false with a reason", typ, c)
+	if c := conds[runtime.RuntimeReady]; c == nil || c.Status || c.Reason == "" || c.Message == "" {
+		t.Errorf("RuntimeReady = %+v: this build runs no pods, so it must be false with a reason", c)
+	}
+	if c := conds[runtime.NetworkReady]; c == nil || !c.Status {
+		t.Errorf("NetworkReady = %+v: the built-in network is up", c)
+	}
+	// Take the bridge away: the network is no longer ready, and says why.
+	if l, err := netlink.LinkByName(testBridge); err != nil || netlink.LinkDel(l) != nil {
+		t.Fatalf("remove the bridge: %v", err)
+	}
+	st2, err := d.Runtime.Status(ctx, &runtime.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st2.Status.Conditions {
+		if c.Type == runtime.NetworkReady && (c.Status || c.Reason == "" || !strings.Contains(c.Message, testBridge)) {
+			t.Errorf("NetworkReady without a bridge = %+v", c)
 		}
+	}
+	// kubelet's pod CIDR goes to the built-in network.
+	if _, err := d.Runtime.UpdateRuntimeConfig(ctx, &runtime.UpdateRuntimeConfigRequest{RuntimeConfig: &runtime.RuntimeConfig{
+		NetworkConfig: &runtime.NetworkConfig{PodCidr: "10.232.0.0/24"}}}); err != nil {
+		t.Errorf("UpdateRuntimeConfig: %v", err)
+	}
+	if _, err := d.Runtime.UpdateRuntimeConfig(ctx, &runtime.UpdateRuntimeConfigRequest{RuntimeConfig: &runtime.RuntimeConfig{
+		NetworkConfig: &runtime.NetworkConfig{PodCidr: "not-a-cidr"}}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("UpdateRuntimeConfig with a bad CIDR: %v, want InvalidArgument", err)
 	}
 	var names []string
 	for _, h := range st.RuntimeHandlers {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -69,14 +71,16 @@ func newDaemon(t *testing.T, extra string) *daemon {
 	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock"),
 		Preload: filepath.Join(dir, "preload")}
 	d.config = filepath.Join(dir, "cradle.toml")
-	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
-		d.Root, filepath.Join(dir, "run"), d.Socket, filepath.Join(dir, "certs.d"), filepath.Join(dir, "preload"), extra)
+	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[network]\nbridge = %q\nsubnet = %q\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
+		d.Root, filepath.Join(dir, "run"), d.Socket, testBridge, testSubnet,
+		filepath.Join(dir, "certs.d"), filepath.Join(dir, "preload"), extra)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()
+		removeTestNetwork(t)
 		testutil.AssertNoMounts(t, dir)
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.logs.String())
@@ -185,3 +189,38 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
+
+// The daemons under test build their pod network on a bridge and subnet of
+// their own, which removeTestNetwork takes away again (a real node keeps
+// its bridge and nftables table across restarts).
+const (
+	testBridge = "crtest0"
+	testSubnet = "10.231.0.0/24"
+)
+
+func removeTestNetwork(t *testing.T) {
+	t.Helper()
+	if l, err := netlink.LinkByName(testBridge); err == nil {
+		if err := netlink.LinkDel(l); err != nil {
+			t.Errorf("remove test bridge: %v", err)
+		}
+	}
+	c, err := nftables.New()
+	if err != nil {
+		t.Errorf("nftables: %v", err)
+		return
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Errorf("list nftables tables: %v", err)
+		return
+	}
+	for _, tb := range tables {
+		if tb.Name == "cradle" {
+			c.DelTable(tb)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Errorf("remove nftables table: %v", err)
+	}
+}

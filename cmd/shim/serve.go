@@ -17,6 +17,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/cradle-runtime/cradle/pkg/cri"
 	"github.com/cradle-runtime/cradle/pkg/metrics"
+	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
@@ -113,6 +114,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Error("bake-in images not all loaded", "dir", cfg.Images.PreloadDir, "error", err)
 	}
 
+	netw, err := network.New(ctx, cfg.Network, cfg.Root, cfg.State, log.With("component", "network"))
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	defer func() { _ = netw.Close() }()
+	// No pod survives a restart yet (the pod engine is not in this build), so
+	// every pod network found on disk is stale.
+	if err := netw.Reconcile(ctx, nil); err != nil {
+		log.Error("reconcile pod networks", "error", err)
+	}
+
 	handlers := sandbox.ProbeHandlers(ctx, cfg.Runtime)
 	for _, h := range handlers {
 		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
@@ -144,6 +156,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	cri.Register(g, cri.Deps{
 		Config:       cfg,
 		Images:       images,
+		Network:      netw,
 		Handlers:     handlers,
 		CgroupDriver: driver,
 		Version:      cri.Version{Version: version, Commit: commit},

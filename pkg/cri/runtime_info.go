@@ -22,7 +22,6 @@ const (
 // Condition reasons reported by Status.
 const (
 	reasonNoPodRuntime = "PodRuntimeNotAvailable"
-	reasonNoNetwork    = "NetworkPluginNotReady"
 )
 
 func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) (*runtime.VersionResponse, error) {
@@ -34,10 +33,12 @@ func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) 
 	}, nil
 }
 
-// Status reports honest conditions: this build has no pod runtime and no
-// pod network yet, so neither RuntimeReady nor NetworkReady is true; the
+// Status reports honest conditions: this build has no pod runtime yet, so
+// RuntimeReady is false; NetworkReady is what the pod network says of
+// itself (bridge up and rules in place, or a valid CNI configuration). The
 // handlers are listed with the features their binaries report.
 func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
+	netOK, netReason, netMessage := s.deps.Network.Ready(ctx)
 	resp := &runtime.StatusResponse{
 		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{
 			{
@@ -48,9 +49,9 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 			},
 			{
 				Type:    runtime.NetworkReady,
-				Status:  false,
-				Reason:  reasonNoNetwork,
-				Message: "no pod network is implemented in this build",
+				Status:  netOK,
+				Reason:  netReason,
+				Message: netMessage,
 			},
 		}},
 		Features: &runtime.RuntimeFeatures{},
@@ -120,6 +121,16 @@ func configJSON(c config.Config) ([]byte, error) {
 		return nil, fmt.Errorf("re-read config: %w", err)
 	}
 	return json.Marshal(m)
+}
+
+// UpdateRuntimeConfig takes kubelet's pod CIDR for the built-in network.
+func (s *runtimeServer) UpdateRuntimeConfig(ctx context.Context, req *runtime.UpdateRuntimeConfigRequest) (*runtime.UpdateRuntimeConfigResponse, error) {
+	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		if err := s.deps.Network.SetPodSubnets(ctx, cidr); err != nil {
+			return nil, err
+		}
+	}
+	return &runtime.UpdateRuntimeConfigResponse{}, nil
 }
 
 func (s *runtimeServer) RuntimeConfig(ctx context.Context, _ *runtime.RuntimeConfigRequest) (*runtime.RuntimeConfigResponse, error) {

@@ -6,6 +6,7 @@
 package cri
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/cradle-runtime/cradle/pkg/config"
@@ -22,10 +23,17 @@ type Version struct {
 	Commit  string
 }
 
+// Network is what the CRI edge asks of the pod network directly.
+type Network interface {
+	Ready(ctx context.Context) (ok bool, reason, message string)
+	SetPodSubnets(ctx context.Context, cidrs string) error
+}
+
 // Deps is what the CRI servers translate to.
 type Deps struct {
 	Config       config.Config
 	Images       *storage.Store
+	Network      Network
 	Handlers     []sandbox.Handler
 	CgroupDriver string
 	Version      Version
