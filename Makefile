@@ -10,7 +10,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
 # Debian packages cradle uses at run time, and the tests' busybox-static.
-DEB_PACKAGES  := runc crun busybox-static iptables nftables ca-certificates git make
+DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
 
 PREFIX        ?= /usr/local
 DESTDIR       ?=
