@@ -91,9 +91,9 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 func TestUnimplementedRPCsSayUnimplemented(t *testing.T) {
 	d := newDaemon(t, "")
 	ctx := ctxT(t)
-	_, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{}})
+	_, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("RunPodSandbox: %v, want Unimplemented", err)
+		t.Errorf("CreateContainer: %v, want Unimplemented", err)
 	}
 	_, err = d.Runtime.ListContainers(ctx, &runtime.ListContainersRequest{})
 	if status.Code(err) != codes.Unimplemented {

@@ -19,6 +19,8 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
 )
@@ -119,12 +121,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	defer func() { _ = netw.Close() }()
-	// No pod survives a restart yet (the pod engine is not in this build), so
-	// every pod network found on disk is stale.
-	if err := netw.Reconcile(ctx, nil); err != nil {
-		log.Error("reconcile pod networks", "error", err)
-	}
-
 	handlers := sandbox.ProbeHandlers(ctx, cfg.Runtime)
 	for _, h := range handlers {
 		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
@@ -132,6 +128,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	driver := sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", driver)
+	pods, err := newPodManager(ctx, cfg, netw, log)
+	if err != nil {
+		return err
+	}
 
 	var m *metrics.Metrics
 	if cfg.Metrics.Address != "" {
@@ -157,6 +157,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Config:       cfg,
 		Images:       images,
 		Network:      netw,
+		Pods:         pods,
 		Handlers:     handlers,
 		CgroupDriver: driver,
 		Version:      cri.Version{Version: version, Commit: commit},
@@ -241,4 +242,36 @@ func secureSocket(c config.GRPC) error {
 		return errors.Join(fmt.Errorf("chown socket to group %d", gid), err)
 	}
 	return nil
+}
+
+// newPodManager wires the pod engine: a backend per handler, the network,
+// cgroups; then recovers the pods of an earlier run.
+func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager, log *slog.Logger) (*sandbox.Manager, error) {
+	cg, err := cgroup.New()
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cgroup layout", "layout", cg.Layout())
+	ns := nsbox.New(log.With("component", "nsbox"))
+	backends := map[string]sandbox.Backend{}
+	for name := range cfg.Runtime.Handlers {
+		backends[name] = ns
+	}
+	pods, err := sandbox.New(sandbox.Options{
+		StateDir:       filepath.Join(cfg.State, "pods"),
+		CheckpointDir:  filepath.Join(cfg.Root, "checkpoints"),
+		DefaultHandler: cfg.Runtime.DefaultHandler,
+		Backends:       backends,
+		Network:        podNetwork{m: netw},
+		Cgroups:        cg,
+		CgroupRoot:     cfg.Runtime.CgroupRoot,
+		Logger:         log.With("component", "pods"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := pods.Recover(ctx); err != nil {
+		return nil, err
+	}
+	return pods, nil
 }

@@ -70,6 +70,7 @@ type Images struct {
 type Runtime struct {
 	CgroupDriver   string             `toml:"cgroup_driver" comment:"cgroupfs, systemd, or auto (systemd when systemd is PID 1's init, cgroupfs otherwise)."`
 	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	CgroupRoot     string             `toml:"cgroup_root" comment:"Parent cgroup of pods that name none (kubelet names one; crictl may not)."`
 	Handlers       map[string]Handler `toml:"handlers" comment:"Runtime handlers by RuntimeClass handler name."`
 }
 
@@ -136,6 +137,7 @@ func Default() Config {
 		Runtime: Runtime{
 			CgroupDriver:   CgroupDriverAuto,
 			DefaultHandler: "runc",
+			CgroupRoot:     "/cradle",
 			Handlers: map[string]Handler{
 				"runc": {Kind: KindOCI, Binary: "runc"},
 				"crun": {Kind: KindOCI, Binary: "crun"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -93,6 +94,9 @@ func (r Runtime) validate() []error {
 	case CgroupDriverAuto, CgroupDriverCgroupfs, CgroupDriverSystemd:
 	default:
 		bad("cgroup_driver", "%q is not one of auto, cgroupfs, systemd", r.CgroupDriver)
+	}
+	if !strings.HasPrefix(r.CgroupRoot, "/") || path.Clean(r.CgroupRoot) != r.CgroupRoot || r.CgroupRoot == "/" {
+		bad("cgroup_root", "%q must be an absolute, clean cgroup path below the root", r.CgroupRoot)
 	}
 	if _, ok := r.Handlers[r.DefaultHandler]; !ok {
 		bad("default_handler", "%q is not a configured handler", r.DefaultHandler)

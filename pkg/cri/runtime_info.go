@@ -33,8 +33,8 @@ func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) 
 	}, nil
 }
 
-// Status reports honest conditions: this build has no pod runtime yet, so
-// RuntimeReady is false; NetworkReady is what the pod network says of
+// Status reports honest conditions: this build runs pod sandboxes but no
+// containers yet, so RuntimeReady is false; NetworkReady is what the pod network says of
 // itself (bridge up and rules in place, or a valid CNI configuration). The
 // handlers are listed with the features their binaries report.
 func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
@@ -45,7 +45,7 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 				Type:    runtime.RuntimeReady,
 				Status:  false,
 				Reason:  reasonNoPodRuntime,
-				Message: "cradle serves images only in this build: pod sandboxes are not implemented yet",
+				Message: "pod sandboxes run, but containers are not implemented yet in this build",
 			},
 			{
 				Type:    runtime.NetworkReady,

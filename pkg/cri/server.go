@@ -34,6 +34,7 @@ type Deps struct {
 	Config       config.Config
 	Images       *storage.Store
 	Network      Network
+	Pods         *sandbox.Manager
 	Handlers     []sandbox.Handler
 	CgroupDriver string
 	Version      Version

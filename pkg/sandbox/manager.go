@@ -1,0 +1,159 @@
+package sandbox
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/checkpoint"
+)
+
+const podKind = "pods"
+
+// Options wire a Manager.
+type Options struct {
+	StateDir       string             // <state>/pods/<id> directories
+	CheckpointDir  string             // <root>/checkpoints
+	DefaultHandler string             // handler for pods that name none
+	Backends       map[string]Backend // by handler name
+	Network        Network
+	Cgroups        Cgroups
+	CgroupRoot     string // parent of pod cgroups when kubelet gives none, e.g. /cradle
+	Logger         *slog.Logger
+}
+
+// Manager is the pod engine. It is safe for concurrent use; calls on one
+// pod are serialised by the pod's lock.
+type Manager struct {
+	opts  Options
+	log   *slog.Logger
+	ckpt  *checkpoint.Store
+	names *registrar
+
+	mu   sync.Mutex
+	pods map[string]*podEntry
+}
+
+type podEntry struct {
+	mu  sync.Mutex // held while the pod changes
+	pod *Pod
+}
+
+// New makes a Manager; call Recover before serving.
+func New(opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ckpt, err := checkpoint.New(opts.CheckpointDir)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := opts.Backends[opts.DefaultHandler]; !ok {
+		return nil, fmt.Errorf("default handler %q has no backend: %w", opts.DefaultHandler, errdefs.ErrInvalidArgument)
+	}
+	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(), pods: map[string]*podEntry{}}, nil
+}
+
+// save checkpoints pod. Callers hold its entry's lock.
+func (m *Manager) save(pod *Pod) error {
+	if err := m.ckpt.Save(podKind, pod.ID, podCheckpointVersion, pod); err != nil {
+		return fmt.Errorf("checkpoint pod %s: %w", pod.ID, err)
+	}
+	return nil
+}
+
+// entry finds a pod by ID or unique ID prefix.
+func (m *Manager) entry(id string) (*podEntry, error) {
+	if id == "" {
+		return nil, fmt.Errorf("empty pod sandbox ID: %w", errdefs.ErrInvalidArgument)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.pods[id]; ok {
+		return e, nil
+	}
+	var found *podEntry
+	for pid, e := range m.pods {
+		if strings.HasPrefix(pid, id) {
+			if found != nil {
+				return nil, fmt.Errorf("pod sandbox ID prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = e
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Pod returns a copy of the pod with this ID (or unique prefix).
+func (m *Manager) Pod(id string) (Pod, error) {
+	e, err := m.entry(id)
+	if err != nil {
+		return Pod{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pod.clone(), nil
+}
+
+// PodFilter selects pods for ListPods; zero fields match everything.
+type PodFilter struct {
+	ID     string // ID or prefix
+	State  *PodState
+	Labels map[string]string
+}
+
+// ListPods returns the pods that match f, oldest first.
+func (m *Manager) ListPods(f PodFilter) []Pod {
+	m.mu.Lock()
+	entries := make([]*podEntry, 0, len(m.pods))
+	for _, e := range m.pods {
+		entries = append(entries, e)
+	}
+	m.mu.Unlock()
+	var out []Pod
+	for _, e := range entries {
+		e.mu.Lock()
+		p := e.pod.clone()
+		e.mu.Unlock()
+		if f.matches(p) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+func (f PodFilter) matches(p Pod) bool {
+	if f.ID != "" && !strings.HasPrefix(p.ID, f.ID) {
+		return false
+	}
+	if f.State != nil && p.State != *f.State {
+		return false
+	}
+	for k, v := range f.Labels {
+		if p.Config.Labels[k] != v {
+			return false
+		}
+	}
+	return p.State != PodCreating && p.State != PodRemoved
+}
+
+func (p *Pod) clone() Pod {
+	c := *p
+	c.IPs = slices.Clone(p.IPs)
+	c.NS = make(map[string]string, len(p.NS))
+	for k, v := range p.NS {
+		c.NS[k] = v
+	}
+	return c
+}
+
+func (m *Manager) podDir(id string) string { return filepath.Join(m.opts.StateDir, id) }

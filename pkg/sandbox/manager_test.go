@@ -1,0 +1,295 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// fakes records what exists, so a test can check that nothing is left.
+type fakes struct {
+	mu       sync.Mutex
+	failAt   string // the fake step that fails
+	netns    map[string]bool
+	networks map[string]bool
+	cgroups  map[string]bool
+	started  map[string]bool
+}
+
+func newFakes() *fakes {
+	return &fakes{netns: map[string]bool{}, networks: map[string]bool{}, cgroups: map[string]bool{}, started: map[string]bool{}}
+}
+
+var errInjected = errors.New("injected failure")
+
+func (f *fakes) fail(step string) error {
+	if f.failAt == step {
+		return errInjected
+	}
+	return nil
+}
+
+func (f *fakes) NewNetNS(id string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("netns"); err != nil {
+		return "", err
+	}
+	f.netns["/ns/"+id] = true
+	return "/ns/" + id, nil
+}
+
+func (f *fakes) RemoveNetNS(p string) error {
+	f.mu.Lock()
+	delete(f.netns, p)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakes) Setup(_ context.Context, pod *Pod) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.networks[pod.ID] = true // a failed Setup may leave state: Teardown must clean it
+	if err := f.fail("network"); err != nil {
+		return nil, err
+	}
+	return []string{"10.88.0.2"}, nil
+}
+
+func (f *fakes) Teardown(_ context.Context, id string) error {
+	f.mu.Lock()
+	delete(f.networks, id)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakes) Reconcile(_ context.Context, live []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := range f.networks {
+		if !slices.Contains(live, id) {
+			delete(f.networks, id)
+		}
+	}
+	return nil
+}
+
+func (f *fakes) Create(p string, _ *specs.LinuxResources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("cgroup"); err != nil {
+		return err
+	}
+	f.cgroups[p] = true
+	return nil
+}
+
+func (f *fakes) Delete(_ context.Context, p string) error {
+	f.mu.Lock()
+	delete(f.cgroups, p)
+	f.mu.Unlock()
+	return nil
+}
+
+type fakeBackend struct{ f *fakes }
+
+func (b fakeBackend) StartPod(_ context.Context, pod *Pod) error {
+	b.f.mu.Lock()
+	defer b.f.mu.Unlock()
+	b.f.started[pod.ID] = true
+	pod.Shm = filepath.Join(pod.Dir, "shm")
+	return b.f.fail("sandbox")
+}
+
+func (b fakeBackend) StopPod(context.Context, *Pod) error { return nil }
+
+func (b fakeBackend) DeletePod(_ context.Context, pod *Pod) error {
+	b.f.mu.Lock()
+	delete(b.f.started, pod.ID)
+	b.f.mu.Unlock()
+	return nil
+}
+
+func newTestManager(t *testing.T, f *fakes, dir string) *Manager {
+	t.Helper()
+	m, err := New(Options{
+		StateDir:       filepath.Join(dir, "state"),
+		CheckpointDir:  filepath.Join(dir, "checkpoints"),
+		DefaultHandler: "runc",
+		Backends:       map[string]Backend{"runc": fakeBackend{f}},
+		Network:        f,
+		Cgroups:        f,
+		CgroupRoot:     "/cradle-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func podConfig(name string) PodConfig {
+	return PodConfig{Name: name, Namespace: "default", UID: "uid-" + name, Labels: map[string]string{"app": name}}
+}
+
+// assertNothingLeft checks the fakes, the state directory and the
+// checkpoints.
+func assertNothingLeft(t *testing.T, f *fakes, dir string) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for what, m := range map[string]map[string]bool{"netns": f.netns, "network": f.networks, "cgroup": f.cgroups, "sandbox": f.started} {
+		if len(m) > 0 {
+			t.Errorf("%s left: %v", what, m)
+		}
+	}
+	for _, sub := range []string{"state", "checkpoints/pods"} {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		if len(entries) > 0 {
+			t.Errorf("%s left: %d entries", sub, len(entries))
+		}
+	}
+}
+
+func TestRunPodRollsBackEachStep(t *testing.T) {
+	for _, step := range []string{"cgroup", "netns", "sandbox", "network"} {
+		t.Run(step, func(t *testing.T) {
+			f, dir := newFakes(), t.TempDir()
+			m := newTestManager(t, f, dir)
+			f.failAt = step
+			_, err := m.RunPod(context.Background(), podConfig("web"))
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("err = %v", err)
+			}
+			assertNothingLeft(t, f, dir)
+			if pods := m.ListPods(PodFilter{}); len(pods) != 0 {
+				t.Errorf("pods listed after a failed run: %v", pods)
+			}
+			// The name is free again.
+			f.failAt = ""
+			id, err := m.RunPod(context.Background(), podConfig("web"))
+			if err != nil {
+				t.Fatalf("run after rollback: %v", err)
+			}
+			if err := m.RemovePod(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			assertNothingLeft(t, f, dir)
+		})
+	}
+}
+
+func TestPodLifecycle(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	m := newTestManager(t, f, dir)
+	ctx := context.Background()
+	a, err := m.RunPod(ctx, podConfig("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.RunPod(ctx, podConfig("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.RunPod(ctx, podConfig("a")); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("duplicate name: %v", err)
+	}
+	bad := podConfig("c")
+	bad.Handler = "kata"
+	if _, err := m.RunPod(ctx, bad); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("unknown handler: %v", err)
+	}
+	if err := m.StopPod(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StopPod(ctx, a); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+	ready := PodReady
+	got := ids(m.ListPods(PodFilter{State: &ready}))
+	if !slices.Equal(got, []string{b}) {
+		t.Errorf("ready pods = %v, want [%s]", got, b)
+	}
+	if got := ids(m.ListPods(PodFilter{Labels: map[string]string{"app": "a"}})); !slices.Equal(got, []string{a}) {
+		t.Errorf("by label = %v", got)
+	}
+	if got := ids(m.ListPods(PodFilter{ID: a[:8]})); !slices.Equal(got, []string{a}) {
+		t.Errorf("by ID prefix = %v", got)
+	}
+	p, err := m.Pod(b[:10])
+	if err != nil || p.ID != b || len(p.IPs) != 1 || p.Config.Hostname != "b" {
+		t.Errorf("Pod by prefix = %+v, %v", p, err)
+	}
+	if _, err := m.Pod("feedface"); !errdefs.IsNotFound(err) {
+		t.Errorf("unknown pod: %v", err)
+	}
+
+	// A new Manager (a restarted daemon) knows both pods.
+	m2 := newTestManager(t, f, dir)
+	if got := ids(m2.ListPods(PodFilter{})); len(got) != 2 {
+		t.Fatalf("after restart: %v", got)
+	}
+	if _, err := m2.RunPod(ctx, podConfig("b")); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("recovered names are reserved: %v", err)
+	}
+	for _, id := range []string{a, b, b} {
+		if err := m2.RemovePod(ctx, id); err != nil {
+			t.Errorf("remove %s: %v", id, err)
+		}
+	}
+	assertNothingLeft(t, f, dir)
+}
+
+// A crash in the middle of RunPodSandbox leaves a Creating checkpoint and
+// whatever the finished steps made; the next start releases it all.
+func TestRecoverFinishesInterruptedCreate(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	m := newTestManager(t, f, dir)
+	ctx := context.Background()
+	id, err := m.RunPod(ctx, podConfig("crash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Turn the finished pod back into the trace of a create killed after
+	// its network step.
+	e, _ := m.entry(id)
+	e.pod.State = PodCreating
+	if err := m.save(e.pod); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newTestManager(t, f, dir)
+	if pods := m2.ListPods(PodFilter{}); len(pods) != 0 {
+		t.Errorf("interrupted pod listed: %v", pods)
+	}
+	assertNothingLeft(t, f, dir)
+}
+
+func ids(pods []Pod) []string {
+	out := make([]string, 0, len(pods))
+	for _, p := range pods {
+		out = append(out, p.ID)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestResolvConf(t *testing.T) {
+	b, err := resolvConf(&DNSConfig{Servers: []string{"10.0.0.10", "10.0.0.11"}, Searches: []string{"a.svc", "svc"}, Options: []string{"ndots:5"}})
+	want := "nameserver 10.0.0.10\nnameserver 10.0.0.11\nsearch a.svc svc\noptions ndots:5\n"
+	if err != nil || string(b) != want {
+		t.Errorf("resolv.conf = %q, %v", b, err)
+	}
+	if _, err := resolvConf(&DNSConfig{Servers: []string{"1.2.3.4\nnameserver 6.6.6.6"}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("injected line: %v", err)
+	}
+}

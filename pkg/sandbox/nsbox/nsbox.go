@@ -1,0 +1,149 @@
+// Package nsbox is the Backend for namespace+cgroup pods: containers run by
+// an OCI runtime binary (runc, crun) on the host, joining namespaces the pod
+// holds. No infra ("pause") process holds them: the IPC and UTS namespaces
+// are pinned by bind mounts of their /proc nsfs files (the network
+// namespace is pinned the same way by the network), so an idle pod costs no
+// process and no memory beyond its /dev/shm.
+package nsbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// shmSize is the size of a pod's /dev/shm, as containerd and Docker give.
+const shmSize = "65536k"
+
+// Backend implements sandbox.Backend for namespace pods.
+type Backend struct {
+	log *slog.Logger
+}
+
+// New makes the backend.
+func New(log *slog.Logger) *Backend { return &Backend{log: log} }
+
+var _ sandbox.Backend = (*Backend)(nil)
+
+// StartPod pins the pod's IPC and UTS namespaces (the UTS one with the
+// pod's hostname) and mounts its /dev/shm. A pod on the host's network
+// uses the host's UTS namespace; one with host IPC uses the host's IPC
+// namespace and /dev/shm.
+func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
+	var kinds []string
+	if pod.Config.IPC != sandbox.NamespaceNode {
+		kinds = append(kinds, "ipc")
+	}
+	if pod.Config.Network != sandbox.NamespaceNode {
+		kinds = append(kinds, "uts")
+	}
+	if len(kinds) > 0 {
+		paths, err := pin(pod.Dir, pod.Config.Hostname, kinds)
+		if err != nil {
+			return err
+		}
+		for k, p := range paths {
+			pod.NS[k] = p
+		}
+	}
+	if pod.Config.IPC == sandbox.NamespaceNode {
+		pod.Shm = "/dev/shm"
+		return nil
+	}
+	shm := filepath.Join(pod.Dir, "shm")
+	if err := os.MkdirAll(shm, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+shmSize); err != nil {
+		return fmt.Errorf("mount the pod's /dev/shm: %w", err)
+	}
+	pod.Shm = shm
+	return nil
+}
+
+// StopPod has nothing to stop yet: pods hold no process of their own.
+func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error { return nil }
+
+// DeletePod unmounts the pod's /dev/shm and unpins its namespaces.
+func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
+	var errs []error
+	if pod.Shm != "" && pod.Shm != "/dev/shm" {
+		errs = append(errs, unmountRemove(pod.Shm))
+	}
+	for _, kind := range []string{"ipc", "uts"} {
+		if p := pod.NS[kind]; p != "" {
+			errs = append(errs, unmountRemove(p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pin makes new namespaces of kinds on a thread of their own and bind-mounts
+// their nsfs files to dir/ns-<kind>. The thread never returns to the Go
+// scheduler: it exits with its goroutine, and the mounts keep the
+// namespaces alive.
+func pin(dir, hostname string, kinds []string) (map[string]string, error) {
+	flags := 0
+	paths := map[string]string{}
+	for _, k := range kinds {
+		switch k {
+		case "ipc":
+			flags |= unix.CLONE_NEWIPC
+		case "uts":
+			flags |= unix.CLONE_NEWUTS
+		}
+		paths[k] = filepath.Join(dir, "ns-"+k)
+		f, err := os.OpenFile(paths[k], os.O_CREATE|os.O_RDONLY, 0o444)
+		if err != nil {
+			return nil, err
+		}
+		_ = f.Close()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(flags); err != nil {
+			errc <- fmt.Errorf("unshare %v: %w", kinds, err)
+			return
+		}
+		if flags&unix.CLONE_NEWUTS != 0 {
+			if err := unix.Sethostname([]byte(hostname)); err != nil {
+				errc <- fmt.Errorf("set hostname %q: %w", hostname, err)
+				return
+			}
+		}
+		for k, p := range paths {
+			if err := unix.Mount(fmt.Sprintf("/proc/thread-self/ns/%s", k), p, "", unix.MS_BIND, ""); err != nil {
+				errc <- fmt.Errorf("pin %s namespace: %w", k, err)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		for _, p := range paths {
+			_ = unmountRemove(p)
+		}
+		return nil, err
+	}
+	return paths, nil
+}
+
+// unmountRemove unmounts p (if mounted) and removes it; a missing p is
+// fine.
+func unmountRemove(p string) error {
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+package sandbox
+
+import (
+	"context"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Backend makes the sandboxes of one kind real: namespace+cgroup pods run
+// by an OCI runtime (nsbox), or microVMs (vmbox, Step 4). Everything else
+// (IDs, names, state machines, checkpoints, network, cgroups, pod files)
+// is the engine's and shared by every kind. Container methods join as the
+// container runtime lands.
+type Backend interface {
+	// StartPod makes what holds the pod's non-network namespaces and its
+	// /dev/shm, filling pod.NS and pod.Shm. pod.NetNS and pod.Dir exist.
+	StartPod(ctx context.Context, pod *Pod) error
+	// StopPod stops every process of the pod. Idempotent.
+	StopPod(ctx context.Context, pod *Pod) error
+	// DeletePod releases what StartPod made, from the pod's fields alone
+	// (after a crash the backend may have no memory of it). Idempotent.
+	DeletePod(ctx context.Context, pod *Pod) error
+}
+
+// Network is the pod network seam (pkg/network behind an adapter).
+type Network interface {
+	// NewNetNS makes and pins the pod's network namespace.
+	NewNetNS(podID string) (path string, err error)
+	// RemoveNetNS releases it; a missing one is not an error.
+	RemoveNetNS(path string) error
+	// Setup wires the pod's netns into the pod network and returns its IPs.
+	Setup(ctx context.Context, pod *Pod) (ips []string, err error)
+	// Teardown unwires it, from persisted data alone; idempotent.
+	Teardown(ctx context.Context, podID string) error
+	// Reconcile removes the network state of every pod not in live.
+	Reconcile(ctx context.Context, live []string) error
+}
+
+// Cgroups is the cgroup seam (pkg/sandbox/cgroup's Manager).
+type Cgroups interface {
+	Create(path string, res *specs.LinuxResources) error
+	Delete(ctx context.Context, path string) error
+}
