@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 // daemon is one cradle serve process and its CRI clients.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	config  string
 	Root    string
@@ -64,7 +64,7 @@ type daemon struct {
 // newDaemon writes a config under a fresh directory (extra is appended to
 // it) and starts cradle. The daemon is stopped, and checked for leaks, when
 // the test ends.
-func newDaemon(t *testing.T, extra string) *daemon {
+func newDaemon(t testing.TB, extra string) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
@@ -182,7 +182,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -198,7 +198,7 @@ const (
 	testSubnet = "10.231.0.0/24"
 )
 
-func removeTestNetwork(t *testing.T) {
+func removeTestNetwork(t testing.TB) {
 	t.Helper()
 	if l, err := netlink.LinkByName(testBridge); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
