@@ -101,48 +101,19 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	images, err := openImages(ctx, cfg, log)
+	deps, closeAll, err := wire(ctx, cfg, log)
+	defer closeAll()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := images.Close(); err != nil {
-			log.Warn("close image store", "error", err)
-		}
-	}()
-
-	if err := images.Preload(ctx, cfg.Images.PreloadDir); err != nil {
-		// Reported per archive; the images that did load are served.
-		log.Error("bake-in images not all loaded", "dir", cfg.Images.PreloadDir, "error", err)
-	}
-
-	netw, err := network.New(ctx, cfg.Network, cfg.Root, cfg.State, log.With("component", "network"))
-	if err != nil {
-		return fmt.Errorf("pod network: %w", err)
-	}
-	defer func() { _ = netw.Close() }()
-	handlers := sandbox.ProbeHandlers(ctx, cfg.Runtime)
-	for _, h := range handlers {
-		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
-			"rro", h.Features.RecursiveReadOnlyMounts, "userns", h.Features.UserNamespaces, "problem", h.Problem)
-	}
-	driver := sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
-	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", driver)
-	pods, err := newPodManager(ctx, cfg, netw, log)
-	if err != nil {
-		return err
-	}
-
-	var m *metrics.Metrics
 	if cfg.Metrics.Address != "" {
-		m = metrics.New()
-		addr, err := m.Serve(ctx, cfg.Metrics.Address, log)
+		deps.Metrics = metrics.New()
+		addr, err := deps.Metrics.Serve(ctx, cfg.Metrics.Address, log)
 		if err != nil {
 			return err
 		}
 		log.Info("serving metrics", "address", addr.String())
 	}
-
 	lis, err := listen(cfg.GRPC)
 	if err != nil {
 		return err
@@ -150,25 +121,59 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMiB<<20),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMiB<<20),
-		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, m)),
-		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, m)),
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, deps.Metrics)),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, deps.Metrics)),
 	)
-	cri.Register(g, cri.Deps{
-		Config:       cfg,
-		Images:       images,
-		Network:      netw,
-		Pods:         pods,
-		Handlers:     handlers,
-		CgroupDriver: driver,
-		Version:      cri.Version{Version: version, Commit: commit},
-		Logger:       log,
-		Metrics:      m,
-	})
-	cri.RegisterAdmin(g, images, filepath.Join(cfg.Root, "tmp"))
+	cri.Register(g, deps)
+	cri.RegisterAdmin(g, deps.Images, filepath.Join(cfg.Root, "tmp"))
+	return runServer(ctx, g, lis, cfg.GRPC.Socket, log)
+}
 
+// wire opens the image store, the pod network and the pod engine. The
+// returned function closes what was opened, also after an error.
+func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, func(), error) {
+	var closers []func() error
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i](); err != nil {
+				log.Warn("close", "error", err)
+			}
+		}
+	}
+	deps := cri.Deps{Config: cfg, Logger: log, Version: cri.Version{Version: version, Commit: commit}}
+	images, err := openImages(ctx, cfg, log)
+	if err != nil {
+		return deps, closeAll, err
+	}
+	closers = append(closers, images.Close)
+	deps.Images = images
+	if err := images.Preload(ctx, cfg.Images.PreloadDir); err != nil {
+		// Reported per archive; the images that did load are served.
+		log.Error("bake-in images not all loaded", "dir", cfg.Images.PreloadDir, "error", err)
+	}
+	netw, err := network.New(ctx, cfg.Network, cfg.Root, cfg.State, log.With("component", "network"))
+	if err != nil {
+		return deps, closeAll, fmt.Errorf("pod network: %w", err)
+	}
+	closers = append(closers, netw.Close)
+	deps.Network = netw
+	deps.Handlers = sandbox.ProbeHandlers(ctx, cfg.Runtime)
+	for _, h := range deps.Handlers {
+		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
+			"rro", h.Features.RecursiveReadOnlyMounts, "userns", h.Features.UserNamespaces, "problem", h.Problem)
+	}
+	deps.CgroupDriver = sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
+	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", deps.CgroupDriver)
+	deps.Pods, err = newPodManager(ctx, cfg, netw, log)
+	return deps, closeAll, err
+}
+
+// runServer serves until ctx ends, then stops gracefully: RPCs in flight get
+// stopGrace to finish.
+func runServer(ctx context.Context, g *grpc.Server, lis net.Listener, socket string, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("serving CRI", "socket", cfg.GRPC.Socket)
+	log.Info("serving CRI", "socket", socket)
 	if err := notifyReady(); err != nil {
 		log.Warn("notify systemd", "error", err)
 	}
@@ -186,7 +191,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Warn("grace period over: cancelling RPCs in flight")
 		g.Stop()
 	}
-	_ = os.Remove(cfg.GRPC.Socket)
+	_ = os.Remove(socket)
 	log.Info("stopped")
 	return nil
 }
