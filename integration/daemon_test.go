@@ -91,13 +91,13 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 func TestUnimplementedRPCsSayUnimplemented(t *testing.T) {
 	d := newDaemon(t, "")
 	ctx := ctxT(t)
-	_, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{})
+	_, err := d.Runtime.Attach(ctx, &runtime.AttachRequest{ContainerId: "x"})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("CreateContainer: %v, want Unimplemented", err)
+		t.Errorf("Attach: %v, want Unimplemented", err)
 	}
-	_, err = d.Runtime.ListContainers(ctx, &runtime.ListContainersRequest{})
+	_, err = d.Runtime.ContainerStats(ctx, &runtime.ContainerStatsRequest{ContainerId: "x"})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("ListContainers: %v, want Unimplemented", err)
+		t.Errorf("ContainerStats: %v, want Unimplemented", err)
 	}
 }
 

@@ -164,7 +164,7 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	}
 	deps.CgroupDriver = sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", deps.CgroupDriver)
-	deps.Pods, err = newPodManager(ctx, cfg, netw, log)
+	deps.Pods, err = newPodManager(ctx, cfg, netw, images, deps.Handlers, log)
 	return deps, closeAll, err
 }
 
@@ -251,7 +251,8 @@ func secureSocket(c config.GRPC) error {
 
 // newPodManager wires the pod engine: a backend per handler, the network,
 // cgroups; then recovers the pods of an earlier run.
-func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager, log *slog.Logger) (*sandbox.Manager, error) {
+func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager, images *storage.Store,
+	handlers []sandbox.Handler, log *slog.Logger) (*sandbox.Manager, error) {
 	cg, err := cgroup.New()
 	if err != nil {
 		return nil, err
@@ -264,6 +265,9 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 	}
 	pods, err := sandbox.New(sandbox.Options{
 		StateDir:       filepath.Join(cfg.State, "pods"),
+		ContainerDir:   filepath.Join(cfg.State, "containers"),
+		Images:         podImages{s: images},
+		Host:           hostFacts(cg, handlers),
 		CheckpointDir:  filepath.Join(cfg.Root, "checkpoints"),
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Backends:       backends,

@@ -3,6 +3,15 @@ package main
 import (
 	"context"
 	"net"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
+	"github.com/cradle-runtime/cradle/pkg/storage"
 
 	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
@@ -52,4 +61,78 @@ func ipStrings(ips []net.IP) []string {
 		out = append(out, ip.String())
 	}
 	return out
+}
+
+// podImages adapts the image store to the engine's Images seam.
+type podImages struct{ s *storage.Store }
+
+var _ sandbox.Images = podImages{}
+
+func (p podImages) Resolve(ctx context.Context, ref string) (sandbox.ImageInfo, error) {
+	img, err := p.s.Get(ctx, ref)
+	if err != nil {
+		return sandbox.ImageInfo{}, err
+	}
+	return sandbox.ImageInfo{ID: img.ID, Config: img.Config.Config}, nil
+}
+
+func (p podImages) PrepareRootfs(ctx context.Context, key, image string) ([]mount.Mount, error) {
+	return p.s.PrepareRootfs(ctx, key, image)
+}
+
+func (p podImages) RemoveRootfs(ctx context.Context, key string) error {
+	return p.s.RemoveRootfs(ctx, key)
+}
+
+// hostFacts are what spec building needs to know of this host, detected.
+func hostFacts(cg *cgroup.Manager, handlers []sandbox.Handler) oci.Host {
+	h := oci.Host{
+		CgroupV2:              cg.V2(),
+		MinOOMScoreAdj:        minOOMScoreAdj(),
+		RuntimeDefaultSeccomp: oci.SeccompBuiltin,
+		Arch:                  goruntime.GOARCH,
+	}
+	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
+		h.AppArmor = true
+	}
+	if cg.V2() {
+		_, err := os.Stat("/sys/fs/cgroup/memory.swap.max")
+		h.SwapAccounting = err == nil
+	} else {
+		_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+		h.SwapAccounting = err == nil
+	}
+	for _, hd := range handlers {
+		if hd.Name == "runc" {
+			h.RecursiveReadOnly = hd.Features.RecursiveReadOnlyMounts
+			h.UserNamespaces = hd.Features.UserNamespaces
+		}
+	}
+	return h
+}
+
+// minOOMScoreAdj is the lowest oom_score_adj this process can give its
+// children: -1000 with CAP_SYS_RESOURCE, else its own (a negative value
+// needs the capability; root on some nodes lacks it).
+func minOOMScoreAdj() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+				caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				if err == nil && caps&(1<<24) != 0 {
+					return -1000
+				}
+			}
+		}
+	}
+	own, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(own)))
+	if err != nil {
+		return 0
+	}
+	return n
 }

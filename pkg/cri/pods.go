@@ -99,6 +99,7 @@ func toPodConfig(c *runtime.PodSandboxConfig, handler string) (sandbox.PodConfig
 		IPC:          toMode(ns.GetIpc()),
 		CgroupParent: c.GetLinux().GetCgroupParent(),
 		Sysctls:      c.GetLinux().GetSysctls(),
+		Raw:          c,
 	}
 	// NamespaceMode's zero value is POD: only explicit options ask for a
 	// user namespace.

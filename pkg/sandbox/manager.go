@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/checkpoint"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 )
 
 const podKind = "pods"
@@ -18,12 +19,15 @@ const podKind = "pods"
 // Options wire a Manager.
 type Options struct {
 	StateDir       string             // <state>/pods/<id> directories
+	ContainerDir   string             // <state>/containers/<id> bundles
 	CheckpointDir  string             // <root>/checkpoints
 	DefaultHandler string             // handler for pods that name none
 	Backends       map[string]Backend // by handler name
 	Network        Network
 	Cgroups        Cgroups
-	CgroupRoot     string // parent of pod cgroups when kubelet gives none, e.g. /cradle
+	Images         Images
+	Host           oci.Host // facts of this host for spec building
+	CgroupRoot     string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
 	Logger         *slog.Logger
 }
 
@@ -35,8 +39,9 @@ type Manager struct {
 	ckpt  *checkpoint.Store
 	names *registrar
 
-	mu   sync.Mutex
-	pods map[string]*podEntry
+	mu         sync.Mutex
+	pods       map[string]*podEntry
+	containers map[string]*containerEntry
 }
 
 type podEntry struct {
@@ -56,7 +61,8 @@ func New(opts Options) (*Manager, error) {
 	if _, ok := opts.Backends[opts.DefaultHandler]; !ok {
 		return nil, fmt.Errorf("default handler %q has no backend: %w", opts.DefaultHandler, errdefs.ErrInvalidArgument)
 	}
-	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(), pods: map[string]*podEntry{}}, nil
+	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(),
+		pods: map[string]*podEntry{}, containers: map[string]*containerEntry{}}, nil
 }
 
 // save checkpoints pod. Callers hold its entry's lock.

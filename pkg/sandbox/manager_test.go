@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // fakes records what exists, so a test can check that nothing is left.
@@ -139,7 +140,8 @@ func newTestManager(t *testing.T, f *fakes, dir string) *Manager {
 }
 
 func podConfig(name string) PodConfig {
-	return PodConfig{Name: name, Namespace: "default", UID: "uid-" + name, Labels: map[string]string{"app": name}}
+	return PodConfig{Name: name, Namespace: "default", UID: "uid-" + name, Labels: map[string]string{"app": name},
+		Raw: &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name}}}
 }
 
 // assertNothingLeft checks the fakes, the state directory and the

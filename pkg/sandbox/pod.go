@@ -3,6 +3,8 @@ package sandbox
 import (
 	"strconv"
 	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // NamespaceMode says whose namespace a pod uses (the CRI's NamespaceMode).
@@ -34,6 +36,9 @@ type PodConfig struct {
 	IPC          NamespaceMode
 	CgroupParent string
 	Sysctls      map[string]string
+	// Raw is the CRI config the pod was made from: container specs are
+	// built from it.
+	Raw *runtime.PodSandboxConfig
 }
 
 // DNSConfig is the pod's resolv.conf.

@@ -38,6 +38,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			live = append(live, pod.ID)
 		}
 	}
+	m.recoverContainers(ctx)
 	if err := m.opts.Network.Reconcile(ctx, live); err != nil {
 		return fmt.Errorf("reconcile pod networks: %w", err)
 	}
@@ -69,5 +70,61 @@ func (m *Manager) recoverPod(ctx context.Context, pod *Pod) bool {
 			return true
 		}
 		return false
+	}
+}
+
+// recoverContainers loads container checkpoints: an interrupted create is
+// released; a container that ran is watched again, or, if it exited while
+// the daemon was away, shows Exited with its real exit code and time (the
+// monitor recorded them).
+func (m *Manager) recoverContainers(ctx context.Context) {
+	ids, err := m.ckpt.List(containerKind)
+	if err != nil {
+		m.log.Error("list container checkpoints", "error", err)
+		return
+	}
+	for _, id := range ids {
+		c := &Container{}
+		if _, err := m.ckpt.Load(containerKind, id, c); err != nil {
+			m.log.Error("unreadable container checkpoint: dropped", "container", id, "error", err)
+			_ = m.ckpt.Delete(containerKind, id)
+			continue
+		}
+		e := &containerEntry{c: c}
+		m.mu.Lock()
+		m.containers[c.ID] = e
+		m.mu.Unlock()
+		pod, b, err := m.podOf(c)
+		if err != nil {
+			m.log.Error("container without a usable pod", "container", id, "error", err)
+			continue
+		}
+		m.recoverContainer(ctx, e, pod, b)
+	}
+}
+
+func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend) {
+	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
+	defer cancel()
+	c := e.c
+	if err := m.names.reserve(containerName(pod, c.Config), c.ID); err != nil {
+		m.log.Error("recovered container's name is taken", "container", c.ID, "error", err)
+	}
+	switch c.State {
+	case ContainerCreating:
+		m.log.Info("finishing an interrupted container create", "container", c.ID)
+		if err := m.removeContainer(ctx, e, pod, b); err != nil {
+			m.log.Error("could not release container; keeping it as Unknown", "container", c.ID, "error", err)
+		}
+	case ContainerRunning, ContainerUnknown:
+		st, exited, err := b.ContainerExited(ctx, pod, c)
+		switch {
+		case err != nil:
+			m.log.Warn("container state unknown", "container", c.ID, "error", err)
+		case exited:
+			m.recordExit(e, st)
+		default:
+			go m.watch(pod, c.ID, b)
+		}
 	}
 }

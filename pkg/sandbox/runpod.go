@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -179,6 +180,11 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 	}
 	b := m.opts.Backends[pod.Handler]
 	var errs []error
+	if cb, ok := b.(ContainerBackend); ok {
+		for _, e := range m.containersOf(pod.ID) {
+			errs = append(errs, m.stopContainer(ctx, e, pod, cb, 0, syscall.SIGKILL))
+		}
+	}
 	if b != nil {
 		errs = append(errs, b.StopPod(ctx, pod))
 	}
@@ -210,6 +216,13 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	defer e.mu.Unlock()
 	if err := m.stopLocked(ctx, e.pod); err != nil {
 		return err
+	}
+	if cb, ok := m.opts.Backends[e.pod.Handler].(ContainerBackend); ok {
+		for _, ce := range m.containersOf(e.pod.ID) {
+			if err := m.removeContainer(ctx, ce, e.pod, cb); err != nil {
+				return fmt.Errorf("remove pod sandbox %s: %w", e.pod.ID, err)
+			}
+		}
 	}
 	if err := m.release(ctx, e.pod); err != nil {
 		return err

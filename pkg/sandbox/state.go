@@ -48,11 +48,14 @@ var podTransitions = map[PodState][]PodState{
 
 // ContainerState is where a container is in its life.
 //
-//	 CreateContainer           StartContainer           exit / StopContainer
-//	────────────────▶ Created ───────────────▶ Running ─────────────────────▶ Exited
-//	                     │   start failed                                        ▲
-//	                     └───────────────────────────────────────────────────────┘
+//	 CreateContainer            created          StartContainer           exit / StopContainer
+//	────────────────▶ Creating ────────▶ Created ───────────────▶ Running ─────────────────────▶ Exited
+//	                                        │   start failed                                        ▲
+//	                                        └───────────────────────────────────────────────────────┘
 //	  any ──▶ Unknown (its process cannot be found or an undo failed) ──▶ Exited
+//
+// Creating is persisted before the first resource exists, so recovery
+// knows to undo a create that a crash interrupted.
 type ContainerState int
 
 // Container states.
@@ -61,9 +64,10 @@ const (
 	ContainerRunning
 	ContainerExited
 	ContainerUnknown
+	ContainerCreating
 )
 
-var containerStateNames = [...]string{"Created", "Running", "Exited", "Unknown"}
+var containerStateNames = [...]string{"Created", "Running", "Exited", "Unknown", "Creating"}
 
 func (s ContainerState) String() string {
 	if int(s) < len(containerStateNames) {
@@ -73,10 +77,11 @@ func (s ContainerState) String() string {
 }
 
 var containerTransitions = map[ContainerState][]ContainerState{
-	ContainerCreated: {ContainerRunning, ContainerExited, ContainerUnknown},
-	ContainerRunning: {ContainerExited, ContainerUnknown},
-	ContainerUnknown: {ContainerExited, ContainerRunning},
-	ContainerExited:  {},
+	ContainerCreating: {ContainerCreated, ContainerUnknown},
+	ContainerCreated:  {ContainerRunning, ContainerExited, ContainerUnknown},
+	ContainerRunning:  {ContainerExited, ContainerUnknown},
+	ContainerUnknown:  {ContainerExited, ContainerRunning},
+	ContainerExited:   {},
 }
 
 // TransitionError is returned for a move the state machine does not allow.

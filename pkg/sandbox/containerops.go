@@ -1,0 +1,341 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// containerEntryOf finds a container by ID or unique ID prefix.
+func (m *Manager) containerEntryOf(id string) (*containerEntry, error) {
+	if id == "" {
+		return nil, fmt.Errorf("empty container ID: %w", errdefs.ErrInvalidArgument)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.containers[id]; ok {
+		return e, nil
+	}
+	var found *containerEntry
+	for cid, e := range m.containers {
+		if strings.HasPrefix(cid, id) {
+			if found != nil {
+				return nil, fmt.Errorf("container ID prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = e
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// podOf returns a snapshot of the container's pod and its backend.
+func (m *Manager) podOf(c *Container) (*Pod, ContainerBackend, error) {
+	p, err := m.Pod(c.PodID)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, ok := m.opts.Backends[p.Handler].(ContainerBackend)
+	if !ok {
+		return nil, nil, fmt.Errorf("handler %s runs no containers: %w", p.Handler, errdefs.ErrNotImplemented)
+	}
+	return &p, b, nil
+}
+
+// StartContainer starts a Created container and watches for its exit.
+func (m *Manager) StartContainer(ctx context.Context, id string) error {
+	e, err := m.containerEntryOf(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.c
+	if err := CheckContainerTransition(c.ID, c.State, ContainerRunning); err != nil || c.State == ContainerRunning {
+		if err == nil {
+			err = fmt.Errorf("container %s is already running: %w", c.ID, errdefs.ErrFailedPrecondition)
+		}
+		return err
+	}
+	pod, b, err := m.podOf(c)
+	if err != nil {
+		return err
+	}
+	if err := b.StartContainer(ctx, pod, c); err != nil {
+		c.State, c.FinishedAt, c.Reason, c.Message = ContainerExited, time.Now().UTC(), "StartError", err.Error()
+		c.ExitCode = 128
+		_ = m.saveContainer(c)
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	c.State, c.StartedAt = ContainerRunning, time.Now().UTC()
+	if err := m.saveContainer(c); err != nil {
+		return err
+	}
+	go m.watch(pod, c.ID, b)
+	return nil
+}
+
+// watch waits for a running container's exit and records it.
+func (m *Manager) watch(pod *Pod, id string, b ContainerBackend) {
+	m.mu.Lock()
+	e := m.containers[id]
+	m.mu.Unlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	c := *e.c
+	e.mu.Unlock()
+	st, err := b.WaitContainer(context.Background(), pod, &c)
+	if err != nil {
+		m.log.Warn("wait for container", "container", id, "error", err)
+		return
+	}
+	m.recordExit(e, st)
+}
+
+func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.c
+	if c.State == ContainerExited {
+		return
+	}
+	c.State, c.ExitCode, c.FinishedAt = ContainerExited, st.Code, st.FinishedAt
+	switch {
+	case st.OOMKilled:
+		c.Reason = "OOMKilled"
+	case st.Code == 0:
+		c.Reason = "Completed"
+	default:
+		c.Reason = "Error"
+	}
+	if err := m.saveContainer(c); err != nil {
+		m.log.Error("record container exit", "container", c.ID, "error", err)
+	}
+	m.log.Info("container exited", "container", c.ID, "code", st.Code, "reason", c.Reason)
+}
+
+// StopContainer sends the container's stop signal, then SIGKILL once
+// timeout has passed. Stopping a stopped container is not an error.
+func (m *Manager) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	e, err := m.containerEntryOf(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	c := *e.c
+	e.mu.Unlock()
+	if c.State != ContainerRunning {
+		return nil
+	}
+	pod, b, err := m.podOf(&c)
+	if err != nil {
+		return err
+	}
+	sig := unix.SignalNum(c.StopSignal)
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	return m.stopContainer(ctx, e, pod, b, timeout, sig)
+}
+
+// stopContainer does StopContainer's work for a known pod and backend (the
+// caller may hold the pod's lock).
+func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend, timeout time.Duration, sig syscall.Signal) error {
+	e.mu.Lock()
+	c := *e.c
+	e.mu.Unlock()
+	if c.State != ContainerRunning {
+		return nil
+	}
+	if timeout > 0 {
+		if err := b.SignalContainer(ctx, pod, &c, int(sig)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("signal container %s: %w", c.ID, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		st, err := b.WaitContainer(wctx, pod, &c)
+		cancel()
+		if err == nil {
+			m.recordExit(e, st)
+			return nil
+		}
+	}
+	if err := b.SignalContainer(ctx, pod, &c, int(syscall.SIGKILL)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("kill container %s: %w", c.ID, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := b.WaitContainer(wctx, pod, &c)
+	if err != nil {
+		return fmt.Errorf("container %s did not die after SIGKILL: %w", c.ID, err)
+	}
+	m.recordExit(e, st)
+	return nil
+}
+
+// RemoveContainer removes a container, killing it if it runs. Removing an
+// unknown container is not an error.
+func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
+	e, err := m.containerEntryOf(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	c := *e.c
+	e.mu.Unlock()
+	pod, b, err := m.podOf(&c)
+	if err != nil {
+		return err
+	}
+	return m.removeContainer(ctx, e, pod, b)
+}
+
+// removeContainer kills and releases a container of a known pod (the
+// caller may hold the pod's lock).
+func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend) error {
+	if err := m.stopContainer(ctx, e, pod, b, 0, syscall.SIGKILL); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.c
+	var errs []error
+	errs = append(errs, b.DeleteContainer(ctx, pod, c))
+	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, m.opts.Images.RemoveRootfs(ctx, c.ID), os.RemoveAll(c.Bundle))
+	if err := errors.Join(errs...); err != nil {
+		c.State = ContainerUnknown
+		_ = m.saveContainer(c)
+		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
+	m.names.release(containerName(pod, c.Config), c.ID)
+	if err := m.ckpt.Delete(containerKind, c.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.containers, c.ID)
+	m.mu.Unlock()
+	m.log.Info("container removed", "container", c.ID)
+	return nil
+}
+
+// containersOf lists the entries of a pod's containers.
+func (m *Manager) containersOf(podID string) []*containerEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*containerEntry
+	for _, e := range m.containers {
+		if e.c.PodID == podID {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ContainerFilter selects containers; zero fields match everything.
+type ContainerFilter struct {
+	ID     string
+	PodID  string
+	State  *ContainerState
+	Labels map[string]string
+}
+
+// Container returns a copy of one container.
+func (m *Manager) Container(id string) (Container, error) {
+	e, err := m.containerEntryOf(id)
+	if err != nil {
+		return Container{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return *e.c, nil
+}
+
+// ListContainers returns the containers that match f, oldest first.
+func (m *Manager) ListContainers(f ContainerFilter) []Container {
+	m.mu.Lock()
+	entries := make([]*containerEntry, 0, len(m.containers))
+	for _, e := range m.containers {
+		entries = append(entries, e)
+	}
+	m.mu.Unlock()
+	var out []Container
+	for _, e := range entries {
+		e.mu.Lock()
+		c := *e.c
+		e.mu.Unlock()
+		if f.matches(c) {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+func (f ContainerFilter) matches(c Container) bool {
+	if f.ID != "" && !strings.HasPrefix(c.ID, f.ID) || f.PodID != "" && !strings.HasPrefix(c.PodID, f.PodID) {
+		return false
+	}
+	if f.State != nil && c.State != *f.State {
+		return false
+	}
+	for k, v := range f.Labels {
+		if c.Config.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return c.State != ContainerCreating
+}
+
+// ExecSync runs cmd in a running container.
+func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ExecResult, error) {
+	if len(cmd) == 0 {
+		return ExecResult{}, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
+	}
+	c, err := m.Container(id)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	if c.State != ContainerRunning {
+		return ExecResult{}, fmt.Errorf("container %s is %s: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	pod, b, err := m.podOf(&c)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	return b.ExecSync(ctx, pod, &c, slices.Clone(cmd), timeout)
+}
+
+// ReopenContainerLog makes the monitor reopen the container's log file.
+func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
+	c, err := m.Container(id)
+	if err != nil {
+		return err
+	}
+	if c.State != ContainerRunning {
+		return fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	pod, b, err := m.podOf(&c)
+	if err != nil {
+		return err
+	}
+	return b.ReopenLog(ctx, pod, &c)
+}

@@ -1,0 +1,195 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
+	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const containerKind = "containers"
+
+// containerEntry's lock is held while the container changes; it is
+// never held while waiting for a process.
+type containerEntry struct {
+	mu sync.Mutex
+	c  *Container
+}
+
+// containerName is kubelet's unique container name within the node.
+func containerName(pod *Pod, cfg *runtime.ContainerConfig) string {
+	md := cfg.GetMetadata()
+	return fmt.Sprintf("%s_%s_%s_%s_%d", md.GetName(), pod.Config.Name, pod.Config.Namespace, pod.Config.UID, md.GetAttempt())
+}
+
+// CreateContainer makes a container in a Ready pod: named steps on an undo
+// stack, checkpointed as Creating before the first resource exists.
+func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtime.ContainerConfig) (_ string, retErr error) {
+	if cfg.GetMetadata().GetName() == "" || cfg.GetImage().GetImage() == "" {
+		return "", fmt.Errorf("container config needs a name and an image: %w", errdefs.ErrInvalidArgument)
+	}
+	e, err := m.entry(podID)
+	if err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pod := e.pod
+	if pod.State != PodReady {
+		return "", fmt.Errorf("pod sandbox %s is %s: %w", pod.ID, pod.State, errdefs.ErrFailedPrecondition)
+	}
+	b, ok := m.opts.Backends[pod.Handler].(ContainerBackend)
+	if !ok {
+		return "", fmt.Errorf("handler %s runs no containers yet: %w", pod.Handler, errdefs.ErrNotImplemented)
+	}
+	logPath, err := containerLogPath(pod, cfg)
+	if err != nil {
+		return "", err
+	}
+	c := &Container{ID: newID(), PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
+		CreatedAt: time.Now().UTC(), LogPath: logPath}
+	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)
+	name := containerName(pod, cfg)
+	if err := m.names.reserve(name, c.ID); err != nil {
+		return "", fmt.Errorf("container %q: %w", name, err)
+	}
+	var undo cleanup.Stack
+	defer func() {
+		if retErr != nil {
+			if err := undo.Run(); err != nil {
+				m.log.Error("undo of a failed CreateContainer", "container", c.ID, "error", err)
+			}
+		}
+	}()
+	undo.Push(func(context.Context) error { m.names.release(name, c.ID); return nil })
+	if err := m.saveContainer(c); err != nil {
+		return "", err
+	}
+	undo.Push(func(context.Context) error { return m.ckpt.Delete(containerKind, c.ID) })
+	if err := m.createSteps(ctx, pod, c, b, &undo); err != nil {
+		return "", fmt.Errorf("create container %s: %w", name, err)
+	}
+	c.State = ContainerCreated
+	if err := m.saveContainer(c); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	m.containers[c.ID] = &containerEntry{c: c}
+	m.mu.Unlock()
+	undo.Release()
+	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
+	return c.ID, nil
+}
+
+func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend, undo *cleanup.Stack) error {
+	img, err := m.opts.Images.Resolve(ctx, c.ImageRef)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", c.ImageRef, err)
+	}
+	c.ImageID = img.ID
+	c.StopSignal = stopSignal(c.Config, img.Config.StopSignal)
+	mounts, err := m.opts.Images.PrepareRootfs(ctx, c.ID, img.ID)
+	if err != nil {
+		return err
+	}
+	undo.Push(func(ctx context.Context) error { return m.opts.Images.RemoveRootfs(ctx, c.ID) })
+	if err := os.MkdirAll(c.Rootfs(), 0o711); err != nil {
+		return err
+	}
+	undo.Push(func(context.Context) error { return os.RemoveAll(c.Bundle) })
+	if err := mount.All(mounts, c.Rootfs()); err != nil {
+		return fmt.Errorf("mount rootfs: %w", err)
+	}
+	undo.Push(func(context.Context) error { return mount.UnmountAll(c.Rootfs(), 0) })
+	spec, err := m.buildSpec(ctx, pod, c, img)
+	if err != nil {
+		return err
+	}
+	if c.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+			return err
+		}
+	}
+	undo.Push(func(ctx context.Context) error { return b.DeleteContainer(ctx, pod, c) })
+	pid, err := b.CreateContainer(ctx, pod, c, spec.Spec)
+	if err != nil {
+		return err
+	}
+	c.Pid = pid
+	return nil
+}
+
+// buildSpec makes the container's OCI spec from its CRI config, its pod
+// and its image; the image's passwd and group files are read through an
+// os.Root, so they cannot lead outside the rootfs.
+func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img ImageInfo) (oci.Result, error) {
+	root, err := os.OpenRoot(c.Rootfs())
+	if err != nil {
+		return oci.Result{}, err
+	}
+	defer func() { _ = root.Close() }()
+	res, err := oci.Build(ctx, oci.Input{
+		ID: c.ID, SandboxID: pod.ID, Config: c.Config, Sandbox: pod.Config.Raw,
+		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
+		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"]},
+		Files: oci.PodFiles{
+			Hosts: filepath.Join(pod.Dir, HostsFile), ResolvConf: filepath.Join(pod.Dir, ResolvConfFile),
+			Hostname: filepath.Join(pod.Dir, HostnameFile), Shm: pod.Shm,
+		},
+		CgroupParent: pod.Cgroup,
+		Host:         m.opts.Host,
+	}, oci.WithImageFS(root.FS()))
+	if err != nil {
+		return oci.Result{}, err
+	}
+	for _, w := range res.Warnings {
+		m.log.Warn("container spec", "container", c.ID, "warning", w)
+	}
+	return res, nil
+}
+
+// containerLogPath joins the pod's log directory and the container's log
+// path, which must stay inside it.
+func containerLogPath(pod *Pod, cfg *runtime.ContainerConfig) (string, error) {
+	rel := cfg.GetLogPath()
+	if rel == "" || pod.Config.LogDirectory == "" {
+		return "", nil
+	}
+	p := filepath.Join(pod.Config.LogDirectory, rel)
+	if filepath.IsAbs(rel) || !strings.HasPrefix(p, filepath.Clean(pod.Config.LogDirectory)+"/") {
+		return "", fmt.Errorf("log path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
+	}
+	return p, nil
+}
+
+func (m *Manager) saveContainer(c *Container) error {
+	if err := m.ckpt.Save(containerKind, c.ID, containerCheckpointVersion, c); err != nil {
+		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// stopSignal picks the signal StopContainer sends first: the config's, else
+// the image's, else SIGTERM.
+func stopSignal(cfg *runtime.ContainerConfig, image string) string {
+	if s := cfg.GetStopSignal(); s != runtime.Signal_SIGNAL_RUNTIME_DEFAULT {
+		return s.String()
+	}
+	if image != "" && unix.SignalNum(strings.ToUpper(image)) != 0 {
+		return strings.ToUpper(image)
+	}
+	if image != "" && unix.SignalNum("SIG"+strings.ToUpper(image)) != 0 {
+		return "SIG" + strings.ToUpper(image)
+	}
+	return "SIGTERM"
+}

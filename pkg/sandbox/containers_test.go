@@ -1,0 +1,344 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// fakeImages hands out bind mounts of a directory holding an image's files.
+type fakeImages struct {
+	f      *fakes
+	source string
+	mu     sync.Mutex
+	rootfs map[string]bool
+}
+
+func (i *fakeImages) Resolve(_ context.Context, ref string) (ImageInfo, error) {
+	if err := i.f.fail("image"); err != nil {
+		return ImageInfo{}, err
+	}
+	if ref == "missing:1" {
+		return ImageInfo{}, errdefs.ErrNotFound
+	}
+	return ImageInfo{ID: "sha256:img", Config: ocispec.ImageConfig{Cmd: []string{"sh"}, StopSignal: "SIGQUIT"}}, nil
+}
+
+func (i *fakeImages) PrepareRootfs(_ context.Context, key, _ string) ([]mount.Mount, error) {
+	if err := i.f.fail("rootfs"); err != nil {
+		return nil, err
+	}
+	i.mu.Lock()
+	i.rootfs[key] = true
+	i.mu.Unlock()
+	return []mount.Mount{{Type: "bind", Source: i.source, Options: []string{"rbind", "ro"}}}, nil
+}
+
+func (i *fakeImages) RemoveRootfs(_ context.Context, key string) error {
+	i.mu.Lock()
+	delete(i.rootfs, key)
+	i.mu.Unlock()
+	return nil
+}
+
+// fakeRuntime is the container half of the fake backend: a "process" is a
+// channel closed when it exits, so every waiter sees the exit.
+type fakeRuntime struct {
+	fakeBackend
+	mu      sync.Mutex
+	created map[string]*specs.Spec
+	exited  map[string]chan struct{}
+	done    map[string]ExitStatus
+}
+
+func newFakeRuntime(f *fakes) *fakeRuntime {
+	return &fakeRuntime{fakeBackend: fakeBackend{f}, created: map[string]*specs.Spec{},
+		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}}
+}
+
+func (r *fakeRuntime) CreateContainer(_ context.Context, _ *Pod, c *Container, spec *specs.Spec) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.created[c.ID] = spec // a failed create may leave state: DeleteContainer must clean it
+	if err := r.f.fail("create"); err != nil {
+		return 0, err
+	}
+	r.exited[c.ID] = make(chan struct{})
+	return 4242, nil
+}
+
+func (r *fakeRuntime) StartContainer(context.Context, *Pod, *Container) error { return nil }
+
+// exit ends a container's "process" with st.
+func (r *fakeRuntime) exit(id string, st ExitStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, done := r.done[id]; done {
+		return
+	}
+	r.done[id] = st
+	if ch, ok := r.exited[id]; ok {
+		close(ch)
+	}
+}
+
+func (r *fakeRuntime) SignalContainer(_ context.Context, _ *Pod, c *Container, sig int) error {
+	r.exit(c.ID, ExitStatus{Code: int32(128 + sig), FinishedAt: time.Now()})
+	return nil
+}
+
+func (r *fakeRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (ExitStatus, error) {
+	r.mu.Lock()
+	ch := r.exited[c.ID]
+	r.mu.Unlock()
+	if ch == nil {
+		return ExitStatus{}, errdefs.ErrNotFound
+	}
+	select {
+	case <-ch:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.done[c.ID], nil
+	case <-ctx.Done():
+		return ExitStatus{}, ctx.Err()
+	}
+}
+
+func (r *fakeRuntime) ContainerExited(_ context.Context, _ *Pod, c *Container) (ExitStatus, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.done[c.ID]
+	return st, ok, nil
+}
+
+func (r *fakeRuntime) DeleteContainer(_ context.Context, _ *Pod, c *Container) error {
+	r.mu.Lock()
+	delete(r.created, c.ID)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *fakeRuntime) ExecSync(_ context.Context, _ *Pod, _ *Container, cmd []string, _ time.Duration) (ExecResult, error) {
+	return ExecResult{Stdout: []byte(cmd[0]), ExitCode: 0}, nil
+}
+
+func (r *fakeRuntime) ReopenLog(context.Context, *Pod, *Container) error { return nil }
+
+type containerEnv struct {
+	f   *fakes
+	rt  *fakeRuntime
+	img *fakeImages
+	dir string
+	m   *Manager
+}
+
+func newContainerEnv(t *testing.T) *containerEnv {
+	testutil.RequireRoot(t) // rootfs bind mounts
+	f, dir := newFakes(), t.TempDir()
+	src := filepath.Join(dir, "image")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "etc/group"), []byte("root:x:0:\n"), 0o644)
+	e := &containerEnv{f: f, rt: newFakeRuntime(f), img: &fakeImages{f: f, source: src, rootfs: map[string]bool{}}, dir: dir}
+	e.m = e.manager(t)
+	return e
+}
+
+func (e *containerEnv) manager(t *testing.T) *Manager {
+	t.Helper()
+	m, err := New(Options{
+		StateDir: filepath.Join(e.dir, "state"), ContainerDir: filepath.Join(e.dir, "containers"),
+		CheckpointDir: filepath.Join(e.dir, "checkpoints"), DefaultHandler: "runc",
+		Backends: map[string]Backend{"runc": e.rt}, Network: e.f, Cgroups: e.f, Images: e.img,
+		CgroupRoot: "/cradle-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func containerConfig(name string) *runtime.ContainerConfig {
+	return &runtime.ContainerConfig{
+		Metadata: &runtime.ContainerMetadata{Name: name},
+		Image:    &runtime.ImageSpec{Image: "busybox:1"},
+		Command:  []string{"sleep", "1000"},
+		LogPath:  name + ".log",
+	}
+}
+
+func (e *containerEnv) assertNoContainers(t *testing.T) {
+	t.Helper()
+	e.rt.mu.Lock()
+	if len(e.rt.created) > 0 {
+		t.Errorf("runtime containers left: %v", e.rt.created)
+	}
+	e.rt.mu.Unlock()
+	e.img.mu.Lock()
+	if len(e.img.rootfs) > 0 {
+		t.Errorf("rootfs snapshots left: %v", e.img.rootfs)
+	}
+	e.img.mu.Unlock()
+	testutil.AssertNoMounts(t, e.dir)
+	for _, sub := range []string{"containers", "checkpoints/containers"} {
+		if entries, _ := os.ReadDir(filepath.Join(e.dir, sub)); len(entries) > 0 {
+			t.Errorf("%s left: %d entries", sub, len(entries))
+		}
+	}
+}
+
+func TestCreateContainerRollsBackEachStep(t *testing.T) {
+	for _, step := range []string{"image", "rootfs", "create"} {
+		t.Run(step, func(t *testing.T) {
+			e := newContainerEnv(t)
+			ctx := context.Background()
+			pcfg := podConfig("p")
+			pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+			pod, err := e.m.RunPod(ctx, pcfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.f.failAt = step
+			if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); !errors.Is(err, errInjected) {
+				t.Fatalf("err = %v", err)
+			}
+			e.assertNoContainers(t)
+			e.f.failAt = ""
+			if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); err != nil {
+				t.Fatalf("create after rollback (the name must be free): %v", err)
+			}
+			if err := e.m.RemovePod(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			e.assertNoContainers(t)
+		})
+	}
+}
+
+func TestContainerLifecycle(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.m.Container(id)
+	if c.State != ContainerCreated || c.StopSignal != "SIGQUIT" || c.LogPath != filepath.Join(pcfg.LogDirectory, "c.log") || c.ImageID != "sha256:img" {
+		t.Errorf("created = %+v", c)
+	}
+	e.rt.mu.Lock()
+	spec := e.rt.created[id]
+	e.rt.mu.Unlock()
+	if spec == nil || spec.Process.Args[0] != "sleep" || spec.Linux.CgroupsPath == "" {
+		t.Fatalf("spec = %+v", spec)
+	}
+	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("duplicate container name: %v", err)
+	}
+	bad := containerConfig("escape")
+	bad.LogPath = "../../etc/evil.log"
+	if _, err := e.m.CreateContainer(ctx, pod, bad); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("escaping log path: %v", err)
+	}
+	if _, err := e.m.CreateContainer(ctx, "nope", containerConfig("x")); !errdefs.IsNotFound(err) {
+		t.Errorf("unknown pod: %v", err)
+	}
+	if err := e.m.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.StartContainer(ctx, id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("second start: %v", err)
+	}
+	if res, err := e.m.ExecSync(ctx, id[:10], []string{"echo"}, time.Second); err != nil || string(res.Stdout) != "echo" {
+		t.Errorf("ExecSync = %+v, %v", res, err)
+	}
+	// The stop signal (SIGQUIT from the image) ends it before the timeout.
+	if err := e.m.StopContainer(ctx, id, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = e.m.Container(id)
+	if c.State != ContainerExited || c.ExitCode != 128+int32(syscall.SIGQUIT) || c.Reason != "Error" || c.FinishedAt.IsZero() {
+		t.Errorf("after stop = %+v", c)
+	}
+	if err := e.m.StopContainer(ctx, id, time.Second); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+	exited := ContainerExited
+	if got := e.m.ListContainers(ContainerFilter{PodID: pod, State: &exited}); len(got) != 1 {
+		t.Errorf("exited containers of the pod = %v", got)
+	}
+	if _, err := e.m.ExecSync(ctx, id, []string{"echo"}, time.Second); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("exec into an exited container: %v", err)
+	}
+	if err := e.m.RemoveContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.RemoveContainer(ctx, id); err != nil {
+		t.Errorf("second remove: %v", err)
+	}
+	e.assertNoContainers(t)
+}
+
+// A pod's stop kills its containers; its removal removes them; a daemon
+// restart finds a container that exited meanwhile Exited with its code.
+func TestContainersFollowTheirPodAndSurviveRestart(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pod, err := e.m.RunPod(ctx, podConfig("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := e.m.CreateContainer(ctx, pod, containerConfig("a"))
+	b, _ := e.m.CreateContainer(ctx, pod, containerConfig("b"))
+	for _, id := range []string{a, b} {
+		if err := e.m.StartContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "Restart" with b exiting while the daemon is away.
+	// The first manager stands for the killed daemon: its watchers must not
+	// record b's exit, so b exits "while it is down" as far as m2 is told.
+	e.rt.exit(b, ExitStatus{Code: 3, FinishedAt: time.Now()})
+	m2 := e.manager(t)
+	cb, err := m2.Container(b)
+	if err != nil || cb.State != ContainerExited || cb.ExitCode != 3 {
+		t.Errorf("b after restart = %+v, %v", cb, err)
+	}
+	if ca, _ := m2.Container(a); ca.State != ContainerRunning {
+		t.Errorf("a after restart = %v", ca.State)
+	}
+	if err := m2.StopPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if ca, _ := m2.Container(a); ca.State != ContainerExited || ca.ExitCode != 137 {
+		t.Errorf("a after pod stop = %+v", ca)
+	}
+	if err := m2.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := m2.ListContainers(ContainerFilter{}); len(got) != 0 {
+		t.Errorf("containers after pod removal: %v", got)
+	}
+	e.assertNoContainers(t)
+}
