@@ -96,6 +96,16 @@ func (s *runtimeServer) ExecSync(ctx context.Context, req *runtime.ExecSyncReque
 	return &runtime.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
 }
 
+func (s *runtimeServer) UpdateContainerResources(ctx context.Context, req *runtime.UpdateContainerResourcesRequest) (*runtime.UpdateContainerResourcesResponse, error) {
+	if req.GetLinux() == nil {
+		return nil, fmt.Errorf("UpdateContainerResources needs Linux resources: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := s.deps.Pods.UpdateContainerResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
+		return nil, err
+	}
+	return &runtime.UpdateContainerResourcesResponse{}, nil
+}
+
 func (s *runtimeServer) ReopenContainerLog(ctx context.Context, req *runtime.ReopenContainerLogRequest) (*runtime.ReopenContainerLogResponse, error) {
 	if err := s.deps.Pods.ReopenContainerLog(ctx, req.GetContainerId()); err != nil {
 		return nil, err

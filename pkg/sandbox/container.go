@@ -27,9 +27,11 @@ type Container struct {
 	Reason     string
 	Message    string
 	Pid        int
-	StopSignal string // e.g. SIGTERM: the config's, else the image's, else SIGTERM
-	Bundle     string // <state>/containers/<id>: config.json, rootfs/
-	LogPath    string // absolute; "" when kubelet asks for no log
+	StopSignal string                // e.g. SIGTERM: the config's, else the image's, else SIGTERM
+	CgroupPath string                // the container's cgroup, from its spec
+	Resources  *specs.LinuxResources // its limits as applied
+	Bundle     string                // <state>/containers/<id>: config.json, rootfs/
+	LogPath    string                // absolute; "" when kubelet asks for no log
 }
 
 // Rootfs is where the container's root filesystem is mounted.

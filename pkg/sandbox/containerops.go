@@ -13,7 +13,10 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // containerEntryOf finds a container by ID or unique ID prefix.
@@ -338,4 +341,36 @@ func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
 		return err
 	}
 	return b.ReopenLog(ctx, pod, &c)
+}
+
+// UpdateContainerResources applies new limits to a live container's cgroup
+// and keeps them for its status.
+func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
+	e, err := m.containerEntryOf(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.c
+	if c.State != ContainerRunning && c.State != ContainerCreated {
+		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	next := &specs.LinuxResources{}
+	if c.Resources != nil {
+		copied := *c.Resources
+		next = &copied
+	}
+	if err := oci.UpdateResources(next, res, m.opts.Host); err != nil {
+		return err
+	}
+	if err := m.opts.Cgroups.Update(c.CgroupPath, next); err != nil {
+		return fmt.Errorf("update cgroup of container %s: %w", c.ID, err)
+	}
+	c.Resources = next
+	if c.Config.Linux == nil {
+		c.Config.Linux = &runtime.LinuxContainerConfig{}
+	}
+	c.Config.Linux.Resources = res
+	return m.saveContainer(c)
 }

@@ -121,6 +121,9 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 		}
 	}
 	undo.Push(func(ctx context.Context) error { return b.DeleteContainer(ctx, pod, c) })
+	if spec.Spec.Linux != nil {
+		c.CgroupPath, c.Resources = spec.Spec.Linux.CgroupsPath, spec.Spec.Linux.Resources
+	}
 	pid, err := b.CreateContainer(ctx, pod, c, spec.Spec)
 	if err != nil {
 		return err

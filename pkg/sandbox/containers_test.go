@@ -273,6 +273,15 @@ func TestContainerLifecycle(t *testing.T) {
 	if res, err := e.m.ExecSync(ctx, id[:10], []string{"echo"}, time.Second); err != nil || string(res.Stdout) != "echo" {
 		t.Errorf("ExecSync = %+v, %v", res, err)
 	}
+	if err := e.m.UpdateContainerResources(ctx, id, &runtime.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	e.f.mu.Lock()
+	got := e.f.updates[c.CgroupPath]
+	e.f.mu.Unlock()
+	if got == nil || got.CPU == nil || *got.CPU.Shares != 512 || *got.Memory.Limit != 64<<20 {
+		t.Errorf("cgroup %q updated with %+v", c.CgroupPath, got)
+	}
 	// The stop signal (SIGQUIT from the image) ends it before the timeout.
 	if err := e.m.StopContainer(ctx, id, 10*time.Second); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ type fakes struct {
 	networks map[string]bool
 	cgroups  map[string]bool
 	started  map[string]bool
+	updates  map[string]*specs.LinuxResources
 }
 
 func newFakes() *fakes {
@@ -90,6 +91,16 @@ func (f *fakes) Create(p string, _ *specs.LinuxResources) error {
 		return err
 	}
 	f.cgroups[p] = true
+	return nil
+}
+
+func (f *fakes) Update(p string, res *specs.LinuxResources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.updates == nil {
+		f.updates = map[string]*specs.LinuxResources{}
+	}
+	f.updates[p] = res
 	return nil
 }
 

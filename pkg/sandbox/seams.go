@@ -39,5 +39,6 @@ type Network interface {
 // Cgroups is the cgroup seam (pkg/sandbox/cgroup's Manager).
 type Cgroups interface {
 	Create(path string, res *specs.LinuxResources) error
+	Update(path string, res *specs.LinuxResources) error
 	Delete(ctx context.Context, path string) error
 }
