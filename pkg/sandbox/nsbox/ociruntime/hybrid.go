@@ -1,0 +1,114 @@
+package ociruntime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// unifiedMount is where a hybrid host mounts cgroup2 beside the v1
+// controllers.
+const unifiedMount = "/sys/fs/cgroup/unified"
+
+// hybridHost reports whether the host has the hybrid cgroup layout: v1
+// controllers on a tmpfs at /sys/fs/cgroup with cgroup2 at
+// /sys/fs/cgroup/unified.
+func hybridHost() (bool, error) {
+	var root, unified unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &root); err != nil {
+		return false, fmt.Errorf("statfs /sys/fs/cgroup: %w", err)
+	}
+	if root.Type != unix.TMPFS_MAGIC {
+		return false, nil
+	}
+	if err := unix.Statfs(unifiedMount, &unified); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("statfs %s: %w", unifiedMount, err)
+	}
+	return unified.Type == unix.CGROUP2_SUPER_MAGIC, nil
+}
+
+// startInV1View starts cmd in a mount namespace of its own where the host's
+// cgroup2 mount is hidden, so crun (which refuses hybrid layouts) sees a
+// cgroup v1 host.
+//
+// The namespace is made on a fresh goroutine locked to its OS thread (never
+// the main thread): unshare(CLONE_NEWNS) affects only that thread, and a
+// process forked from it inherits the namespace. The goroutine returns
+// without unlocking, so Go ends the thread and nothing else ever runs in
+// that namespace; it lives only as long as the processes started in it.
+// The namespace is a slave of the host's: where the host's / is a shared mount (systemd makes it so;
+// kubelet needs it for mount propagation) mounts and unmounts made on the
+// host later reach it, while the unmount of cgroup2 stays private. Where /
+// is private the namespace is a snapshot: enough for crun and conmon, which
+// need only paths that exist before Create, but a conmon then pins every
+// mount the host had when it started (other pods' rootfs and namespace
+// pins) until it exits. New warns about that.
+func startInV1View(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread must keep the host's namespace: Go never
+			// ends it, and /proc/self shows its view. Holding it, hand
+			// the work to a goroutine that cannot run here.
+			errc <- startInV1View(cmd)
+			runtime.UnlockOSThread()
+			return
+		}
+		// No UnlockOSThread from here: this thread's mount namespace will
+		// differ from the process's, so it must die with this goroutine.
+		errc <- startOnThisThread(cmd)
+	}()
+	return <-errc
+}
+
+// startOnThisThread unshares the calling thread's mount namespace, hides
+// cgroup2 in it and starts cmd from it.
+func startOnThisThread(cmd *exec.Cmd) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare the mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	if err := unix.Unmount(unifiedMount, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("hide %s from crun: %v: %w", unifiedMount, err, errdefs.ErrFailedPrecondition)
+	}
+	return cmd.Start()
+}
+
+// rootShared reports whether the host's / is a shared mount: the last
+// (visible) mountinfo line for / has a "shared:N" optional field.
+func rootShared() (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	shared := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 7 || fields[4] != "/" {
+			continue
+		}
+		shared = false
+		for _, opt := range fields[6:] {
+			if opt == "-" {
+				break
+			}
+			shared = shared || strings.HasPrefix(opt, "shared:")
+		}
+	}
+	return shared, sc.Err()
+}
