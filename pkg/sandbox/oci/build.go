@@ -204,10 +204,15 @@ func validateInput(in Input) error {
 	return nil
 }
 
+// SpecVersion is the runtime-spec version written into specs: the newest
+// that every supported runtime accepts (crun 1.8 refuses 1.2.0 and later;
+// nothing cradle writes needs more).
+const SpecVersion = "1.1.0"
+
 // baseSpec is the spec every container starts from.
 func baseSpec(in Input) *specs.Spec {
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: SpecVersion,
 		Root: &specs.Root{
 			Path:     in.RootfsPath,
 			Readonly: in.Config.GetLinux().GetSecurityContext().GetReadonlyRootfs(),

@@ -55,7 +55,7 @@ func TestBuild(t *testing.T) {
 	caps := defaultCapabilities()
 	adj := 1000
 	want := &specs.Spec{
-		Version: specs.Version,
+		Version: SpecVersion,
 		Root:    &specs.Root{Path: "/run/cradle/c1/rootfs"},
 		Process: &specs.Process{
 			Args:         []string{"/docker-entrypoint.sh", "nginx"},
