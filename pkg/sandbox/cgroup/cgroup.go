@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Layout names.
@@ -196,11 +198,42 @@ func (m *Manager) Delete(ctx context.Context, p string) error {
 		}
 		return ignoreNotExist(cg.Delete())
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
-	if err != nil {
+	var errs []error
+	if cg, err := cgroup1.Load(cgroup1.StaticPath(p)); err == nil {
+		errs = append(errs, ignoreNotExist(cg.Delete()))
+	}
+	if m.mode == cgroups.Hybrid {
+		// OCI runtimes also make the path in the cgroup2 tree that sits
+		// beside the v1 controllers; it holds no controllers but must go too.
+		errs = append(errs, removeTree(filepath.Join(hybridUnified, p)))
+	}
+	return errors.Join(errs...)
+}
+
+// hybridUnified is where a hybrid host mounts cgroup2.
+const hybridUnified = "/sys/fs/cgroup/unified"
+
+// removeTree removes an empty cgroup directory and its children, deepest
+// first (cgroup directories go with rmdir, never unlink).
+func removeTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return ignoreNotExist(cg.Delete())
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
+	return nil
 }
 
 func notFound(p string, err error) error {

@@ -78,6 +78,12 @@ func TestLifecycleAndStats(t *testing.T) {
 	if err := m.Update(p, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &newLimit}}); err != nil {
 		t.Errorf("Update: %v", err)
 	}
+	// On a hybrid host OCI runtimes also make the path in the cgroup2 tree.
+	if m.Layout() == LayoutHybrid {
+		if err := os.MkdirAll(filepath.Join(hybridUnified, p, "container"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Delete kills what runs inside.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
