@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
 )
@@ -258,7 +260,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		return nil, err
 	}
 	log.Info("cgroup layout", "layout", cg.Layout())
-	ns := nsbox.New(log.With("component", "nsbox"))
+	ns := nsbox.New(log.With("component", "nsbox"), ociRuntimes(cfg, handlers, log))
 	backends := map[string]sandbox.Backend{}
 	for name := range cfg.Runtime.Handlers {
 		backends[name] = ns
@@ -283,4 +285,33 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		return nil, err
 	}
 	return pods, nil
+}
+
+// ociRuntimes makes the OCI runtime driver of each handler whose binary was
+// found, with conmon as the monitor. A handler without one runs pods but no
+// containers, and says why in the log.
+func ociRuntimes(cfg config.Config, handlers []sandbox.Handler, log *slog.Logger) map[string]*ociruntime.Runtime {
+	out := map[string]*ociruntime.Runtime{}
+	conmon, err := exec.LookPath("conmon")
+	if err != nil {
+		log.Error("conmon not found: no handler can run containers (apt-get install conmon)", "error", err)
+		return out
+	}
+	for _, h := range handlers {
+		if h.Binary == "" {
+			continue
+		}
+		rt, err := ociruntime.New(ociruntime.Config{
+			Name: h.Name, Binary: h.Binary, Conmon: conmon,
+			Root:     filepath.Join(cfg.State, "runtime", h.Name),
+			StateDir: filepath.Join(cfg.State, "monitors", h.Name),
+			Log:      log.With("component", "ociruntime"),
+		})
+		if err != nil {
+			log.Error("runtime handler cannot run containers", "handler", h.Name, "error", err)
+			continue
+		}
+		out[h.Name] = rt
+	}
+	return out
 }

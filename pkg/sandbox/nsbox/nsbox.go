@@ -16,6 +16,7 @@ import (
 	"runtime"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,11 +25,14 @@ const shmSize = "65536k"
 
 // Backend implements sandbox.Backend for namespace pods.
 type Backend struct {
-	log *slog.Logger
+	log      *slog.Logger
+	runtimes map[string]*ociruntime.Runtime // by handler name
 }
 
-// New makes the backend.
-func New(log *slog.Logger) *Backend { return &Backend{log: log} }
+// New makes the backend over the OCI runtime of each handler.
+func New(log *slog.Logger, runtimes map[string]*ociruntime.Runtime) *Backend {
+	return &Backend{log: log, runtimes: runtimes}
+}
 
 var _ sandbox.Backend = (*Backend)(nil)
 

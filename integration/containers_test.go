@@ -1,0 +1,117 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// assertNoContainerProcesses fails if a monitor or runtime process of ours
+// is still around.
+func assertNoContainerProcesses(t *testing.T, d *daemon) {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if cmd := string(b); strings.Contains(cmd, d.dir) && (strings.HasPrefix(cmd, "/usr/bin/conmon") || strings.Contains(cmd, "runc")) {
+			t.Errorf("process left: %s", strings.ReplaceAll(cmd, "\x00", " "))
+		}
+	}
+}
+
+func TestContainerLifecycle(t *testing.T) {
+	testutil.RequireBinary(t, "conmon")
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
+	d := newDaemon(t, "")
+	ctx := ctxT(t)
+	if _, err := d.Images.PullImage(ctx, &runtime.PullImageRequest{Image: spec(reg.Ref("busybox:1"))}); err != nil {
+		t.Fatal(err)
+	}
+	podCfg := podSandboxConfig("app")
+	podCfg.LogDirectory = filepath.Join(d.dir, "logs")
+	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrCfg := &runtime.ContainerConfig{
+		Metadata: &runtime.ContainerMetadata{Name: "main"},
+		Image:    spec(reg.Ref("busybox:1")),
+		// PID 1 ignores SIGTERM unless it handles it: this one does.
+		Command: []string{"sh", "-c", "trap 'exit 143' TERM; echo hello from the container; sleep 1000 & wait"},
+		LogPath: "main.log",
+	}
+	created, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: ctrCfg, SandboxConfig: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.ContainerId
+	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(podCfg.LogDirectory, "main.log")
+	waitFor(t, "the container's log line", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), " stdout F hello from the container")
+	})
+	res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, Timeout: 10})
+	if err != nil || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" || res.ExitCode != 3 {
+		t.Errorf("ExecSync = %+v, %v", res, err)
+	}
+	st, err := d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: id})
+	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING || st.Status.LogPath != logPath || st.Status.ImageRef == "" {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+
+	// The daemon dies; the container does not, and is found again.
+	d.Kill9()
+	d.Start()
+	st, err = d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: id})
+	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after kill -9: %+v, %v", st, err)
+	}
+	if res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"echo", "still here"}}); err != nil || string(res.Stdout) != "still here\n" {
+		t.Errorf("ExecSync after restart = %+v, %v", res, err)
+	}
+	if _, err := d.Runtime.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 5}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: id})
+	if st.GetStatus().GetState() != runtime.ContainerState_CONTAINER_EXITED || st.Status.ExitCode != 143 || st.Status.FinishedAt == 0 {
+		t.Errorf("after stop: %+v", st.GetStatus())
+	}
+	if _, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"true"}}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("exec into an exited container: %v", err)
+	}
+	if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := d.Runtime.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if len(list.GetContainers()) != 0 {
+		t.Errorf("containers after the pod's removal: %v", list.GetContainers())
+	}
+	assertNoPodLeaks(t, d)
+	assertNoContainerProcesses(t, d)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
