@@ -166,7 +166,14 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	}
 	deps.CgroupDriver = sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", deps.CgroupDriver)
-	deps.Pods, err = newPodManager(ctx, cfg, netw, images, deps.Handlers, log)
+	runtimes := ociRuntimes(cfg, deps.Handlers, log)
+	deps.RuntimeReady = func() (bool, string, string) {
+		if _, ok := runtimes[cfg.Runtime.DefaultHandler]; ok {
+			return true, "", ""
+		}
+		return false, "DefaultHandlerUnavailable", fmt.Sprintf("the default handler %q cannot run containers: its OCI runtime or conmon is missing (see the log and `cradle check`)", cfg.Runtime.DefaultHandler)
+	}
+	deps.Pods, err = newPodManager(ctx, cfg, netw, images, deps.Handlers, runtimes, log)
 	return deps, closeAll, err
 }
 
@@ -254,13 +261,13 @@ func secureSocket(c config.GRPC) error {
 // newPodManager wires the pod engine: a backend per handler, the network,
 // cgroups; then recovers the pods of an earlier run.
 func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager, images *storage.Store,
-	handlers []sandbox.Handler, log *slog.Logger) (*sandbox.Manager, error) {
+	handlers []sandbox.Handler, runtimes map[string]*ociruntime.Runtime, log *slog.Logger) (*sandbox.Manager, error) {
 	cg, err := cgroup.New()
 	if err != nil {
 		return nil, err
 	}
 	log.Info("cgroup layout", "layout", cg.Layout())
-	ns := nsbox.New(log.With("component", "nsbox"), ociRuntimes(cfg, handlers, log))
+	ns := nsbox.New(log.With("component", "nsbox"), runtimes)
 	backends := map[string]sandbox.Backend{}
 	for name := range cfg.Runtime.Handlers {
 		backends[name] = ns

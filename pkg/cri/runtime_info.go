@@ -21,7 +21,6 @@ const (
 
 // Condition reasons reported by Status.
 const (
-	reasonNoPodRuntime = "PodRuntimeNotAvailable"
 )
 
 func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) (*runtime.VersionResponse, error) {
@@ -33,19 +32,24 @@ func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) 
 	}, nil
 }
 
-// Status reports honest conditions: this build runs pod sandboxes but no
-// containers yet, so RuntimeReady is false; NetworkReady is what the pod network says of
-// itself (bridge up and rules in place, or a valid CNI configuration). The
-// handlers are listed with the features their binaries report.
+// Status reports honest conditions: RuntimeReady while the default
+// handler can run containers (its OCI runtime and monitor were found),
+// NetworkReady while the pod network is usable (bridge up and rules in
+// place, or a valid CNI configuration). The handlers are listed with the
+// features their binaries report.
 func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
 	netOK, netReason, netMessage := s.deps.Network.Ready(ctx)
+	rtOK, rtReason, rtMessage := true, "", ""
+	if s.deps.RuntimeReady != nil {
+		rtOK, rtReason, rtMessage = s.deps.RuntimeReady()
+	}
 	resp := &runtime.StatusResponse{
 		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{
 			{
 				Type:    runtime.RuntimeReady,
-				Status:  false,
-				Reason:  reasonNoPodRuntime,
-				Message: "pod sandboxes run, but containers are not implemented yet in this build",
+				Status:  rtOK,
+				Reason:  rtReason,
+				Message: rtMessage,
 			},
 			{
 				Type:    runtime.NetworkReady,

@@ -35,6 +35,8 @@ type Deps struct {
 	Images       *storage.Store
 	Network      Network
 	Pods         *sandbox.Manager
+	// RuntimeReady says whether containers can run (nil: always).
+	RuntimeReady func() (ok bool, reason, message string)
 	Handlers     []sandbox.Handler
 	CgroupDriver string
 	Version      Version
