@@ -20,8 +20,7 @@ const (
 )
 
 // Condition reasons reported by Status.
-const (
-)
+const ()
 
 func (s *runtimeServer) Version(ctx context.Context, _ *runtime.VersionRequest) (*runtime.VersionResponse, error) {
 	return &runtime.VersionResponse{

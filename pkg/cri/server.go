@@ -31,10 +31,10 @@ type Network interface {
 
 // Deps is what the CRI servers translate to.
 type Deps struct {
-	Config       config.Config
-	Images       *storage.Store
-	Network      Network
-	Pods         *sandbox.Manager
+	Config  config.Config
+	Images  *storage.Store
+	Network Network
+	Pods    *sandbox.Manager
 	// RuntimeReady says whether containers can run (nil: always).
 	RuntimeReady func() (ok bool, reason, message string)
 	Handlers     []sandbox.Handler
