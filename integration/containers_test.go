@@ -74,6 +74,19 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
 
+	// A container kubelet gives no log path still runs.
+	nolog, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "nolog"}, Image: spec(reg.Ref("busybox:1")), Command: []string{"sleep", "1000"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: nolog.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: nolog.ContainerId, Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+		t.Errorf("exec in a container without a log: %+v, %v", res, err)
+	}
+
 	// The daemon dies; the container does not, and is found again.
 	d.Kill9()
 	d.Start()

@@ -135,6 +135,9 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
 // timeout has passed. Stopping a stopped container is not an error.
 func (m *Manager) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
 	e, err := m.containerEntryOf(id)
+	if errdefs.IsNotFound(err) {
+		return nil // idempotent, as kubelet expects
+	}
 	if err != nil {
 		return err
 	}

@@ -293,6 +293,9 @@ func TestContainerLifecycle(t *testing.T) {
 	if err := e.m.StopContainer(ctx, id, time.Second); err != nil {
 		t.Errorf("second stop: %v", err)
 	}
+	if err := e.m.StopContainer(ctx, "feedface", time.Second); err != nil {
+		t.Errorf("stop of an unknown container: %v", err)
+	}
 	exited := ContainerExited
 	if got := e.m.ListContainers(ContainerFilter{PodID: pod, State: &exited}); len(got) != 1 {
 		t.Errorf("exited containers of the pod = %v", got)

@@ -241,6 +241,9 @@ func (s *Store) lookup(ref string) (*Image, string, error) {
 	if ref == "" {
 		return nil, "", fmt.Errorf("empty image reference: %w", errdefs.ErrInvalidArgument)
 	}
+	if len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == "" {
+		ref = "sha256:" + ref // a full ID without its algorithm, as crictl passes them
+	}
 	if d, err := digest.Parse(ref); err == nil {
 		if img := s.index.byID[d.String()]; img != nil {
 			return img, "", nil

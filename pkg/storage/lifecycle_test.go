@@ -54,9 +54,12 @@ func TestRemoveTagsDigestsAndIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertEmpty(t, s)
-	// Idempotent.
+	// Idempotent, also for an ID without its algorithm.
 	if err := s.Remove(ctx, id, false); err != nil {
 		t.Errorf("second remove: %v", err)
+	}
+	if err := s.Remove(ctx, strings.Repeat("0", 64), false); err != nil {
+		t.Errorf("remove of an unknown bare ID: %v", err)
 	}
 	if err := s.Remove(ctx, reg.Ref("tags:2"), false); err != nil {
 		t.Errorf("remove of a gone tag: %v", err)

@@ -46,8 +46,13 @@ func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	if err := os.WriteFile(filepath.Join(c.Bundle, "config.json"), data, 0o600); err != nil {
 		return 0, err
 	}
+	logPath := c.LogPath
+	if logPath == "" {
+		// kubelet asked for no log; the monitor still needs somewhere to write.
+		logPath = os.DevNull
+	}
 	return rt.Create(ctx, ociruntime.CreateOptions{
-		ID: c.ID, Bundle: c.Bundle, LogPath: c.LogPath,
+		ID: c.ID, Bundle: c.Bundle, LogPath: logPath,
 		Stdin: c.Config.GetStdin(), Terminal: c.Config.GetTty(),
 	})
 }
