@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	capability "github.com/containerd/containerd/v2/pkg/cap"
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/cradle-runtime/cradle/pkg/cri"
 	"github.com/cradle-runtime/cradle/pkg/metrics"
@@ -277,6 +278,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		ContainerDir:   filepath.Join(cfg.State, "containers"),
 		Images:         podImages{s: images},
 		Host:           hostFacts(cg, handlers),
+		AllowedCaps:    ownCapabilities(log),
 		CheckpointDir:  filepath.Join(cfg.Root, "checkpoints"),
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Backends:       backends,
@@ -321,4 +323,15 @@ func ociRuntimes(cfg config.Config, handlers []sandbox.Handler, log *slog.Logger
 		out[h.Name] = rt
 	}
 	return out
+}
+
+// ownCapabilities lists the capabilities this process holds: containers
+// cannot be given more (root may lack some, e.g. CAP_SYS_RESOURCE).
+func ownCapabilities(log *slog.Logger) []string {
+	caps, err := capability.Current()
+	if err != nil {
+		log.Warn("read own capabilities; containers get what they ask for", "error", err)
+		return nil
+	}
+	return caps
 }

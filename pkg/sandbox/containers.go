@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -151,9 +153,12 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 		},
 		CgroupParent: pod.Cgroup,
 		Host:         m.opts.Host,
-	}, oci.WithImageFS(root.FS()))
+	}, oci.WithImageFS(root.FS()), oci.WithProfileLoader(readProfile))
 	if err != nil {
 		return oci.Result{}, err
+	}
+	if dropped := limitCapabilities(res.Spec, m.opts.AllowedCaps); len(dropped) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("capabilities this node's runtime lacks were not granted: %v", dropped))
 	}
 	for _, w := range res.Warnings {
 		m.log.Warn("container spec", "container", c.ID, "warning", w)
@@ -195,4 +200,48 @@ func stopSignal(cfg *runtime.ContainerConfig, image string) string {
 		return "SIG" + strings.ToUpper(image)
 	}
 	return "SIGTERM"
+}
+
+// readProfile loads a Localhost seccomp profile; kubelet names it by
+// absolute path.
+func readProfile(_ context.Context, ref string) ([]byte, error) {
+	if !filepath.IsAbs(ref) {
+		return nil, fmt.Errorf("seccomp profile %q is not an absolute path: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	return os.ReadFile(ref)
+}
+
+// limitCapabilities keeps only the capabilities in allowed (the daemon's
+// own: a runtime cannot grant what it lacks, and asking makes the OCI
+// runtime fail with EPERM), and returns what it removed. A nil allowed
+// keeps everything.
+func limitCapabilities(spec *specs.Spec, allowed []string) []string {
+	if allowed == nil || spec.Process == nil || spec.Process.Capabilities == nil {
+		return nil
+	}
+	ok := make(map[string]bool, len(allowed))
+	for _, c := range allowed {
+		ok[c] = true
+	}
+	dropped := map[string]bool{}
+	filter := func(set []string) []string {
+		out := set[:0:0]
+		for _, c := range set {
+			if ok[c] {
+				out = append(out, c)
+			} else {
+				dropped[c] = true
+			}
+		}
+		return out
+	}
+	caps := spec.Process.Capabilities
+	caps.Bounding, caps.Effective, caps.Permitted = filter(caps.Bounding), filter(caps.Effective), filter(caps.Permitted)
+	caps.Inheritable, caps.Ambient = filter(caps.Inheritable), filter(caps.Ambient)
+	out := make([]string, 0, len(dropped))
+	for c := range dropped {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -354,3 +354,22 @@ func TestContainersFollowTheirPodAndSurviveRestart(t *testing.T) {
 	}
 	e.assertNoContainers(t)
 }
+
+func TestLimitCapabilities(t *testing.T) {
+	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Bounding:  []string{"CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_KILL"},
+		Effective: []string{"CAP_CHOWN", "CAP_SYS_RESOURCE"},
+		Permitted: []string{"CAP_CHOWN", "CAP_SYS_RESOURCE"},
+	}}}
+	dropped := limitCapabilities(spec, []string{"CAP_CHOWN", "CAP_KILL"})
+	if len(dropped) != 1 || dropped[0] != "CAP_SYS_RESOURCE" {
+		t.Errorf("dropped = %v", dropped)
+	}
+	c := spec.Process.Capabilities
+	if len(c.Bounding) != 2 || len(c.Effective) != 1 || len(c.Permitted) != 1 {
+		t.Errorf("capabilities = %+v", c)
+	}
+	if limitCapabilities(spec, nil) != nil {
+		t.Error("nil allowed must keep everything")
+	}
+}

@@ -27,6 +27,7 @@ type Options struct {
 	Cgroups        Cgroups
 	Images         Images
 	Host           oci.Host // facts of this host for spec building
+	AllowedCaps    []string // capabilities the daemon holds (nil: all)
 	CgroupRoot     string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
 	Logger         *slog.Logger
 }

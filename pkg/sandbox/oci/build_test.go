@@ -192,8 +192,10 @@ func TestBuildSeccomp(t *testing.T) {
 		want     specs.LinuxSeccompAction // "" for no filter
 		wantErr  error
 	}{
-		{name: "runtime default", want: specs.ActErrno},
-		{name: "runtime default unconfined on host", host: SeccompUnconfined},
+		{name: "no profile is unconfined"},
+		{name: "runtime default", profile: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}, want: specs.ActErrno},
+		{name: "legacy runtime default", legacy: "runtime/default", want: specs.ActErrno},
+		{name: "runtime default unconfined on host", profile: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}, host: SeccompUnconfined},
 		{name: "unconfined", profile: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Unconfined}},
 		{name: "legacy unconfined", legacy: "unconfined"},
 		{name: "localhost", profile: local("profiles/audit.json"), want: specs.ActLog},

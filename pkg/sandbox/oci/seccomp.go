@@ -35,6 +35,11 @@ func (b *builder) seccomp(ctx context.Context) error {
 		return nil
 	}
 	sc := b.security()
+	if sc.GetSeccomp() == nil && sc.GetSeccompProfilePath() == "" { //nolint:staticcheck // the deprecated field is still sent by older kubelets
+		// No profile at all is unconfined, as the CRI has it (kubelet always
+		// names one: RuntimeDefault unless the pod says otherwise).
+		return nil
+	}
 	typ, ref, err := securityProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath()) //nolint:staticcheck // the deprecated field is still sent by older kubelets
 	if err != nil {
 		return fmt.Errorf("seccomp: %w", err)

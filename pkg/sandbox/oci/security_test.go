@@ -154,6 +154,7 @@ func TestBuildSeccompFollowsCapabilities(t *testing.T) {
 	in.Host.RuntimeDefaultSeccomp = SeccompBuiltin
 	in.Host.Arch = "arm64"
 	in.Config.Linux.SecurityContext.Capabilities = &runtime.Capability{AddCapabilities: []string{"SYS_ADMIN"}, DropCapabilities: []string{"SYS_CHROOT"}}
+	in.Config.Linux.SecurityContext.Seccomp = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()))
 	if err != nil {
 		t.Fatal(err)

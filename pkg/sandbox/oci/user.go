@@ -152,6 +152,9 @@ type identity struct {
 // the CRI security context over the image's User ("uid", "name",
 // "uid:gid", "name:group").
 func resolveUser(db userDB, sc *runtime.LinuxContainerSecurityContext, imageUser string) (identity, error) {
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+		return identity{}, fmt.Errorf("run_as_group needs run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
+	}
 	user, group := "0", ""
 	switch {
 	case sc.GetRunAsUsername() != "":

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"testing/fstest"
@@ -105,5 +106,19 @@ func TestSupplementalGroups(t *testing.T) {
 				t.Errorf("groups (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestRunAsGroupNeedsAUser(t *testing.T) {
+	in := testInput()
+	in.Config.Linux.SecurityContext.RunAsGroup = &runtime.Int64Value{Value: 1000}
+	in.Config.Linux.SecurityContext.RunAsUser = nil
+	in.Config.Linux.SecurityContext.RunAsUsername = ""
+	if _, err := Build(context.Background(), in, WithImageFS(testImageFS())); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("run_as_group alone: %v, want InvalidArgument", err)
+	}
+	in.Config.Linux.SecurityContext.RunAsUser = &runtime.Int64Value{Value: 1000}
+	if _, err := Build(context.Background(), in, WithImageFS(testImageFS())); err != nil {
+		t.Errorf("run_as_group with run_as_user: %v", err)
 	}
 }
