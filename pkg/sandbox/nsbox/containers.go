@@ -82,7 +82,7 @@ func (b *Backend) WaitContainer(ctx context.Context, pod *sandbox.Pod, c *sandbo
 	if err != nil {
 		return sandbox.ExitStatus{}, err
 	}
-	return sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt}, nil
+	return sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt, OOMKilled: st.OOMKilled}, nil
 }
 
 func (b *Backend) ContainerExited(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, bool, error) {
@@ -94,7 +94,7 @@ func (b *Backend) ContainerExited(ctx context.Context, pod *sandbox.Pod, c *sand
 	if err != nil {
 		return sandbox.ExitStatus{}, false, err
 	}
-	return sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt}, st.Exited, nil
+	return sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt, OOMKilled: st.OOMKilled}, st.Exited, nil
 }
 
 func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {

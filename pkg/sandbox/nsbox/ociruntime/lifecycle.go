@@ -39,6 +39,7 @@ type Status struct {
 	ExitCode   int32  // when Exited: 128+signal for a signalled process
 	FinishedAt time.Time
 	Exited     bool // conmon has recorded the exit code
+	OOMKilled  bool // the kernel's OOM killer ended it (conmon's oom marker)
 }
 
 // Start starts a created container.
@@ -277,5 +278,8 @@ func (r *Runtime) readExit(id string, st *Status) (bool, error) {
 	}
 	st.State, st.Pid = StateStopped, 0
 	st.Exited, st.ExitCode, st.FinishedAt = true, int32(code), fi.ModTime()
+	if _, err := os.Stat(filepath.Join(r.dir(id), "oom")); err == nil {
+		st.OOMKilled = true
+	}
 	return true, nil
 }
