@@ -106,8 +106,6 @@ func (r *Runtime) conmonArgs(o CreateOptions) []string {
 		"-p", r.pidFile(o.ID),
 		"--conmon-pidfile", r.conmonPid(o.ID),
 		"--exit-dir", r.exitDir(o.ID),
-		// conmon writes its "oom" marker here, not in its working directory.
-		"--persist-dir", r.dir(o.ID),
 		"-l", "k8s-file:" + o.LogPath,
 		"--socket-dir-path", filepath.Dir(r.attachLink(o.ID)),
 		"--log-level", "info",
@@ -141,6 +139,9 @@ func (r *Runtime) startConmon(ctx context.Context, o CreateOptions) (syncMessage
 	cmd := exec.Command(r.conmon, r.conmonArgs(o)...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE=3"}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// conmon writes its "oom" marker into its working directory: keep it in
+	// the container's state directory. (--persist-dir would move it too,
+	// but also moves the exit file conmon 2.1 writes into it.)
 	cmd.Dir = r.dir(o.ID)
 	cmd.ExtraFiles = []*os.File{syncW}
 	err = r.startCmd(cmd)
