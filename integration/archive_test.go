@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +34,7 @@ func (d *daemon) cli(t *testing.T, args ...string) (string, error) {
 // Export from a running daemon, wipe the store, import with the daemon
 // stopped, start with no registry: the image is there, under its names.
 func TestExportWipeImportOffline(t *testing.T) {
+	testutil.RequireBinary(t, "conmon")
 	reg := fixtures.StartRegistry(t)
 	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
 	d := newDaemon(t, "")
@@ -72,6 +74,30 @@ func TestExportWipeImportOffline(t *testing.T) {
 	st, err := d.Images.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: spec(reg.Ref("busybox:1"))})
 	if err != nil || st.Image == nil || st.Image.Id != pulled.ImageRef {
 		t.Fatalf("imported image after restart with no registry: %v, %v", st, err)
+	}
+	// A pod runs from the imported image, with no registry anywhere.
+	{
+		podCfg := podSandboxConfig("offline")
+		pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctr, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+			Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "main"}, Image: spec(reg.Ref("busybox:1")), Command: []string{"sleep", "1000"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"echo", "baked"}})
+		if err != nil || string(res.Stdout) != "baked\n" {
+			t.Errorf("exec in the pod from the imported image: %+v, %v", res, err)
+		}
+		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+			t.Fatal(err)
+		}
+		assertNoContainerProcesses(t, d)
 	}
 	if out, err := d.cli(t, "images", "rm", reg.Ref("busybox:1")); err != nil {
 		t.Errorf("rm through the daemon: %v\n%s", err, out)
