@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -169,7 +170,7 @@ func (b *builtinNet) ready() error {
 
 // setup runs the named steps of a built-in pod: lease, veth, address,
 // hostports. Each pushes its undo before it can leave anything behind.
-func (b *builtinNet) setup(ctx context.Context, pod PodNetwork, rec *record, u *undo) error {
+func (b *builtinNet) setup(ctx context.Context, pod PodNetwork, rec *record, u *cleanup.Stack) error {
 	if b.ready() != nil {
 		// Someone removed or downed the bridge or table: put them back.
 		if err := b.ensureBridge(); err != nil {
@@ -183,7 +184,7 @@ func (b *builtinNet) setup(ctx context.Context, pod PodNetwork, rec *record, u *
 	if err := b.checkPorts(pod.PodID, maps); err != nil {
 		return err
 	}
-	u.push(func(context.Context) error { return b.ipam.release(pod.PodID, nil) })
+	u.Push(func(context.Context) error { return b.ipam.release(pod.PodID, nil) })
 	var ips []netip.Addr
 	for i, s := range b.subnets {
 		ip, err := b.ipam.allocate(pod.PodID, s, b.gateways[i])
@@ -203,7 +204,7 @@ func (b *builtinNet) setup(ctx context.Context, pod PodNetwork, rec *record, u *
 		return fmt.Errorf("open pod netns %s: %w", pod.NetNSPath, err)
 	}
 	defer func() { _ = podNS.Close() }()
-	u.push(func(context.Context) error { return b.deleteVeth(rec.Veth) })
+	u.Push(func(context.Context) error { return b.deleteVeth(rec.Veth) })
 	if err := b.createVeth(rec.Veth, podNS); err != nil {
 		return err
 	}
@@ -217,7 +218,7 @@ func (b *builtinNet) setup(ctx context.Context, pod PodNetwork, rec *record, u *
 		return err
 	}
 	if len(maps) > 0 {
-		u.push(func(context.Context) error { return b.nft.remove(func(p string) bool { return p == pod.PodID }) })
+		u.Push(func(context.Context) error { return b.nft.remove(func(p string) bool { return p == pod.PodID }) })
 		if err := b.nft.add(pod.PodID, maps, ips); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -167,7 +168,7 @@ func runtimeConf(rec *record, netnsPath string) *libcni.RuntimeConf {
 }
 
 // setup: persist the list, ADD (undo: DEL), bring lo up, read the result.
-func (c *cniNet) setup(ctx context.Context, m *Manager, pod PodNetwork, rec *record, u *undo) error {
+func (c *cniNet) setup(ctx context.Context, m *Manager, pod PodNetwork, rec *record, u *cleanup.Stack) error {
 	list, err := c.load()
 	if err != nil {
 		return err
@@ -177,7 +178,7 @@ func (c *cniNet) setup(ctx context.Context, m *Manager, pod PodNetwork, rec *rec
 		return err
 	}
 	rt := runtimeConf(rec, pod.NetNSPath)
-	u.push(func(ctx context.Context) error { return c.del(ctx, m, list, rt) })
+	u.Push(func(ctx context.Context) error { return c.del(ctx, m, list, rt) })
 	var res types.Result
 	err = WithNetNS(m.hostPath, func() error {
 		var err error

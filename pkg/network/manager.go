@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -175,7 +176,7 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (Result, error) {
 	if err := m.recs.save(rec); err != nil {
 		return Result{}, err
 	}
-	var u undo
+	var u cleanup.Stack
 	done := false
 	defer func() {
 		if !done {
@@ -197,7 +198,7 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (Result, error) {
 	if err := m.recs.save(rec); err != nil {
 		return Result{}, err
 	}
-	u.release()
+	u.Release()
 	done = true
 	return resultOf(rec), nil
 }
@@ -205,8 +206,8 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (Result, error) {
 // rollback unwinds a failed Setup. The record goes last, and only when
 // every undo succeeded: otherwise it stays, and Teardown or Reconcile
 // finishes the job (the pod is in an unknown state until then).
-func (m *Manager) rollback(ctx context.Context, podID string, u *undo) {
-	if err := u.run(); err != nil {
+func (m *Manager) rollback(ctx context.Context, podID string, u *cleanup.Stack) {
+	if err := u.Run(); err != nil {
 		m.log.ErrorContext(ctx, "network setup rollback incomplete; left for Teardown/Reconcile", "pod", podID, "error", err)
 		return
 	}
