@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox"
 )
 
 // version and commit are set at link time (-X) by the Makefile.
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return checkCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		return configCmd(args[1:], stdout)
+	case "pause": // the infra process of a pod sharing its PID namespace
+		return nsbox.Pause(ctx)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "cradle %s (commit %s)\n", version, commit)
 		return nil

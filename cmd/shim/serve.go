@@ -268,7 +268,11 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		return nil, err
 	}
 	log.Info("cgroup layout", "layout", cg.Layout())
-	ns := nsbox.New(log.With("component", "nsbox"), runtimes)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find cradle's own binary: %w", err)
+	}
+	ns := nsbox.New(log.With("component", "nsbox"), runtimes, []string{self, "pause"})
 	backends := map[string]sandbox.Backend{}
 	for name := range cfg.Runtime.Handlers {
 		backends[name] = ns

@@ -76,6 +76,7 @@ func (s *runtimeServer) ContainerStatus(ctx context.Context, req *runtime.Contai
 		Mounts: c.Config.GetMounts(), LogPath: c.LogPath,
 		Resources:  &runtime.ContainerResources{Linux: c.Config.GetLinux().GetResources()},
 		StopSignal: runtime.Signal(runtime.Signal_value[c.StopSignal]),
+		User:       containerUser(c.User),
 	}
 	resp := &runtime.ContainerStatusResponse{Status: st}
 	if req.GetVerbose() {

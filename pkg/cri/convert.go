@@ -8,6 +8,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -65,4 +66,13 @@ func toFsUsage(now int64, u storage.FsUsage) *runtime.FilesystemUsage {
 		UsedBytes:  &runtime.UInt64Value{Value: u.UsedBytes},
 		InodesUsed: &runtime.UInt64Value{Value: u.Inodes},
 	}
+}
+
+// containerUser is the identity a container's process runs as.
+func containerUser(u specs.User) *runtime.ContainerUser {
+	groups := make([]int64, 0, len(u.AdditionalGids))
+	for _, g := range u.AdditionalGids {
+		groups = append(groups, int64(g))
+	}
+	return &runtime.ContainerUser{Linux: &runtime.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: groups}}
 }

@@ -57,7 +57,7 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 				Message: netMessage,
 			},
 		}},
-		Features: &runtime.RuntimeFeatures{},
+		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true}, // both policies are applied
 	}
 	for _, h := range s.deps.Handlers {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{

@@ -32,6 +32,9 @@ type Container struct {
 	Resources  *specs.LinuxResources // its limits as applied
 	Bundle     string                // <state>/containers/<id>: config.json, rootfs/
 	LogPath    string                // absolute; "" when kubelet asks for no log
+	User       specs.User            // the identity its process runs as
+
+	targetPID string // while it is created: the PID namespace of the container it targets
 }
 
 // Rootfs is where the container's root filesystem is mounted.

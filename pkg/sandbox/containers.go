@@ -44,6 +44,11 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", err
 	}
+	// Before the pod's lock: the target's lock is never taken under it.
+	targetPID, err := m.targetPID(e.pod.ID, cfg)
+	if err != nil {
+		return "", err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pod := e.pod
@@ -58,8 +63,11 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", err
 	}
+	if err := checkMountSources(cfg.GetMounts()); err != nil {
+		return "", err
+	}
 	c := &Container{ID: newID(), PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
-		CreatedAt: time.Now().UTC(), LogPath: logPath}
+		CreatedAt: time.Now().UTC(), LogPath: logPath, targetPID: targetPID}
 	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)
 	name := containerName(pod, cfg)
 	if err := m.names.reserve(name, c.ID); err != nil {
@@ -126,6 +134,9 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	if spec.Spec.Linux != nil {
 		c.CgroupPath, c.Resources = spec.Spec.Linux.CgroupsPath, spec.Spec.Linux.Resources
 	}
+	if spec.Spec.Process != nil {
+		c.User = spec.Spec.Process.User
+	}
 	pid, err := b.CreateContainer(ctx, pod, c, spec.Spec)
 	if err != nil {
 		return err
@@ -146,7 +157,8 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 	res, err := oci.Build(ctx, oci.Input{
 		ID: c.ID, SandboxID: pod.ID, Config: c.Config, Sandbox: pod.Config.Raw,
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
-		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"]},
+		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"], PID: pod.NS["pid"],
+			TargetPID: c.targetPID},
 		Files: oci.PodFiles{
 			Hosts: filepath.Join(pod.Dir, HostsFile), ResolvConf: filepath.Join(pod.Dir, ResolvConfFile),
 			Hostname: filepath.Join(pod.Dir, HostnameFile), Shm: pod.Shm,
@@ -178,6 +190,44 @@ func containerLogPath(pod *Pod, cfg *runtime.ContainerConfig) (string, error) {
 		return "", fmt.Errorf("log path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
+}
+
+// checkMountSources fails, before anything is made, when a bind mount's
+// source does not exist (kubelet creates what hostPath volumes ask for).
+func checkMountSources(mounts []*runtime.Mount) error {
+	for _, mnt := range mounts {
+		if !filepath.IsAbs(mnt.GetHostPath()) {
+			continue // the spec builder rejects it with its reason
+		}
+		if _, err := os.Stat(mnt.GetHostPath()); err != nil {
+			return fmt.Errorf("mount %q: source %q: %w: %w", mnt.GetContainerPath(), mnt.GetHostPath(), err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// targetPID is the PID namespace of the container an ephemeral container
+// targets (PID mode TARGET): a running container of the same pod.
+func (m *Manager) targetPID(podID string, cfg *runtime.ContainerConfig) (string, error) {
+	opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if opts.GetPid() != runtime.NamespaceMode_TARGET {
+		return "", nil
+	}
+	m.mu.Lock()
+	e, ok := m.containers[opts.GetTargetId()]
+	m.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("target container %q: %w", opts.GetTargetId(), errdefs.ErrNotFound)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c.PodID != podID {
+		return "", fmt.Errorf("target container %q is not in pod %s: %w", opts.GetTargetId(), podID, errdefs.ErrNotFound)
+	}
+	if e.c.State != ContainerRunning || e.c.Pid == 0 {
+		return "", fmt.Errorf("target container %q is not running: %w", opts.GetTargetId(), errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Sprintf("/proc/%d/ns/pid", e.c.Pid), nil
 }
 
 func (m *Manager) saveContainer(c *Container) error {

@@ -3,7 +3,9 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -24,6 +26,7 @@ type fakes struct {
 	cgroups  map[string]bool
 	started  map[string]bool
 	updates  map[string]*specs.LinuxResources
+	infraPid int // the pid a PID-sharing pod's "infra process" gets; 0: this test's
 }
 
 func newFakes() *fakes {
@@ -104,6 +107,15 @@ func (f *fakes) Update(p string, res *specs.LinuxResources) error {
 	return nil
 }
 
+func (f *fakes) AddProcess(p string, _ int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.cgroups[p] {
+		return fmt.Errorf("no cgroup %s", p)
+	}
+	return f.fail("infra")
+}
+
 func (f *fakes) Delete(_ context.Context, p string) error {
 	f.mu.Lock()
 	delete(f.cgroups, p)
@@ -118,6 +130,14 @@ func (b fakeBackend) StartPod(_ context.Context, pod *Pod) error {
 	defer b.f.mu.Unlock()
 	b.f.started[pod.ID] = true
 	pod.Shm = filepath.Join(pod.Dir, "shm")
+	if pod.Config.PID == NamespacePod {
+		// An infra process: this test process stands in for it.
+		pod.Pid = os.Getpid()
+		if b.f.infraPid != 0 {
+			pod.Pid = b.f.infraPid
+		}
+		pod.PidStart, _ = ProcessStart(pod.Pid)
+	}
 	return b.f.fail("sandbox")
 }
 
@@ -175,7 +195,7 @@ func assertNothingLeft(t *testing.T, f *fakes, dir string) {
 }
 
 func TestRunPodRollsBackEachStep(t *testing.T) {
-	for _, step := range []string{"cgroup", "netns", "sandbox", "network"} {
+	for _, step := range []string{"cgroup", "netns", "sandbox", "infra", "network"} {
 		t.Run(step, func(t *testing.T) {
 			f, dir := newFakes(), t.TempDir()
 			m := newTestManager(t, f, dir)
@@ -305,4 +325,45 @@ func TestResolvConf(t *testing.T) {
 	if _, err := resolvConf(&DNSConfig{Servers: []string{"1.2.3.4\nnameserver 6.6.6.6"}}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("injected line: %v", err)
 	}
+}
+
+func TestRecoverStopsAPodWhoseProcessEnded(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	infra := exec.Command("sleep", "1000")
+	if err := infra.Start(); err != nil {
+		t.Skip("no sleep:", err)
+	}
+	f.infraPid = infra.Process.Pid
+	m := newTestManager(t, f, dir)
+	ctx := context.Background()
+	id, err := m.RunPod(ctx, podConfig("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := podConfig("other")
+	other.PID = NamespaceContainer // no infra process
+	otherID, err := m.RunPod(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = infra.Process.Kill()
+	_ = infra.Wait()
+	m2 := newTestManager(t, f, dir)
+	if p, _ := m2.Pod(id); p.State != PodNotReady {
+		t.Errorf("pod whose process ended: %v", p.State)
+	}
+	f.mu.Lock()
+	if f.networks[id] {
+		t.Errorf("its network was kept")
+	}
+	f.mu.Unlock()
+	if p, _ := m2.Pod(otherID); p.State != PodReady {
+		t.Errorf("pod with no process of its own: %v", p.State)
+	}
+	for _, p := range []string{id, otherID} {
+		if err := m2.RemovePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertNothingLeft(t, f, dir)
 }

@@ -71,6 +71,15 @@ type Pod struct {
 	Shm    string            // the pod's /dev/shm
 	Cgroup string            // the pod's cgroup
 	IPs    []string
+
+	// Pid is the pod's own process when its backend runs one (the infra
+	// process holding a shared PID namespace; a VMM), 0 when none; PidStart
+	// is its start time in clock ticks since boot (/proc/<pid>/stat), so
+	// that a recycled pid is never mistaken for it. PidCgroup is the leaf
+	// cgroup the engine put it in.
+	Pid       int
+	PidStart  uint64
+	PidCgroup string
 }
 
 // podCheckpointVersion is the version of the Pod checkpoint format.

@@ -17,7 +17,8 @@ const recoverTimeout = 30 * time.Second
 // of an interrupted RunPodSandbox and is released from its recorded fields;
 // a Removed or Unknown pod is finished off the same way; Ready and NotReady
 // pods are kept as they are (their namespaces are pinned files that
-// survive the daemon). The network keeps state only for the live pods.
+// survive the daemon), except that a Ready pod whose own process (Pod.Pid)
+// has ended is stopped. The network keeps state only for the live pods.
 func (m *Manager) Recover(ctx context.Context) error {
 	ids, err := m.ckpt.List(podKind)
 	if err != nil {
@@ -58,6 +59,13 @@ func (m *Manager) recoverPod(ctx context.Context, pod *Pod) bool {
 		m.mu.Lock()
 		m.pods[pod.ID] = &podEntry{pod: pod}
 		m.mu.Unlock()
+		if pod.State == PodReady && pod.Pid != 0 && !ProcessAlive(pod.Pid, pod.PidStart) {
+			// Its containers went with it (they shared its PID namespace).
+			m.log.Warn("the pod's own process ended while the daemon was away; stopping the pod", "pod", pod.ID, "pid", pod.Pid)
+			if err := m.stopLocked(ctx, pod); err != nil {
+				m.log.Error("stop a pod whose process ended", "pod", pod.ID, "error", err)
+			}
+		}
 		return true
 	default:
 		m.log.Info("finishing an interrupted pod", "pod", pod.ID, "state", pod.State.String())

@@ -142,6 +142,23 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend, undo *cl
 	if err := b.StartPod(ctx, pod); err != nil {
 		return err
 	}
+	if err := m.save(pod); err != nil {
+		return err
+	}
+	if pod.Pid == 0 {
+		return nil
+	}
+	// The pod's own process counts against the pod, in a leaf of its own
+	// (cgroup v2 allows no process beside child cgroups).
+	cg := path.Join(pod.Cgroup, "pod-"+pod.ID[:12]+"-infra")
+	if err := m.opts.Cgroups.Create(cg, nil); err != nil {
+		return err
+	}
+	pod.PidCgroup = cg
+	undo.Push(func(ctx context.Context) error { return m.opts.Cgroups.Delete(ctx, cg) })
+	if err := m.opts.Cgroups.AddProcess(cg, pod.Pid); err != nil {
+		return fmt.Errorf("move the pod's process into %s: %w", cg, err)
+	}
 	return m.save(pod)
 }
 
@@ -245,6 +262,9 @@ func (m *Manager) release(ctx context.Context, pod *Pod) error {
 	errs = append(errs, m.opts.Network.Teardown(ctx, pod.ID))
 	if pod.NetNS != "" {
 		errs = append(errs, m.opts.Network.RemoveNetNS(pod.NetNS))
+	}
+	if pod.PidCgroup != "" {
+		errs = append(errs, m.opts.Cgroups.Delete(ctx, pod.PidCgroup))
 	}
 	if pod.Cgroup != "" && pod.Config.CgroupParent == "" {
 		errs = append(errs, m.opts.Cgroups.Delete(ctx, pod.Cgroup))

@@ -40,5 +40,6 @@ type Network interface {
 type Cgroups interface {
 	Create(path string, res *specs.LinuxResources) error
 	Update(path string, res *specs.LinuxResources) error
+	AddProcess(path string, pid int) error
 	Delete(ctx context.Context, path string) error
 }

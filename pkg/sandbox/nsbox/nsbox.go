@@ -3,7 +3,9 @@
 // holds. No infra ("pause") process holds them: the IPC and UTS namespaces
 // are pinned by bind mounts of their /proc nsfs files (the network
 // namespace is pinned the same way by the network), so an idle pod costs no
-// process and no memory beyond its /dev/shm.
+// process and no memory beyond its /dev/shm. The one exception is a pod
+// that shares one PID namespace between its containers: a PID namespace
+// needs a living init, so such a pod gets an infra process (see infra.go).
 package nsbox
 
 import (
@@ -27,11 +29,13 @@ const shmSize = "65536k"
 type Backend struct {
 	log      *slog.Logger
 	runtimes map[string]*ociruntime.Runtime // by handler name
+	pause    []string                       // the infra process's command
 }
 
-// New makes the backend over the OCI runtime of each handler.
-func New(log *slog.Logger, runtimes map[string]*ociruntime.Runtime) *Backend {
-	return &Backend{log: log, runtimes: runtimes}
+// New makes the backend over the OCI runtime of each handler; pause is the
+// command of the infra process (cradle's `pause`).
+func New(log *slog.Logger, runtimes map[string]*ociruntime.Runtime, pause []string) *Backend {
+	return &Backend{log: log, runtimes: runtimes, pause: pause}
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -39,8 +43,14 @@ var _ sandbox.Backend = (*Backend)(nil)
 // StartPod pins the pod's IPC and UTS namespaces (the UTS one with the
 // pod's hostname) and mounts its /dev/shm. A pod on the host's network
 // uses the host's UTS namespace; one with host IPC uses the host's IPC
-// namespace and /dev/shm.
+// namespace and /dev/shm. A pod that shares its PID namespace gets an
+// infra process.
 func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
+	if pod.Config.PID == sandbox.NamespacePod {
+		if err := b.startInfra(pod); err != nil {
+			return err
+		}
+	}
 	var kinds []string
 	if pod.Config.IPC != sandbox.NamespaceNode {
 		kinds = append(kinds, "ipc")
@@ -72,12 +82,13 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
 	return nil
 }
 
-// StopPod has nothing to stop yet: pods hold no process of their own.
-func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error { return nil }
+// StopPod ends the pod's infra process, if it has one.
+func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error { return stopInfra(ctx, pod) }
 
-// DeletePod unmounts the pod's /dev/shm and unpins its namespaces.
+// DeletePod ends the infra process, unmounts the pod's /dev/shm and unpins
+// its namespaces.
 func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
-	var errs []error
+	errs := []error{stopInfra(ctx, pod)}
 	if pod.Shm != "" && pod.Shm != "/dev/shm" {
 		errs = append(errs, unmountRemove(pod.Shm))
 	}

@@ -1,0 +1,93 @@
+package nsbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// infraStopTimeout bounds how long stopping the infra process waits for it
+// to be gone.
+const infraStopTimeout = 10 * time.Second
+
+// startInfra starts the pod's infra process: PID 1 of a new PID namespace
+// that the pod's containers join (a pod that shares its process
+// namespace). It is cradle's own binary (`cradle pause`), which only reaps
+// the orphans the namespace hands it and ends on SIGTERM. It runs in a
+// session of its own, so it outlives the daemon; a restarted daemon knows
+// it by pid and start time.
+func (b *Backend) startInfra(pod *sandbox.Pod) error {
+	if len(b.pause) == 0 {
+		return fmt.Errorf("no infra command configured for a shared PID namespace")
+	}
+	cmd := exec.Command(b.pause[0], b.pause[1:]...)
+	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID, Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the pod's infra process: %w", err)
+	}
+	// Reap it when it ends while this daemon is its parent.
+	go func() { _ = cmd.Wait() }()
+	pid := cmd.Process.Pid
+	start, err := sandbox.ProcessStart(pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("the pod's infra process: %w", err)
+	}
+	pod.Pid, pod.PidStart = pid, start
+	pod.NS["pid"] = fmt.Sprintf("/proc/%d/ns/pid", pid)
+	return nil
+}
+
+// stopInfra kills the pod's infra process, if it still runs, and waits
+// until it is gone; with it go every process of its PID namespace.
+func stopInfra(ctx context.Context, pod *sandbox.Pod) error {
+	if pod.Pid == 0 || !sandbox.ProcessAlive(pod.Pid, pod.PidStart) {
+		return nil
+	}
+	if err := unix.Kill(pod.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill the pod's infra process %d: %w", pod.Pid, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, infraStopTimeout)
+	defer cancel()
+	for sandbox.ProcessAlive(pod.Pid, pod.PidStart) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the pod's infra process %d did not end: %w", pod.Pid, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Pause is `cradle pause`, the infra process: it reaps the children the
+// PID namespace hands it until ctx ends (SIGTERM or SIGINT).
+func Pause(ctx context.Context) error {
+	if os.Getpid() != 1 {
+		return errors.New("pause runs as PID 1 of a pod's PID namespace")
+	}
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sigs:
+			for {
+				var ws unix.WaitStatus
+				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+				if pid <= 0 || err != nil {
+					break
+				}
+			}
+		}
+	}
+}
