@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
@@ -239,4 +242,191 @@ func TestContainerBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContainerSecurityAndResources: what the spec builder makes of a
+// container's config, seen from inside the container and on the host.
+func TestContainerSecurityAndResources(t *testing.T) {
+	d, image := startFeatureDaemon(t)
+	for _, h := range handlers {
+		t.Run(h, func(t *testing.T) {
+			k := newPodKit(t, d, image, h, podSandboxConfig("sec-"+h))
+			// User by name from the image's /etc/passwd; groups merged with
+			// the image's, or strictly the ones asked for.
+			merge := k.run("merge", containerSC(&runtime.LinuxContainerSecurityContext{
+				RunAsUsername: "cradle", SupplementalGroups: []int64{4242}}), "sleep", "1000")
+			if out, _ := k.exec(merge, "id"); out != "uid=1000(cradle) gid=1000(cradle) groups=100(users),1000(cradle),4242" {
+				t.Errorf("merge policy: id = %q", out)
+			}
+			if u := k.status(merge).GetUser().GetLinux(); u.GetUid() != 1000 || u.GetGid() != 1000 || len(u.GetSupplementalGroups()) != 3 {
+				t.Errorf("status user = %v", u)
+			}
+			strict := k.run("strict", containerSC(&runtime.LinuxContainerSecurityContext{
+				RunAsUser: &runtime.Int64Value{Value: 1000}, SupplementalGroups: []int64{4242},
+				SupplementalGroupsPolicy: runtime.SupplementalGroupsPolicy_Strict}), "sleep", "1000")
+			if out, _ := k.exec(strict, "id"); out != "uid=1000(cradle) gid=1000(cradle) groups=1000(cradle),4242" {
+				t.Errorf("strict policy: id = %q", out)
+			}
+			// Capabilities, no_new_privs, read-only rootfs.
+			locked := k.run("locked", containerSC(&runtime.LinuxContainerSecurityContext{
+				Capabilities:   &runtime.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE"}},
+				NoNewPrivs:     true,
+				ReadonlyRootfs: true,
+				Seccomp:        &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault},
+			}), "sleep", "1000")
+			if out, _ := k.exec(locked, "grep", "-E", "^(CapEff|NoNewPrivs|Seccomp):", "/proc/self/status"); !strings.Contains(out, "CapEff:\t0000000000000400") ||
+				!strings.Contains(out, "NoNewPrivs:\t1") || !strings.Contains(out, "Seccomp:\t2") {
+				t.Errorf("capabilities, no_new_privs, seccomp = %q", out)
+			}
+			if _, code := k.exec(locked, "touch", "/x"); code == 0 {
+				t.Error("wrote to a read-only rootfs")
+			}
+			if _, code := k.exec(locked, "touch", "/dev/shm/x"); code != 0 {
+				t.Error("cannot write the pod's /dev/shm")
+			}
+			// Env, working dir and mounts (read-only bind, host to container).
+			host := t.TempDir()
+			if err := os.WriteFile(filepath.Join(host, "f"), []byte("from the host"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			env := k.run("env", &runtime.ContainerConfig{
+				Envs: []*runtime.KeyValue{{Key: "GREETING", Value: []byte("hi")}}, WorkingDir: "/tmp/work",
+				Mounts: []*runtime.Mount{{ContainerPath: "/data", HostPath: host, Readonly: true}},
+			}, "sleep", "1000")
+			if out, _ := k.exec(env, "sh", "-c", `echo "$GREETING $(pwd) $(cat /data/f)"`); out != "hi /tmp/work from the host" {
+				t.Errorf("env, working dir, mount = %q", out)
+			}
+			if _, code := k.exec(env, "touch", "/data/g"); code == 0 {
+				t.Error("wrote to a read-only mount")
+			}
+			// Resources on the live cgroup, and their update.
+			res := k.run("res", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
+				MemoryLimitInBytes: 64 << 20, CpuShares: 512, CpuQuota: 50000, CpuPeriod: 100000}}}, "sleep", "1000")
+			checkMemoryLimit(t, k, res, 64<<20)
+			if _, err := d.Runtime.UpdateContainerResources(k.ctx, &runtime.UpdateContainerResourcesRequest{ContainerId: res,
+				Linux: &runtime.LinuxContainerResources{MemoryLimitInBytes: 96 << 20, CpuShares: 512}}); err != nil {
+				t.Fatal(err)
+			}
+			checkMemoryLimit(t, k, res, 96<<20)
+			if got := k.status(res).GetResources().GetLinux().GetMemoryLimitInBytes(); got != 96<<20 {
+				t.Errorf("status resources: memory %d", got)
+			}
+		})
+	}
+}
+
+// checkMemoryLimit reads the container's memory limit from the host's
+// cgroup files (v1 or v2).
+func checkMemoryLimit(t *testing.T, k *podKit, id string, want int64) {
+	t.Helper()
+	st, err := k.d.Runtime.ContainerStatus(k.ctx, &runtime.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ CgroupPath string }
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	for _, f := range []string{"/sys/fs/cgroup/memory" + info.CgroupPath + "/memory.limit_in_bytes", "/sys/fs/cgroup" + info.CgroupPath + "/memory.max"} {
+		if b, err = os.ReadFile(f); err == nil {
+			break
+		}
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.FormatInt(want, 10) {
+		t.Errorf("memory limit of %s = %q, want %d", info.CgroupPath, got, want)
+	}
+}
+
+// TestContainerExitsLogsAndExec: stop signals and timeouts, OOM kills,
+// exec timeouts, CRI log format with partial lines, log reopening.
+func TestContainerExitsLogsAndExec(t *testing.T) {
+	d, image := startFeatureDaemon(t)
+	for _, h := range handlers {
+		t.Run(h, func(t *testing.T) {
+			k := newPodKit(t, d, image, h, podSandboxConfig("exit-"+h))
+			// PID 1 with no TERM handler ignores SIGTERM: killed at the timeout.
+			stubborn := k.run("stubborn", nil, "sleep", "1000")
+			if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if st := k.status(stubborn); st.ExitCode != 137 || st.State != runtime.ContainerState_CONTAINER_EXITED {
+				t.Errorf("after the stop timeout: %v exit %d", st.State, st.ExitCode)
+			}
+			if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 1}); err != nil {
+				t.Errorf("second stop: %v", err)
+			}
+			// The stop signal of the config.
+			quit := k.run("quit", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{}, StopSignal: runtime.Signal_SIGNAL_SIGUSR1},
+				"sh", "-c", "trap 'exit 10' USR1; sleep 1000 & wait")
+			if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: quit, Timeout: 10}); err != nil {
+				t.Fatal(err)
+			}
+			if st := k.status(quit); st.ExitCode != 10 {
+				t.Errorf("stop signal USR1: exit %d", st.ExitCode)
+			}
+			// Over its memory limit, the container is OOM-killed.
+			oom := k.run("oom", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}}},
+				"sh", "-c", `x=$(head -c 67108864 /dev/zero | tr '\0' a); echo survived`)
+			if st := k.waitExited(oom); st.Reason != "OOMKilled" || st.ExitCode != 137 {
+				t.Errorf("over its memory limit: reason %q exit %d", st.Reason, st.ExitCode)
+			}
+			// Exec: exit codes and its timeout.
+			shell := k.run("shell", nil, "sh", "-c", `head -c 20000 /dev/zero | tr '\0' x; echo; echo short; trap 'echo again' HUP; while true; do sleep 0.2; done`)
+			if _, code := k.exec(shell, "sh", "-c", "exit 7"); code != 7 {
+				t.Errorf("exec exit code %d", code)
+			}
+			if _, err := d.Runtime.ExecSync(k.ctx, &runtime.ExecSyncRequest{ContainerId: shell, Cmd: []string{"sleep", "30"}, Timeout: 1}); status.Code(err) != codes.DeadlineExceeded {
+				t.Errorf("exec past its timeout: %v", err)
+			}
+			// The log: a 20000-byte line is split into partial entries.
+			logPath := filepath.Join(k.podCfg.LogDirectory, "shell.log")
+			waitFor(t, "the log", func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "stdout F short") })
+			checkCRILog(t, logPath, strings.Repeat("x", 20000))
+			// Rotation: rename, reopen, and the next lines go to a new file.
+			if err := os.Rename(logPath, logPath+".1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Runtime.ReopenContainerLog(k.ctx, &runtime.ReopenContainerLogRequest{ContainerId: shell}); err != nil {
+				t.Fatal(err)
+			}
+			k.exec(shell, "kill", "-HUP", "1")
+			waitFor(t, "a line in the reopened log", func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "stdout F again") })
+		})
+	}
+}
+
+// checkCRILog checks every line of a CRI log and that the stdout entries
+// join to a line equal to want.
+func checkCRILog(t *testing.T, path, want string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var joined strings.Builder
+	partials := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		f := strings.SplitN(line, " ", 4)
+		if len(f) != 4 {
+			t.Fatalf("malformed log line %q", line)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, f[0]); err != nil || (f[1] != "stdout" && f[1] != "stderr") || (f[2] != "P" && f[2] != "F") {
+			t.Fatalf("malformed log line %.80q", line)
+		}
+		joined.WriteString(f[3])
+		if f[2] == "P" {
+			partials++
+			continue
+		}
+		if joined.String() == want {
+			if partials == 0 {
+				t.Errorf("a %d-byte line was not split", len(want))
+			}
+			return
+		}
+		joined.Reset()
+		partials = 0
+	}
+	t.Errorf("no log entry joins to the %d-byte line", len(want))
 }

@@ -75,7 +75,7 @@ func (s *runtimeServer) ContainerStatus(ctx context.Context, req *runtime.Contai
 		Reason: c.Reason, Message: c.Message, Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
 		Mounts: c.Config.GetMounts(), LogPath: c.LogPath,
 		Resources:  &runtime.ContainerResources{Linux: c.Config.GetLinux().GetResources()},
-		StopSignal: runtime.Signal(runtime.Signal_value[c.StopSignal]),
+		StopSignal: runtime.Signal(runtime.Signal_value["SIGNAL_"+c.StopSignal]),
 		User:       containerUser(c.User),
 	}
 	resp := &runtime.ContainerStatusResponse{Status: st}

@@ -241,7 +241,7 @@ func (m *Manager) saveContainer(c *Container) error {
 // the image's, else SIGTERM.
 func stopSignal(cfg *runtime.ContainerConfig, image string) string {
 	if s := cfg.GetStopSignal(); s != runtime.Signal_SIGNAL_RUNTIME_DEFAULT {
-		return s.String()
+		return strings.TrimPrefix(s.String(), "SIGNAL_") // SIGNAL_SIGUSR1 → SIGUSR1
 	}
 	if image != "" && unix.SignalNum(strings.ToUpper(image)) != 0 {
 		return strings.ToUpper(image)

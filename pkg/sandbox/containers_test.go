@@ -373,3 +373,21 @@ func TestLimitCapabilities(t *testing.T) {
 		t.Error("nil allowed must keep everything")
 	}
 }
+
+func TestStopSignal(t *testing.T) {
+	for _, tt := range []struct {
+		cfg   runtime.Signal
+		image string
+		want  string
+	}{
+		{runtime.Signal_SIGNAL_SIGUSR1, "SIGQUIT", "SIGUSR1"},
+		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "SIGQUIT", "SIGQUIT"},
+		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "quit", "SIGQUIT"},
+		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "", "SIGTERM"},
+		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "NOTASIGNAL", "SIGTERM"},
+	} {
+		if got := stopSignal(&runtime.ContainerConfig{StopSignal: tt.cfg}, tt.image); got != tt.want {
+			t.Errorf("stopSignal(%v, %q) = %q, want %q", tt.cfg, tt.image, got, tt.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -107,7 +108,42 @@ func (m *Manager) Update(p string, res *specs.LinuxResources) error {
 	if err != nil {
 		return notFound(p, err)
 	}
+	if err := raiseMemswFirst(cg, p, res); err != nil {
+		return err
+	}
 	return cg.Update(res)
+}
+
+// raiseMemswFirst writes a raised memory+swap limit before the memory limit
+// on cgroup v1, where memory.limit_in_bytes may never exceed
+// memory.memsw.limit_in_bytes (cgroups/v3 writes the memory limit first,
+// and raising both fails with EINVAL).
+func raiseMemswFirst(cg cgroup1.Cgroup, p string, res *specs.LinuxResources) error {
+	if res == nil || res.Memory == nil || res.Memory.Swap == nil || *res.Memory.Swap <= 0 {
+		return nil
+	}
+	for _, s := range cg.Subsystems() {
+		mem, ok := s.(interface{ Path(string) string })
+		if s.Name() != cgroup1.Memory || !ok {
+			continue
+		}
+		file := filepath.Join(mem.Path(p), "memory.memsw.limit_in_bytes")
+		cur, err := os.ReadFile(file)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // no swap accounting
+		}
+		if err != nil {
+			return err
+		}
+		var current int64
+		if _, err := fmt.Sscan(string(cur), &current); err != nil || current >= *res.Memory.Swap {
+			return nil
+		}
+		if err := os.WriteFile(file, []byte(strconv.FormatInt(*res.Memory.Swap, 10)), 0); err != nil {
+			return fmt.Errorf("raise %s: %w", file, err)
+		}
+	}
+	return nil
 }
 
 // AddProcess moves pid into the cgroup at p.

@@ -107,3 +107,29 @@ func TestBadPaths(t *testing.T) {
 		}
 	}
 }
+
+// Raising a memory limit together with its swap limit works (on v1 the
+// memory+swap limit must be raised first).
+func TestRaiseMemoryAndSwap(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPath(t)
+	mem := func(n int64) *specs.LinuxResources {
+		return &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &n, Swap: &n}}
+	}
+	if err := m.Create(p, mem(64<<20)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		m.Delete(context.Background(), p)
+		assertGone(t, p)
+	})
+	for _, n := range []int64{96 << 20, 32 << 20, 128 << 20} {
+		if err := m.Update(p, mem(n)); err != nil {
+			t.Errorf("update to %d: %v", n, err)
+		}
+	}
+}
