@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -492,4 +493,68 @@ func checkCounterLog(t *testing.T, path string, atLeast int) {
 	if next < atLeast {
 		t.Errorf("%s: only %d lines", path, next)
 	}
+}
+
+// TestMountPropagation: Bidirectional and HostToContainer mounts propagate
+// from a shared source; a private source is refused with the fix named.
+func TestMountPropagation(t *testing.T) {
+	d, image := startFeatureDaemon(t)
+	for _, h := range handlers {
+		t.Run(h, func(t *testing.T) {
+			podCfg := podSandboxConfig("prop-" + h)
+			podCfg.Linux.SecurityContext.Privileged = true
+			k := newPodKit(t, d, image, h, podCfg)
+			src := t.TempDir()
+			for _, step := range [][]string{{"--bind", src, src}, {"--make-shared", src}} {
+				if out, err := exec.Command("mount", step...).CombinedOutput(); err != nil {
+					t.Fatalf("mount %v: %v %s", step, err, out)
+				}
+			}
+			t.Cleanup(func() { _ = exec.Command("umount", "-R", src).Run() })
+			for _, sub := range []string{"from-container", "from-host"} {
+				if err := os.Mkdir(filepath.Join(src, sub), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mounts := []*runtime.Mount{
+				{ContainerPath: "/bi", HostPath: src, Propagation: runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+				{ContainerPath: "/h2c", HostPath: src, Propagation: runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
+			}
+			cfg := containerSC(&runtime.LinuxContainerSecurityContext{Privileged: true})
+			cfg.Mounts = mounts
+			id := k.run("prop", cfg, "sleep", "1000")
+			if _, code := k.exec(id, "mount", "-t", "tmpfs", "ctr", "/bi/from-container"); code != 0 {
+				t.Fatal("mount in the container failed")
+			}
+			if !mounted(t, filepath.Join(src, "from-container")) {
+				t.Error("a mount made in the container did not reach the host")
+			}
+			if out, err := exec.Command("mount", "-t", "tmpfs", "host", filepath.Join(src, "from-host")).CombinedOutput(); err != nil {
+				t.Fatalf("%v %s", err, out)
+			}
+			if out, _ := k.exec(id, "cat", "/proc/self/mountinfo"); !strings.Contains(out, "/h2c/from-host") {
+				t.Error("a mount made on the host did not reach the container")
+			}
+			// A private source: refused, naming the fix.
+			private := t.TempDir()
+			bad := containerSC(&runtime.LinuxContainerSecurityContext{Privileged: true})
+			bad.Metadata = &runtime.ContainerMetadata{Name: "private"}
+			bad.Mounts = []*runtime.Mount{{ContainerPath: "/bi", HostPath: private, Propagation: runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
+			if _, err := k.create(bad); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--make-rshared") {
+				t.Errorf("bidirectional from a private mount: %v", err)
+			}
+			if _, err := d.Runtime.StopPodSandbox(k.ctx, &runtime.StopPodSandboxRequest{PodSandboxId: k.pod}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func mounted(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), " "+path+" ")
 }

@@ -66,6 +66,9 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := checkMountSources(cfg.GetMounts()); err != nil {
 		return "", err
 	}
+	if err := checkPropagation(cfg.GetMounts()); err != nil {
+		return "", err
+	}
 	c := &Container{ID: newID(), PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
 		CreatedAt: time.Now().UTC(), LogPath: logPath, targetPID: targetPID}
 	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,13 +47,16 @@ func hybridHost() (bool, error) {
 // process forked from it inherits the namespace. The goroutine returns
 // without unlocking, so Go ends the thread and nothing else ever runs in
 // that namespace; it lives only as long as the processes started in it.
-// The namespace is a slave of the host's: where the host's / is a shared mount (systemd makes it so;
-// kubelet needs it for mount propagation) mounts and unmounts made on the
-// host later reach it, while the unmount of cgroup2 stays private. Where /
-// is private the namespace is a snapshot: enough for crun and conmon, which
-// need only paths that exist before Create, but a conmon then pins every
-// mount the host had when it started (other pods' rootfs and namespace
-// pins) until it exits. New warns about that.
+// Only the cgroup2 mount and its parent mount are made slaves before
+// cgroup2 is unmounted, so that the unmount never propagates back to the
+// host; every other mount keeps its propagation: a shared mount stays a
+// peer of the host's, so mount propagation (Bidirectional and
+// HostToContainer volumes) works for crun's containers as for runc's. Where
+// the host's / is private the namespace holds a snapshot of the host's
+// private mounts: enough for crun and conmon, which need only paths that
+// exist before Create, but a conmon then pins every private mount the host
+// had when it started (other pods' rootfs and namespace pins) until it
+// exits. New warns about that.
 func startInV1View(cmd *exec.Cmd) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -78,13 +82,39 @@ func startOnThisThread(cmd *exec.Cmd) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("unshare the mount namespace: %w", err)
 	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-		return fmt.Errorf("make / a slave mount: %w", err)
+	parent, err := parentMount(unifiedMount)
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{parent, unifiedMount} {
+		if err := unix.Mount("", p, "", unix.MS_SLAVE, ""); err != nil {
+			return fmt.Errorf("make %s a slave mount: %w", p, err)
+		}
 	}
 	if err := unix.Unmount(unifiedMount, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("hide %s from crun: %v: %w", unifiedMount, err, errdefs.ErrFailedPrecondition)
 	}
 	return cmd.Start()
+}
+
+// parentMount is the mount point of the mount that mountpoint is mounted on.
+func parentMount(mountpoint string) (string, error) {
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return "", err
+	}
+	byID := map[int]*mountinfo.Info{}
+	var child *mountinfo.Info
+	for _, m := range mounts {
+		byID[m.ID] = m
+		if m.Mountpoint == mountpoint {
+			child = m // the last one is the visible one
+		}
+	}
+	if child == nil || byID[child.Parent] == nil {
+		return "", fmt.Errorf("no mount at %s: %w", mountpoint, errdefs.ErrFailedPrecondition)
+	}
+	return byID[child.Parent].Mountpoint, nil
 }
 
 // rootShared reports whether the host's / is a shared mount: the last
