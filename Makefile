@@ -58,6 +58,7 @@ check: deps
 ## bench: benchmarks (figures, never pass/fail)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./integration
 
 lint-install:
 	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version 2>/dev/null | grep -q "$(GOLANGCI_LINT_VERSION:v%=%)" || \

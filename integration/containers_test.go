@@ -16,7 +16,7 @@ import (
 
 // assertNoContainerProcesses fails if a monitor or runtime process of ours
 // is still around.
-func assertNoContainerProcesses(t *testing.T, d *daemon) {
+func assertNoContainerProcesses(t testing.TB, d *daemon) {
 	t.Helper()
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {

@@ -112,7 +112,7 @@ func (k *podKit) waitExited(id string) *runtime.ContainerStatus {
 // handlers are the OCI handlers every container feature is tested with.
 var handlers = []string{"runc", "crun"}
 
-func startFeatureDaemon(t *testing.T) (*daemon, string) {
+func startFeatureDaemon(t testing.TB) (*daemon, string) {
 	t.Helper()
 	testutil.RequireBinary(t, "conmon")
 	for _, h := range handlers {

@@ -29,7 +29,7 @@ func podSandboxConfig(name string) *runtime.PodSandboxConfig {
 
 // assertNoPodLeaks checks what pods hold on the host: pinned namespaces
 // and mounts under the daemon's directory, veths, pod cgroups.
-func assertNoPodLeaks(t *testing.T, d *daemon) {
+func assertNoPodLeaks(t testing.TB, d *daemon) {
 	t.Helper()
 	testutil.AssertNoMounts(t, d.dir)
 	for _, dir := range []string{filepath.Join(d.dir, "run", "netns"), filepath.Join(d.dir, "run", "pods")} {
