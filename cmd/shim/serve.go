@@ -289,6 +289,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		Network:        podNetwork{m: netw},
 		Cgroups:        cg,
 		CgroupRoot:     cfg.Runtime.CgroupRoot,
+		SystemdCgroups: sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver) == config.CgroupDriverSystemd,
 		Logger:         log.With("component", "pods"),
 	})
 	if err != nil {

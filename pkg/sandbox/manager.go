@@ -29,6 +29,9 @@ type Options struct {
 	Host           oci.Host // facts of this host for spec building
 	AllowedCaps    []string // capabilities the daemon holds (nil: all)
 	CgroupRoot     string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
+	// SystemdCgroups: kubelet uses the systemd cgroup driver, and names pod
+	// cgroups as slices (kubepods-burstable-pod<uid>.slice).
+	SystemdCgroups bool
 	Logger         *slog.Logger
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -110,7 +111,14 @@ func (m *Manager) stepCgroup(_ context.Context, pod *Pod, _ Backend, undo *clean
 	if parent == "" {
 		parent = m.opts.CgroupRoot
 	}
-	// kubelet's cgroupfs driver names the pod's own cgroup as the parent.
+	if m.opts.SystemdCgroups && strings.HasSuffix(parent, ".slice") {
+		p, err := expandSlice(parent)
+		if err != nil {
+			return err
+		}
+		parent = p
+	}
+	// kubelet names the pod's own cgroup as the parent.
 	pod.Cgroup = parent
 	if pod.Config.CgroupParent == "" {
 		pod.Cgroup = path.Join(parent, "pod-"+pod.ID[:12])
