@@ -227,6 +227,9 @@ func TestReopenLog(t *testing.T) {
 			if err := e.rt.ReopenLog(ctx, c.id); err != nil {
 				t.Fatalf("ReopenLog: %v", err)
 			}
+			if _, err := os.Stat(c.log); err != nil {
+				t.Errorf("no new log file when ReopenLog returned: %v", err)
+			}
 			waitFor(t, 10*time.Second, "lines in the reopened log", func() bool { return strings.Count(readFile(t, c.log), "\n") >= 2 })
 			old := readFile(t, c.log+".1")
 			for _, l := range strings.Split(strings.TrimSpace(readFile(t, c.log)), "\n") {

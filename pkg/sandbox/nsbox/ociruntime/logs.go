@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -45,5 +46,21 @@ func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
 	if _, err := fmt.Fprintf(f, "%d 0 0\n", reopenLogsEvent); err != nil {
 		return fmt.Errorf("reopen the log of %s: write %s: %w", id, ctl, err)
 	}
-	return nil
+	// conmon reopens asynchronously; kubelet expects the new file to exist
+	// when the call returns.
+	ctx, cancel := context.WithTimeout(ctx, reopenTimeout)
+	defer cancel()
+	for {
+		if _, err := os.Stat(m.LogPath); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reopen the log of %s: conmon did not make %s: %w", id, m.LogPath, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
+
+// reopenTimeout bounds the wait for conmon to make the reopened log file.
+const reopenTimeout = 5 * time.Second
