@@ -55,7 +55,7 @@ func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir st
 		b.subnets = append(b.subnets, p.Masked())
 		b.gateways = append(b.gateways, p.Masked().Addr().Next())
 	}
-	b.nft = nftRules{nsFD: int(m.hostNS), subnets: b.subnets, masquerade: cfg.Masquerade}
+	b.nft = nftRules{nsFD: int(m.hostNS), bridge: b.bridge, subnets: b.subnets, masquerade: cfg.Masquerade}
 	if err := b.checkOverlap(b.subnets); err != nil {
 		return nil, err
 	}
@@ -144,7 +144,8 @@ func (b *builtinNet) ensureBridge() error {
 		return fmt.Errorf("bring up bridge %s: %w", b.bridge, err)
 	}
 	return WithNetNS(b.m.hostPath, func() error {
-		sysctls := []string{"/proc/sys/net/ipv4/ip_forward"}
+		// route_localnet: hostPorts reached on 127.0.0.1 (see nft.go).
+		sysctls := []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/" + b.bridge + "/route_localnet"}
 		if len(b.subnets) > 1 {
 			sysctls = append(sysctls, "/proc/sys/net/ipv6/conf/all/forwarding")
 		}

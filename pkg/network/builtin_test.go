@@ -30,6 +30,7 @@ func TestBuiltinPodsReachEachOtherAndHostPort(t *testing.T) {
 	echoServer(t, nsA, ":8080")
 	echo(t, nsB, net.JoinHostPort(resA.IPs[0].String(), "8080"))
 	echo(t, e.hostNS, net.JoinHostPort(hostAddr, "18080"))
+	echo(t, e.hostNS, "127.0.0.1:18080")                      // localhost, as kubelet's probes and critest use
 	echo(t, e.outsideNS, net.JoinHostPort(hostAddr, "18080")) // from beyond the host (prerouting)
 	echo(t, nsB, net.JoinHostPort(hostAddr, "18080"))         // another pod, via the hostPort
 	echo(t, nsA, net.JoinHostPort(hostAddr, "18080"))         // hairpin: the pod reaches itself

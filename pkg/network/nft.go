@@ -19,8 +19,15 @@ import (
 //	prerouting  (nat, dstnat)  fib daddr type local jump hostports
 //	output      (nat, -100)    fib daddr type local jump hostports
 //	hostports                  one DNAT rule per pod mapping and address family
-//	postrouting (nat, srcnat)  masquerade pod subnet → outside (when enabled)
+//	postrouting (nat, srcnat)  masquerade pod subnet → outside (when enabled);
+//	                           masquerade 127.0.0.0/8 → pod subnet (hostPorts on localhost)
+//	input       (filter)       drop new connections from the bridge to 127.0.0.0/8
 //
+// A hostPort reached on 127.0.0.1 is DNATed to the pod with its loopback
+// source, which the kernel routes out of the bridge only with route_localnet
+// set on it; the source is then masqueraded to the bridge's address. The
+// input rule keeps pods from using route_localnet to reach the host's
+// loopback services (CVE-2020-8558): only replies pass.
 // Every hostports rule carries user data "cradle pod=<id> <proto> <hostIP|*>:<port>",
 // which is how a pod's rules are found and removed exactly, and how hostPort
 // conflicts between pods are detected from the kernel's own state.
@@ -33,6 +40,7 @@ const (
 // nftRules manages the table in the host network namespace.
 type nftRules struct {
 	nsFD       int
+	bridge     string
 	subnets    []netip.Prefix
 	masquerade bool
 }
@@ -79,7 +87,14 @@ func (n nftRules) ensure() error {
 		}})
 	}
 	post := base("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+	c.FlushChain(in)
+	c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: loopbackGuardExprs(n.bridge)})
 	for _, s := range n.subnets {
+		if s.Addr().Is4() {
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: localhostMasqExprs(s)})
+		}
 		// A pod reaching a hostPort that leads back into the pod subnet
 		// (itself included) is masqueraded, so replies return the same way.
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: hairpinExprs(s)})
@@ -289,6 +304,49 @@ func subnetMatch(s netip.Prefix, daddrOp expr.CmpOp) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: alen, Mask: mask, Xor: make([]byte, alen)},
 		&expr.Cmp{Op: daddrOp, Register: 1, Data: netw},
 	}
+}
+
+// loopback4 is 127.0.0.0/8.
+var loopback4 = netip.MustParsePrefix("127.0.0.0/8")
+
+// localhostMasqExprs: ip saddr 127.0.0.0/8 ip daddr s masquerade.
+func localhostMasqExprs(s netip.Prefix) []expr.Any {
+	return append(addrMatch(loopback4, 12), append(addrMatch(s, 16), &expr.Masq{})...)
+}
+
+// loopbackGuardExprs: iifname bridge ip daddr 127.0.0.0/8 ct state
+// != established,related drop.
+func loopbackGuardExprs(bridge string) []expr.Any {
+	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(bridge)},
+	}
+	e = append(e, addrMatch(loopback4, 16)...)
+	mask := nativeU32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)
+	return append(e,
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+		&expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// addrMatch: meta nfproto ipv4, the IPv4 address at offset off (12 saddr,
+// 16 daddr) in p.
+func addrMatch(p netip.Prefix, off uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: prefixMask(p), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
+}
+
+// ifname is an interface name as nftables compares it (NUL-padded).
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
 }
 
 // ctStatusDNAT is IPS_DST_NAT of the conntrack status bits.
