@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -366,4 +368,59 @@ func TestSetPodSubnetsWithoutBridge(t *testing.T) {
 	}
 	e.remove(m, "a")
 	assertNoLeaks(t, e)
+}
+
+// A pod that routes 127.0.0.0/8 to the bridge (it would need NET_ADMIN)
+// still cannot reach the host's loopback services, route_localnet or not.
+func TestPodsCannotReachHostLoopback(t *testing.T) {
+	e := newEnv(t, nil)
+	m := e.manager()
+	ns, res := e.pod(m, "pod-a")
+	echoServer(t, e.hostNS, "127.0.0.2:7070")
+	if err := WithNetNS(ns, func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		eth0, err := h.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/eth0/route_localnet", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		_, dst, _ := net.ParseCIDR("127.0.0.2/32")
+		return h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: dst, Gw: res.Gateway, Table: unix.RT_TABLE_MAIN, Priority: 1})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	_ = WithNetNS(ns, func() error {
+		// Ahead of the local table, where 127.0.0.0/8 is the pod's own.
+		local := netlink.NewRule()
+		local.Priority, local.Table = 0, unix.RT_TABLE_LOCAL
+		if err := netlink.RuleDel(local); err != nil {
+			return err
+		}
+		local.Priority = 100
+		if err := netlink.RuleAdd(local); err != nil {
+			return err
+		}
+		rule := netlink.NewRule()
+		rule.Priority, rule.Table, rule.Dst = 1, unix.RT_TABLE_MAIN, &net.IPNet{IP: net.ParseIP("127.0.0.2"), Mask: net.CIDRMask(32, 32)}
+		if err := netlink.RuleAdd(rule); err != nil {
+			return err
+		}
+		var c net.Conn
+		c, err = net.DialTimeout("tcp", "127.0.0.2:7070", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	if err == nil {
+		t.Error("a pod reached a service on the host's loopback")
+	}
+	e.remove(m, "pod-a")
 }
