@@ -367,3 +367,26 @@ func TestRecoverStopsAPodWhoseProcessEnded(t *testing.T) {
 	}
 	assertNothingLeft(t, f, dir)
 }
+
+func TestSystemdSliceCgroupParent(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	m := newTestManager(t, f, dir)
+	m.opts.SystemdCgroups = true
+	cfg := podConfig("web")
+	cfg.CgroupParent = "kubepods-burstable-pod12.slice"
+	id, err := m.RunPod(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := m.Pod(id); p.Cgroup != "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod12.slice" {
+		t.Errorf("pod cgroup = %q", p.Cgroup)
+	}
+	bad := podConfig("bad")
+	bad.CgroupParent = "kubepods--x.slice"
+	if _, err := m.RunPod(context.Background(), bad); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("malformed slice: %v", err)
+	}
+	if err := m.RemovePod(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+}

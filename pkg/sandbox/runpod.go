@@ -62,9 +62,11 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 		{"sysctls", m.stepSysctls},
 		{"network", m.stepNetwork},
 	} {
+		start := time.Now()
 		if err := step.run(ctx, pod, backend, &undo); err != nil {
 			return "", fmt.Errorf("run pod sandbox %s: %s: %w", cfg.uniqueName(), step.name, err)
 		}
+		m.log.Debug("pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
 	}
 	pod.State = PodReady
 	if err := m.save(pod); err != nil {
@@ -92,7 +94,11 @@ func (m *Manager) validatePod(cfg *PodConfig) (string, Backend, error) {
 	if cfg.LogDirectory != "" && !filepath.IsAbs(cfg.LogDirectory) {
 		return "", nil, fmt.Errorf("log directory %q is not absolute: %w", cfg.LogDirectory, errdefs.ErrInvalidArgument)
 	}
-	if cfg.CgroupParent != "" && (!path.IsAbs(cfg.CgroupParent) || path.Clean(cfg.CgroupParent) != cfg.CgroupParent) {
+	if m.opts.SystemdCgroups && strings.HasSuffix(cfg.CgroupParent, ".slice") {
+		if _, err := expandSlice(cfg.CgroupParent); err != nil {
+			return "", nil, err
+		}
+	} else if cfg.CgroupParent != "" && (!path.IsAbs(cfg.CgroupParent) || path.Clean(cfg.CgroupParent) != cfg.CgroupParent) {
 		return "", nil, fmt.Errorf("cgroup parent %q must be an absolute, clean path: %w", cfg.CgroupParent, errdefs.ErrInvalidArgument)
 	}
 	return handler, backend, nil
