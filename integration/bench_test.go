@@ -151,7 +151,8 @@ func monitorPSSKiB(b *testing.B, d *daemon) float64 {
 			continue
 		}
 		c := string(cmd)
-		if !(strings.HasPrefix(c, "/usr/bin/conmon\x00") && strings.Contains(c, d.dir)) && !strings.Contains(c, "cradle\x00pause") {
+		monitor := strings.HasPrefix(c, "/usr/bin/conmon\x00") && strings.Contains(c, d.dir)
+		if !monitor && !strings.Contains(c, "cradle\x00pause") {
 			continue
 		}
 		rollup, err := os.ReadFile(filepath.Join("/proc", e.Name(), "smaps_rollup"))
