@@ -152,7 +152,8 @@ func monitorPSSKiB(b *testing.B, d *daemon) float64 {
 		}
 		c := string(cmd)
 		monitor := strings.HasPrefix(c, "/usr/bin/conmon\x00") && strings.Contains(c, d.dir)
-		if !monitor && !strings.Contains(c, "cradle\x00pause") {
+		infra := strings.Contains(c, d.dir+"/run/pause\x00") || strings.Contains(c, "cradle\x00pause")
+		if !monitor && !infra {
 			continue
 		}
 		rollup, err := os.ReadFile(filepath.Join("/proc", e.Name(), "smaps_rollup"))

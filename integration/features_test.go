@@ -161,6 +161,12 @@ func TestSharedPIDNamespace(t *testing.T) {
 			if out, _ := k.exec(b, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"); !strings.Contains(out, "sleep 1001") {
 				t.Errorf("b does not see a's process: %q", out)
 			}
+			// An orphan is reparented to the infra process, which reaps it.
+			k.exec(b, "sh", "-c", "sleep 0.2 &")
+			time.Sleep(time.Second)
+			if out, _ := k.exec(b, "sh", "-c", "cat /proc/[0-9]*/stat"); strings.Contains(out, ") Z ") {
+				t.Errorf("a zombie in the pod:\n%s", out)
+			}
 			// A container of its own PID namespace is its own PID 1.
 			own := k.run("own", containerSC(&runtime.LinuxContainerSecurityContext{}), "sleep", "1003")
 			if out, _ := k.exec(own, "cat", "/proc/1/cmdline"); !strings.Contains(out, "1003") {
@@ -175,7 +181,7 @@ func TestSharedPIDNamespace(t *testing.T) {
 					t.Errorf("%s after the pod stopped: %v", id, st.State)
 				}
 			}
-			assertNoProcessMatching(t, "cradle pause")
+			assertNoProcessMatching(t, d.dir+"/run/pause")
 		})
 	}
 }

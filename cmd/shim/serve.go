@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"time"
 
@@ -268,11 +269,11 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		return nil, err
 	}
 	log.Info("cgroup layout", "layout", cg.Layout())
-	self, err := os.Executable()
+	pause, err := pauseCommand(cfg.State)
 	if err != nil {
-		return nil, fmt.Errorf("find cradle's own binary: %w", err)
+		return nil, err
 	}
-	ns := nsbox.New(log.With("component", "nsbox"), runtimes, []string{self, "pause"})
+	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause)
 	backends := map[string]sandbox.Backend{}
 	for name := range cfg.Runtime.Handlers {
 		backends[name] = ns
@@ -339,4 +340,26 @@ func ownCapabilities(log *slog.Logger) []string {
 		return nil
 	}
 	return caps
+}
+
+// pauseCommand is the infra process of pods that share a PID namespace: the
+// tiny static program cradle has for this architecture, written under
+// state, or else cradle's own `pause`.
+func pauseCommand(state string) ([]string, error) {
+	if prog := nsbox.PauseProgram(goruntime.GOARCH); prog != nil {
+		p := filepath.Join(state, "pause")
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, prog, 0o755); err != nil {
+			return nil, fmt.Errorf("write the pause program: %w", err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return nil, fmt.Errorf("write the pause program: %w", err)
+		}
+		return []string{p}, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find cradle's own binary: %w", err)
+	}
+	return []string{self, "pause"}, nil
 }

@@ -20,8 +20,10 @@ const infraStopTimeout = 10 * time.Second
 
 // startInfra starts the pod's infra process: PID 1 of a new PID namespace
 // that the pod's containers join (a pod that shares its process
-// namespace). It is cradle's own binary (`cradle pause`), which only reaps
-// the orphans the namespace hands it and ends on SIGTERM. It runs in a
+// namespace). It is the tiny static program of PauseProgram where cradle
+// has one for the architecture (a page of memory), else cradle's own binary
+// (`cradle pause`); both only reap the orphans the namespace hands them. It
+// runs in a
 // session of its own, so it outlives the daemon; a restarted daemon knows
 // it by pid and start time.
 func (b *Backend) startInfra(pod *sandbox.Pod) error {
