@@ -22,10 +22,9 @@ const infraStopTimeout = 10 * time.Second
 // that the pod's containers join (a pod that shares its process
 // namespace). It is the tiny static program of PauseProgram where cradle
 // has one for the architecture (a page of memory), else cradle's own binary
-// (`cradle pause`); both only reap the orphans the namespace hands them. It
-// runs in a
-// session of its own, so it outlives the daemon; a restarted daemon knows
-// it by pid and start time.
+// (`cradle pause`); both only reap the orphans the namespace hands them.
+// It runs in a session of its own, so it outlives the daemon; a restarted
+// daemon knows it by pid and start time.
 func (b *Backend) startInfra(pod *sandbox.Pod) error {
 	if len(b.pause) == 0 {
 		return fmt.Errorf("no infra command configured for a shared PID namespace")
