@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -65,6 +66,29 @@ type ExecResult struct {
 	ExitCode       int32
 }
 
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	Width, Height uint16
+}
+
+// ExecOptions describe a process to run in a running container, and its
+// streams.
+type ExecOptions struct {
+	Cmd            []string
+	Stdin          io.Reader // nil: none
+	Stdout, Stderr io.Writer // nil discards; with TTY all output goes to Stdout
+	TTY            bool      // a pseudo-terminal
+	Resize         <-chan TerminalSize
+	Timeout        time.Duration // 0: until ctx ends
+}
+
+// AttachOptions describe a client of a running container's stdio.
+type AttachOptions struct {
+	Stdin          io.Reader // nil: none; ignored unless the container has stdin
+	Stdout, Stderr io.Writer // nil discards
+	Resize         <-chan TerminalSize
+}
+
 // ContainerBackend is the container half of a Backend.
 type ContainerBackend interface {
 	// CreateContainer makes the container from spec (its root is
@@ -79,6 +103,14 @@ type ContainerBackend interface {
 	ContainerExited(ctx context.Context, pod *Pod, c *Container) (ExitStatus, bool, error)
 	// DeleteContainer releases the container's runtime state; idempotent.
 	DeleteContainer(ctx context.Context, pod *Pod, c *Container) error
-	ExecSync(ctx context.Context, pod *Pod, c *Container, cmd []string, timeout time.Duration) (ExecResult, error)
+	// Exec runs o.Cmd in the running container with the container's
+	// environment, user and working directory, and returns its exit code.
+	// It kills the process when o.Timeout passes or ctx ends (the client
+	// went away), and then returns an error wrapping why.
+	Exec(ctx context.Context, pod *Pod, c *Container, o ExecOptions) (int32, error)
+	// Attach copies between o and the stdio of the container's process
+	// (from now on) until that exits or ctx ends; detaching leaves it
+	// running.
+	Attach(ctx context.Context, pod *Pod, c *Container, o AttachOptions) error
 	ReopenLog(ctx context.Context, pod *Pod, c *Container) error
 }
