@@ -148,24 +148,6 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 	}
 }
 
-// lockedBuf is written by the client's goroutines while the test reads it.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestStreaming(t *testing.T) {
 	testutil.RequireBinary(t, "conmon")
 	reg := fixtures.StartRegistry(t)
@@ -218,7 +200,7 @@ func testExecTTY(t *testing.T, p *streamPod, proto string) {
 	sizes.ch <- remotecommand.TerminalSize{Width: 100, Height: 30}
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
-	var out lockedBuf
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- executor(t, proto, p.execURL(t, "main", true, true, "sh", "-c", "[ -t 0 ] && echo a tty; busybox stty size; read x; busybox stty size; exit 5")).
@@ -252,7 +234,7 @@ func attachSession(t *testing.T, p *streamPod, proto, ctr string, tty bool, o re
 func testAttach(t *testing.T, p *streamPod, proto string) {
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
-	var out, errOut lockedBuf
+	var out, errOut testutil.Buffer
 	detach, done := attachSession(t, p, proto, "attach", false, remotecommand.StreamOptions{Stdin: stdinR, Stdout: &out, Stderr: &errOut})
 	word := "hello-" + proto
 	waitFor(t, "the attached container's answer", func() bool {
@@ -274,7 +256,7 @@ func testAttachTTY(t *testing.T, p *streamPod) {
 	sizes.ch <- remotecommand.TerminalSize{Width: 111, Height: 33}
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
-	var out lockedBuf
+	var out testutil.Buffer
 	detach, done := attachSession(t, p, "spdy", "tty", true, remotecommand.StreamOptions{Stdin: stdinR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
 	waitFor(t, "the shell's answer on its terminal", func() bool {
 		go func() { _, _ = stdinW.Write([]byte("busybox stty size\r")) }()
@@ -288,7 +270,7 @@ func testAttachTTY(t *testing.T, p *streamPod) {
 // A client that goes away ends its exec's process.
 func testExecDisconnect(t *testing.T, p *streamPod) {
 	ctx, cancel := context.WithCancel(ctxT(t))
-	var out lockedBuf
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- executor(t, "spdy", p.execURL(t, "main", false, false, "sh", "-c", "echo started; exec sleep 1001")).
@@ -310,7 +292,7 @@ func testExecDisconnect(t *testing.T, p *streamPod) {
 
 // forward starts a port-forward session to ports of the pod and returns
 // the local ports.
-func forward(t *testing.T, p *streamPod, ports ...string) ([]portforward.ForwardedPort, *lockedBuf, func()) {
+func forward(t *testing.T, p *streamPod, ports ...string) ([]portforward.ForwardedPort, *testutil.Buffer, func()) {
 	t.Helper()
 	var want []int32
 	for _, s := range ports {
@@ -329,7 +311,7 @@ func forward(t *testing.T, p *streamPod, ports ...string) ([]portforward.Forward
 	}
 	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, "POST", u)
 	stop, ready := make(chan struct{}), make(chan struct{})
-	errOut := &lockedBuf{}
+	errOut := &testutil.Buffer{}
 	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, ports, stop, ready, io.Discard, errOut)
 	if err != nil {
 		t.Fatal(err)

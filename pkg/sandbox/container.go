@@ -71,6 +71,35 @@ type TerminalSize struct {
 	Width, Height uint16
 }
 
+// Relay passes what arrives on in, converted, to the returned channel
+// until in closes or ctx ends (then it closes that channel). It carries
+// terminal sizes from one layer's type to the next.
+func Relay[T, U any](ctx context.Context, in <-chan T, conv func(T) U) <-chan U {
+	if in == nil {
+		return nil
+	}
+	out := make(chan U)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case v, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- conv(v):
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
 // ExecOptions describe a process to run in a running container, and its
 // streams.
 type ExecOptions struct {

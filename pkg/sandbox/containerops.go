@@ -312,15 +312,11 @@ func (f ContainerFilter) matches(c Container) bool {
 
 // ReopenContainerLog makes the monitor reopen the container's log file.
 func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
-	c, err := m.RunningContainer(id)
+	c, pod, b, err := m.runningIn(id)
 	if err != nil {
 		return err
 	}
-	pod, b, err := m.podOf(&c)
-	if err != nil {
-		return err
-	}
-	return b.ReopenLog(ctx, pod, &c)
+	return b.ReopenLog(ctx, pod, c)
 }
 
 // UpdateContainerResources applies new limits to a live container's cgroup

@@ -28,6 +28,19 @@ func (m *Manager) RunningContainer(id string) (Container, error) {
 	return c, nil
 }
 
+// runningIn returns a running container with its pod and backend.
+func (m *Manager) runningIn(id string) (*Container, *Pod, ContainerBackend, error) {
+	c, err := m.RunningContainer(id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pod, b, err := m.podOf(&c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return &c, pod, b, nil
+}
+
 // ReadyPod returns a copy of a ready pod: an unknown one is ErrNotFound, a
 // stopped one ErrFailedPrecondition.
 func (m *Manager) ReadyPod(id string) (Pod, error) {
@@ -47,16 +60,12 @@ func (m *Manager) Exec(ctx context.Context, id string, o ExecOptions) (int32, er
 	if len(o.Cmd) == 0 {
 		return -1, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
 	}
-	c, err := m.RunningContainer(id)
-	if err != nil {
-		return -1, err
-	}
-	pod, b, err := m.podOf(&c)
+	c, pod, b, err := m.runningIn(id)
 	if err != nil {
 		return -1, err
 	}
 	o.Cmd = slices.Clone(o.Cmd)
-	return b.Exec(ctx, pod, &c, o)
+	return b.Exec(ctx, pod, c, o)
 }
 
 // ExecSync runs cmd in a running container and returns its output (up to
@@ -74,18 +83,14 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 // Attach connects o to the stdio of a running container until it exits or
 // ctx ends.
 func (m *Manager) Attach(ctx context.Context, id string, o AttachOptions) error {
-	c, err := m.RunningContainer(id)
-	if err != nil {
-		return err
-	}
-	pod, b, err := m.podOf(&c)
+	c, pod, b, err := m.runningIn(id)
 	if err != nil {
 		return err
 	}
 	if !c.Config.GetStdin() {
 		o.Stdin = nil
 	}
-	return b.Attach(ctx, pod, &c, o)
+	return b.Attach(ctx, pod, c, o)
 }
 
 // PortForward connects to TCP port inside a ready pod's network.

@@ -91,11 +91,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	err := s.http.Close() // does not reach hijacked connections:
 	s.lis.closeConns()
-	<-served
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
 	}
-	return nil
+	return err
 }
 
 // GetExec caches req and returns its single-use URL.

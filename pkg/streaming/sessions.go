@@ -24,7 +24,7 @@ type sessions struct {
 func (s *sessions) Exec(ctx context.Context, id string, cmd []string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	o := sandbox.ExecOptions{Cmd: cmd, Stdin: in, TTY: tty, Resize: sizes(ctx, resize)}
+	o := sandbox.ExecOptions{Cmd: cmd, Stdin: in, TTY: tty, Resize: sandbox.Relay(ctx, resize, terminalSize)}
 	// Nil streams stay nil interfaces: no stream, not a nil writer.
 	if out != nil {
 		o.Stdout = out
@@ -49,7 +49,7 @@ func (s *sessions) Exec(ctx context.Context, id string, cmd []string, in io.Read
 func (s *sessions) Attach(ctx context.Context, id string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	o := sandbox.AttachOptions{Stdin: in, Resize: sizes(ctx, resize)}
+	o := sandbox.AttachOptions{Stdin: in, Resize: sandbox.Relay(ctx, resize, terminalSize)}
 	if out != nil {
 		o.Stdout = out
 	}
@@ -67,7 +67,7 @@ func (s *sessions) PortForward(ctx context.Context, podID string, port int32, st
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	return pipe(conn, stream)
 }
 
@@ -89,30 +89,6 @@ func pipe(conn net.Conn, stream io.ReadWriter) error {
 	return err
 }
 
-// sizes relays the library's terminal sizes to the engine's type until in
-// closes or ctx ends.
-func sizes(ctx context.Context, in <-chan remotecommand.TerminalSize) <-chan sandbox.TerminalSize {
-	if in == nil {
-		return nil
-	}
-	out := make(chan sandbox.TerminalSize)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case s, ok := <-in:
-				if !ok {
-					return
-				}
-				select {
-				case out <- sandbox.TerminalSize{Width: s.Width, Height: s.Height}:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
+func terminalSize(s remotecommand.TerminalSize) sandbox.TerminalSize {
+	return sandbox.TerminalSize{Width: s.Width, Height: s.Height}
 }

@@ -120,7 +120,7 @@ func (b *Backend) Exec(ctx context.Context, pod *sandbox.Pod, c *sandbox.Contain
 	defer cancel()
 	code, err := rt.Exec(ctx, c.ID, ociruntime.ExecOptions{
 		Process: &proc, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		Resize: winSizes(ctx, o.Resize), Timeout: o.Timeout,
+		Resize: sandbox.Relay(ctx, o.Resize, winSize), Timeout: o.Timeout,
 	})
 	return int32(code), err
 }
@@ -136,35 +136,12 @@ func (b *Backend) Attach(ctx context.Context, pod *sandbox.Pod, c *sandbox.Conta
 	return rt.Attach(ctx, c.ID, ociruntime.AttachOptions{
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		CloseStdin: c.Config.GetStdinOnce() && !c.Config.GetTty(),
-		Resize:     winSizes(ctx, o.Resize),
+		Resize:     sandbox.Relay(ctx, o.Resize, winSize),
 	})
 }
 
-// winSizes relays sizes to the runtime's type until in closes or ctx ends.
-func winSizes(ctx context.Context, in <-chan sandbox.TerminalSize) <-chan ociruntime.WinSize {
-	if in == nil {
-		return nil
-	}
-	out := make(chan ociruntime.WinSize)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case s, ok := <-in:
-				if !ok {
-					return
-				}
-				select {
-				case out <- ociruntime.WinSize{Width: s.Width, Height: s.Height}:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
+func winSize(s sandbox.TerminalSize) ociruntime.WinSize {
+	return ociruntime.WinSize{Width: s.Width, Height: s.Height}
 }
 
 func (b *Backend) ReopenLog(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {

@@ -53,7 +53,7 @@ func (r *Runtime) Attach(ctx context.Context, id string, o AttachOptions) error 
 	if err != nil {
 		return fmt.Errorf("attach to %s: %w", id, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	done := make(chan struct{})

@@ -1,38 +1,19 @@
 package ociruntime_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
+	"github.com/cradle-runtime/cradle/pkg/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-// lockedBuffer is a bytes.Buffer written by one goroutine, read by another.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestExecTerminal(t *testing.T) {
 	for _, name := range runtimes {
@@ -42,7 +23,7 @@ func TestExecTerminal(t *testing.T) {
 			resize := make(chan ociruntime.WinSize, 1)
 			resize <- ociruntime.WinSize{Width: 100, Height: 30}
 			stdinR, stdinW := io.Pipe()
-			var out lockedBuffer
+			var out testutil.Buffer
 			proc := &specs.Process{Terminal: true, Env: []string{"PATH=/bin"},
 				Args: []string{"sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on a tty; stty size; read x; stty size; exit 4"}}
 			type result struct {
@@ -117,7 +98,7 @@ func TestAttach(t *testing.T) {
 			c := e.createStdin(t, false, false, "sh", "-c", "while read l; do echo got $l; echo err $l >&2; done; echo stdin closed")
 			for _, word := range []string{"one", "two"} { // the second client finds stdin still open
 				stdinR, stdinW := io.Pipe()
-				var out, errOut lockedBuffer
+				var out, errOut testutil.Buffer
 				detach, done := e.attach(t, c.id, ociruntime.AttachOptions{Stdin: stdinR, Stdout: &out, Stderr: &errOut})
 				waitFor(t, 20*time.Second, "output of "+word, func() bool {
 					select {
@@ -151,7 +132,7 @@ func TestAttachStdinOnceTerminal(t *testing.T) {
 			c := e.createStdin(t, true, true, "sh", "-c", "while read l; do stty size; done; exit 3")
 			resize := make(chan ociruntime.WinSize, 1)
 			stdinR, stdinW := io.Pipe()
-			var out lockedBuffer
+			var out testutil.Buffer
 			_, done := e.attach(t, c.id, ociruntime.AttachOptions{Stdin: stdinR, Stdout: &out, Resize: resize})
 			resize <- ociruntime.WinSize{Width: 111, Height: 33}
 			waitFor(t, 20*time.Second, "the new size", func() bool {
