@@ -152,8 +152,16 @@ func TestStreaming(t *testing.T) {
 	testutil.RequireBinary(t, "conmon")
 	reg := fixtures.StartRegistry(t)
 	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
-	d := newDaemon(t, "")
-	p := startStreamPod(t, d, reg.Ref("busybox:1"), map[string]*runtime.ContainerConfig{
+	for _, handler := range []string{"runc", "crun"} {
+		t.Run(handler, func(t *testing.T) {
+			testutil.RequireBinary(t, handler)
+			testStreaming(t, newDaemon(t, fmt.Sprintf("[runtime]\ndefault_handler = %q\n", handler)), reg.Ref("busybox:1"))
+		})
+	}
+}
+
+func testStreaming(t *testing.T, d *daemon, image string) {
+	p := startStreamPod(t, d, image, map[string]*runtime.ContainerConfig{
 		"main":   {Command: []string{"sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"}},
 		"attach": {Command: []string{"sh", "-c", "while read l; do echo got $l; echo err $l >&2; done"}, Stdin: true},
 		"tty":    {Command: []string{"sh"}, Stdin: true, Tty: true},
