@@ -3,14 +3,12 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +52,7 @@ type daemon struct {
 	Preload string   // the bake-in directory
 	env     []string // extra environment for the daemon
 	cmd     *exec.Cmd
-	logs    *syncBuffer
+	logs    *testutil.Buffer
 	exited  chan struct{}
 	conn    *grpc.ClientConn
 	Runtime runtime.RuntimeServiceClient
@@ -92,7 +90,7 @@ func newDaemon(t testing.TB, extra string) *daemon {
 // Start runs the daemon and waits until its socket answers.
 func (d *daemon) Start() {
 	d.t.Helper()
-	d.logs = &syncBuffer{}
+	d.logs = &testutil.Buffer{}
 	d.cmd = exec.Command(cradleBin, "serve", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.Env = append(os.Environ(), d.env...)
@@ -163,24 +161,6 @@ func (d *daemon) Kill9() {
 }
 
 func (d *daemon) Logs() string { return d.logs.String() }
-
-// syncBuffer is a bytes.Buffer safe for the daemon's output goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -26,6 +26,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	"github.com/cradle-runtime/cradle/pkg/storage"
+	"github.com/cradle-runtime/cradle/pkg/streaming"
 	"google.golang.org/grpc"
 )
 
@@ -118,6 +119,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		log.Info("serving metrics", "address", addr.String())
 	}
+	stopStreams, err := serveStreams(ctx, cfg.Streaming, &deps, log)
+	if err != nil {
+		return err
+	}
+	defer stopStreams() // before closeAll: sessions end while the engine is up
 	lis, err := listen(cfg.GRPC)
 	if err != nil {
 		return err
@@ -177,6 +183,27 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	}
 	deps.Pods, err = newPodManager(ctx, cfg, netw, images, deps.Handlers, runtimes, log)
 	return deps, closeAll, err
+}
+
+// serveStreams starts the exec / attach / port-forward server and sets
+// deps.Streams. The returned function stops it, ending every session.
+func serveStreams(ctx context.Context, c config.Streaming, deps *cri.Deps, log *slog.Logger) (func(), error) {
+	streams, err := streaming.New(streaming.Config{Address: c.Address, IdleTimeout: c.IdleTimeout.D()},
+		deps.Pods, log.With("component", "streaming"))
+	if err != nil {
+		return nil, err
+	}
+	deps.Streams = streams
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := streams.Serve(ctx); err != nil {
+			log.Error("streaming server stopped", "error", err)
+		}
+	}()
+	log.Info("serving streams", "address", streams.Addr().String())
+	return func() { cancel(); <-done }, nil
 }
 
 // runServer serves until ctx ends, then stops gracefully: RPCs in flight get

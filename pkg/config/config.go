@@ -23,15 +23,22 @@ const DefaultPath = "/etc/cradle/cradle.toml"
 
 // Config is the whole daemon configuration.
 type Config struct {
-	Version int     `toml:"version" comment:"Schema version of this file."`
-	Root    string  `toml:"root" comment:"Persistent state: image content, snapshots, metadata. Must be absolute."`
-	State   string  `toml:"state" comment:"Runtime state that does not survive a reboot (pids, sockets). Must be absolute."`
-	GRPC    GRPC    `toml:"grpc" comment:"The CRI gRPC endpoint that kubelet and crictl connect to."`
-	Log     Log     `toml:"log"`
-	Metrics Metrics `toml:"metrics" comment:"Prometheus metrics of the daemon."`
-	Images  Images  `toml:"images" comment:"The image service: pulls, registries, unpacking."`
-	Runtime Runtime `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
-	Network Network `toml:"network" comment:"Pod networking: the built-in bridge network, or CNI plugins."`
+	Version   int       `toml:"version" comment:"Schema version of this file."`
+	Root      string    `toml:"root" comment:"Persistent state: image content, snapshots, metadata. Must be absolute."`
+	State     string    `toml:"state" comment:"Runtime state that does not survive a reboot (pids, sockets). Must be absolute."`
+	GRPC      GRPC      `toml:"grpc" comment:"The CRI gRPC endpoint that kubelet and crictl connect to."`
+	Log       Log       `toml:"log"`
+	Metrics   Metrics   `toml:"metrics" comment:"Prometheus metrics of the daemon."`
+	Images    Images    `toml:"images" comment:"The image service: pulls, registries, unpacking."`
+	Runtime   Runtime   `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
+	Network   Network   `toml:"network" comment:"Pod networking: the built-in bridge network, or CNI plugins."`
+	Streaming Streaming `toml:"streaming" comment:"The exec / attach / port-forward server whose single-use URLs the Exec, Attach and PortForward RPCs\nreturn (kubelet proxies them). Its URLs are the only credential: keep it on loopback."`
+}
+
+// Streaming configures the streaming server.
+type Streaming struct {
+	Address     string   `toml:"address" comment:"host:port to listen on; port 0 picks a free port at each start."`
+	IdleTimeout Duration `toml:"idle_timeout" comment:"A session with no traffic for this long is closed."`
 }
 
 // GRPC configures the CRI socket.
@@ -143,6 +150,7 @@ func Default() Config {
 				"crun": {Kind: KindOCI, Binary: "crun"},
 			},
 		},
+		Streaming: Streaming{Address: "127.0.0.1:0", IdleTimeout: Duration(4 * time.Hour)},
 		Network: Network{
 			Mode:       NetworkBuiltin,
 			Bridge:     "cradle0",

@@ -100,6 +100,15 @@ func TestDecode(t *testing.T) {
 		{name: "bad mtu", in: "[network]\nmtu = 100\n", wantErr: "network.mtu"},
 		{name: "relative cni dir", in: "[network]\ncni_conf_dir = \"net.d\"\n", wantErr: "network.cni_conf_dir"},
 		{name: "cni without bin dirs", in: "[network]\nmode = \"cni\"\ncni_bin_dirs = []\n", wantErr: "network.cni_bin_dirs"},
+		{name: "streaming address", in: "[streaming]\naddress = \"[::1]:10010\"\n", check: func(t *testing.T, c Config) {
+			if c.Streaming.Address != "[::1]:10010" || c.Streaming.IdleTimeout.D() != 4*time.Hour {
+				t.Errorf("streaming = %+v", c.Streaming)
+			}
+		}},
+		{name: "streaming address without port", in: "[streaming]\naddress = \"127.0.0.1\"\n", wantErr: "streaming.address"},
+		{name: "streaming address without host", in: "[streaming]\naddress = \":0\"\n", wantErr: "streaming.address"},
+		{name: "streaming port too big", in: "[streaming]\naddress = \"127.0.0.1:70000\"\n", wantErr: "streaming.address"},
+		{name: "streaming idle timeout", in: "[streaming]\nidle_timeout = \"0s\"\n", wantErr: "streaming.idle_timeout"},
 		{name: "syntax error", in: "root = \n", wantErr: "line 1"},
 	}
 	for _, tt := range tests {

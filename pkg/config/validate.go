@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -49,6 +50,7 @@ func (c Config) Validate() error {
 			bad("metrics.address", "%q is not host:port: %v", a, err)
 		}
 	}
+	errs = append(errs, c.Streaming.validate()...)
 	errs = append(errs, c.Images.validate()...)
 	errs = append(errs, c.Runtime.validate()...)
 	errs = append(errs, c.Network.validate()...)
@@ -173,6 +175,20 @@ func (n Network) validate() []error {
 		if !filepath.IsAbs(d) {
 			bad("cni_bin_dirs", "%q is not an absolute path", d)
 		}
+	}
+	return errs
+}
+
+func (s Streaming) validate() []error {
+	var errs []error
+	host, port, err := net.SplitHostPort(s.Address)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("streaming.address: %q is not host:port: %v", s.Address, err))
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil || host == "" {
+		errs = append(errs, fmt.Errorf("streaming.address: %q needs a host (an empty one would listen on every address) and a port 0..65535", s.Address))
+	}
+	if s.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("streaming.idle_timeout: must be positive"))
 	}
 	return errs
 }

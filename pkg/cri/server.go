@@ -42,6 +42,7 @@ type Deps struct {
 	Version      Version
 	Logger       *slog.Logger
 	Metrics      *metrics.Metrics // nil when metrics are off
+	Streams      Streams          // nil: Exec, Attach and PortForward answer Unimplemented
 }
 
 // Register adds the RuntimeService and ImageService to g.

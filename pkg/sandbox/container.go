@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -68,6 +69,58 @@ type ExecResult struct {
 	ExitCode       int32
 }
 
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	Width, Height uint16
+}
+
+// Relay passes what arrives on in, converted, to the returned channel
+// until in closes or ctx ends (then it closes that channel). It carries
+// terminal sizes from one layer's type to the next.
+func Relay[T, U any](ctx context.Context, in <-chan T, conv func(T) U) <-chan U {
+	if in == nil {
+		return nil
+	}
+	out := make(chan U)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case v, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- conv(v):
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// ExecOptions describe a process to run in a running container, and its
+// streams.
+type ExecOptions struct {
+	Cmd            []string
+	Stdin          io.Reader // nil: none
+	Stdout, Stderr io.Writer // nil discards; with TTY all output goes to Stdout
+	TTY            bool      // a pseudo-terminal
+	Resize         <-chan TerminalSize
+	Timeout        time.Duration // 0: until ctx ends
+}
+
+// AttachOptions describe a client of a running container's stdio.
+type AttachOptions struct {
+	Stdin          io.Reader // nil: none; ignored unless the container has stdin
+	Stdout, Stderr io.Writer // nil discards
+	Resize         <-chan TerminalSize
+}
+
 // ContainerBackend is the container half of a Backend.
 type ContainerBackend interface {
 	// CreateContainer makes the container from spec (its root is
@@ -82,6 +135,14 @@ type ContainerBackend interface {
 	ContainerExited(ctx context.Context, pod *Pod, c *Container) (ExitStatus, bool, error)
 	// DeleteContainer releases the container's runtime state; idempotent.
 	DeleteContainer(ctx context.Context, pod *Pod, c *Container) error
-	ExecSync(ctx context.Context, pod *Pod, c *Container, cmd []string, timeout time.Duration) (ExecResult, error)
+	// Exec runs o.Cmd in the running container with the container's
+	// environment, user and working directory, and returns its exit code.
+	// It kills the process when o.Timeout passes or ctx ends (the client
+	// went away), and then returns an error wrapping why.
+	Exec(ctx context.Context, pod *Pod, c *Container, o ExecOptions) (int32, error)
+	// Attach copies between o and the stdio of the container's process
+	// (from now on) until that exits or ctx ends; detaching leaves it
+	// running.
+	Attach(ctx context.Context, pod *Pod, c *Container, o AttachOptions) error
 	ReopenLog(ctx context.Context, pod *Pod, c *Container) error
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -311,39 +310,13 @@ func (f ContainerFilter) matches(c Container) bool {
 	return c.State != ContainerCreating
 }
 
-// ExecSync runs cmd in a running container.
-func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ExecResult, error) {
-	if len(cmd) == 0 {
-		return ExecResult{}, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
-	}
-	c, err := m.Container(id)
-	if err != nil {
-		return ExecResult{}, err
-	}
-	if c.State != ContainerRunning {
-		return ExecResult{}, fmt.Errorf("container %s is %s: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
-	}
-	pod, b, err := m.podOf(&c)
-	if err != nil {
-		return ExecResult{}, err
-	}
-	return b.ExecSync(ctx, pod, &c, slices.Clone(cmd), timeout)
-}
-
 // ReopenContainerLog makes the monitor reopen the container's log file.
 func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
-	c, err := m.Container(id)
+	c, pod, b, err := m.runningIn(id)
 	if err != nil {
 		return err
 	}
-	if c.State != ContainerRunning {
-		return fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
-	}
-	pod, b, err := m.podOf(&c)
-	if err != nil {
-		return err
-	}
-	return b.ReopenLog(ctx, pod, &c)
+	return b.ReopenLog(ctx, pod, c)
 }
 
 // UpdateContainerResources applies new limits to a live container's cgroup

@@ -130,9 +130,16 @@ func (r *fakeRuntime) DeleteContainer(_ context.Context, _ *Pod, c *Container) e
 	return nil
 }
 
-func (r *fakeRuntime) ExecSync(_ context.Context, _ *Pod, _ *Container, cmd []string, _ time.Duration) (ExecResult, error) {
-	return ExecResult{Stdout: []byte(cmd[0]), ExitCode: 0}, nil
+// Exec echoes its command's first word and exits with the number of its
+// arguments.
+func (r *fakeRuntime) Exec(_ context.Context, _ *Pod, _ *Container, o ExecOptions) (int32, error) {
+	if o.Stdout != nil {
+		_, _ = o.Stdout.Write([]byte(o.Cmd[0]))
+	}
+	return int32(len(o.Cmd) - 1), nil
 }
+
+func (r *fakeRuntime) Attach(context.Context, *Pod, *Container, AttachOptions) error { return nil }
 
 func (r *fakeRuntime) ReopenLog(context.Context, *Pod, *Container) error { return nil }
 
@@ -273,6 +280,24 @@ func TestContainerLifecycle(t *testing.T) {
 	if res, err := e.m.ExecSync(ctx, id[:10], []string{"echo"}, time.Second); err != nil || string(res.Stdout) != "echo" {
 		t.Errorf("ExecSync = %+v, %v", res, err)
 	}
+	if code, err := e.m.Exec(ctx, id, ExecOptions{Cmd: []string{"sh", "-c", "exit 2"}}); err != nil || code != 2 {
+		t.Errorf("Exec = %d, %v; want the backend's code 2", code, err)
+	}
+	if _, err := e.m.Exec(ctx, id, ExecOptions{}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("Exec without a command: %v", err)
+	}
+	if _, err := e.m.Exec(ctx, "feedface", ExecOptions{Cmd: []string{"true"}}); !errdefs.IsNotFound(err) {
+		t.Errorf("Exec into an unknown container: %v", err)
+	}
+	if _, err := e.m.PortForward(ctx, pod, 0); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("PortForward to port 0: %v", err)
+	}
+	if _, err := e.m.PortForward(ctx, pod, 80); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("PortForward to a closed port = %v, want the refusal", err)
+	}
+	if _, err := e.m.PortForward(ctx, "feedface", 80); !errdefs.IsNotFound(err) {
+		t.Errorf("PortForward to an unknown pod: %v", err)
+	}
 	if err := e.m.UpdateContainerResources(ctx, id, &runtime.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20}); err != nil {
 		t.Fatal(err)
 	}
@@ -299,6 +324,9 @@ func TestContainerLifecycle(t *testing.T) {
 	exited := ContainerExited
 	if got := e.m.ListContainers(ContainerFilter{PodID: pod, State: &exited}); len(got) != 1 {
 		t.Errorf("exited containers of the pod = %v", got)
+	}
+	if err := e.m.Attach(ctx, id, AttachOptions{}); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("Attach to an exited container: %v", err)
 	}
 	if _, err := e.m.ExecSync(ctx, id, []string{"echo"}, time.Second); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("exec into an exited container: %v", err)
@@ -389,5 +417,33 @@ func TestStopSignal(t *testing.T) {
 		if got := stopSignal(&runtime.ContainerConfig{StopSignal: tt.cfg}, tt.image); got != tt.want {
 			t.Errorf("stopSignal(%v, %q) = %q, want %q", tt.cfg, tt.image, got, tt.want)
 		}
+	}
+}
+
+func TestLimitedBuffer(t *testing.T) {
+	tests := []struct {
+		name   string
+		limit  int
+		writes []string
+		want   string
+	}{
+		{"under", 10, []string{"abc", "def"}, "abcdef"},
+		{"exact", 6, []string{"abc", "def"}, "abcdef"},
+		{"split", 4, []string{"abc", "def"}, "abcd"},
+		{"over", 2, []string{"abc", "def", "ghi"}, "ab"},
+		{"zero", 0, []string{"abc"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &limitedBuffer{left: tt.limit}
+			for _, s := range tt.writes {
+				if n, err := l.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v: the rest must be drained, not refused", s, n, err)
+				}
+			}
+			if l.b.String() != tt.want {
+				t.Errorf("got %q, want %q", l.b.String(), tt.want)
+			}
+		})
 	}
 }

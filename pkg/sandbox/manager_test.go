@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -142,6 +144,10 @@ func (b fakeBackend) StartPod(_ context.Context, pod *Pod) error {
 }
 
 func (b fakeBackend) StopPod(context.Context, *Pod) error { return nil }
+
+func (b fakeBackend) DialPort(context.Context, *Pod, int32) (net.Conn, error) {
+	return nil, syscall.ECONNREFUSED
+}
 
 func (b fakeBackend) DeletePod(_ context.Context, pod *Pod) error {
 	b.f.mu.Lock()

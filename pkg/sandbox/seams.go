@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"net"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -20,6 +21,10 @@ type Backend interface {
 	// DeletePod releases what StartPod made, from the pod's fields alone
 	// (after a crash the backend may have no memory of it). Idempotent.
 	DeletePod(ctx context.Context, pod *Pod) error
+	// DialPort opens a TCP connection to port on the pod's own loopback,
+	// from inside the pod's network (port-forward). Nothing listening is
+	// an error wrapping ECONNREFUSED.
+	DialPort(ctx context.Context, pod *Pod, port int32) (net.Conn, error)
 }
 
 // Network is the pod network seam (pkg/network behind an adapter).

@@ -1,24 +1,18 @@
 package nsbox
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-// maxExecOutput caps what ExecSync keeps of each stream, as kubelet's
-// 16 MiB limit.
-const maxExecOutput = 16 << 20
 
 var _ sandbox.ContainerBackend = (*Backend)(nil)
 
@@ -53,7 +47,7 @@ func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	}
 	return rt.Create(ctx, ociruntime.CreateOptions{
 		ID: c.ID, Bundle: c.Bundle, LogPath: logPath,
-		Stdin: c.Config.GetStdin(), Terminal: c.Config.GetTty(),
+		Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce(), Terminal: c.Config.GetTty(),
 	})
 }
 
@@ -105,29 +99,49 @@ func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	return rt.Delete(ctx, c.ID, true)
 }
 
-// ExecSync runs cmd with the container's environment, user and working
-// directory, and returns its output (up to 16 MiB a stream).
-func (b *Backend) ExecSync(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, cmd []string, timeout time.Duration) (sandbox.ExecResult, error) {
+// Exec runs o.Cmd with the container's environment, user and working
+// directory.
+func (b *Backend) Exec(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, o sandbox.ExecOptions) (int32, error) {
 	rt, err := b.runtimeFor(pod)
 	if err != nil {
-		return sandbox.ExecResult{}, err
+		return -1, err
 	}
 	data, err := os.ReadFile(filepath.Join(c.Bundle, "config.json"))
 	if err != nil {
-		return sandbox.ExecResult{}, err
+		return -1, err
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return sandbox.ExecResult{}, err
+		return -1, err
 	}
 	proc := *spec.Process
-	proc.Args, proc.Terminal = cmd, false
-	var stdout, stderr bytes.Buffer
-	code, err := rt.Exec(ctx, c.ID, ociruntime.ExecOptions{Process: &proc, Stdout: &stdout, Stderr: &stderr, Timeout: timeout, MaxOutput: maxExecOutput})
+	proc.Args, proc.Terminal, proc.ConsoleSize = o.Cmd, o.TTY, nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	code, err := rt.Exec(ctx, c.ID, ociruntime.ExecOptions{
+		Process: &proc, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+		Resize: sandbox.Relay(ctx, o.Resize, winSize), Timeout: o.Timeout,
+	})
+	return int32(code), err
+}
+
+// Attach connects to the container's stdio through its monitor.
+func (b *Backend) Attach(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, o sandbox.AttachOptions) error {
+	rt, err := b.runtimeFor(pod)
 	if err != nil {
-		return sandbox.ExecResult{}, err
+		return err
 	}
-	return sandbox.ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: int32(code)}, nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return rt.Attach(ctx, c.ID, ociruntime.AttachOptions{
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+		CloseStdin: c.Config.GetStdinOnce() && !c.Config.GetTty(),
+		Resize:     sandbox.Relay(ctx, o.Resize, winSize),
+	})
+}
+
+func winSize(s sandbox.TerminalSize) ociruntime.WinSize {
+	return ociruntime.WinSize{Width: s.Width, Height: s.Height}
 }
 
 func (b *Backend) ReopenLog(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {

@@ -21,11 +21,14 @@ const createTimeout = 2 * time.Minute
 
 // CreateOptions describe a container to create.
 type CreateOptions struct {
-	ID       string
-	Bundle   string // holds config.json and the rootfs
-	LogPath  string // the CRI log file conmon writes
-	Stdin    bool   // keep a stdin pipe open (for attach)
-	Terminal bool   // the process has a terminal (process.terminal in config.json)
+	ID      string
+	Bundle  string // holds config.json and the rootfs
+	LogPath string // the CRI log file conmon writes
+	Stdin   bool   // give the container a stdin pipe, fed by attach clients
+	// StdinOnce closes the container's stdin when the first attach client
+	// detaches; without it stdin stays open for the next one.
+	StdinOnce bool
+	Terminal  bool // the process has a terminal (process.terminal in config.json)
 }
 
 // syncMessage is what conmon writes to its sync pipe: the container's pid,
@@ -112,6 +115,9 @@ func (r *Runtime) conmonArgs(o CreateOptions) []string {
 	}
 	if o.Stdin {
 		args = append(args, "-i")
+		if !o.StdinOnce {
+			args = append(args, "--leave-stdin-open")
+		}
 	}
 	if o.Terminal {
 		args = append(args, "-t")

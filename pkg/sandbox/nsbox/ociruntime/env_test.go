@@ -74,7 +74,7 @@ func makeRootfs(t testing.TB, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "echo", "sleep", "cat", "yes", "head", "true"} {
+	for _, a := range []string{"sh", "echo", "sleep", "cat", "yes", "head", "true", "stty"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}

@@ -19,10 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultMaxOutput caps each output stream of an Exec when
-// ExecOptions.MaxOutput is not set.
-const DefaultMaxOutput = 16 << 20
-
 // execWaitDelay bounds how long Exec waits for the output pipes to close
 // once the runtime has exited (a background child may hold them).
 const execWaitDelay = 2 * time.Second
@@ -31,19 +27,32 @@ const execWaitDelay = 2 * time.Second
 // after killing the process, before it kills the runtime too.
 const execKillGrace = 5 * time.Second
 
+// firstSizeWait is how long a terminal Exec waits for the caller's first
+// window size before it starts the runtime: the size is in the process
+// spec, so the process never sees a terminal of size 0x0.
+const firstSizeWait = 200 * time.Millisecond
+
 // ExecOptions describe a process to run in a running container.
 type ExecOptions struct {
-	Process        *specs.Process // Terminal must be false
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer     // nil discards
-	Timeout        time.Duration // 0: until ctx ends
-	MaxOutput      int64         // per stream; beyond it output is dropped; 0: DefaultMaxOutput
+	// Process is the process to run. With Process.Terminal it gets a
+	// pseudo-terminal: Stdout then carries all its output, Stderr is
+	// unused.
+	Process        *specs.Process
+	Stdin          io.Reader      // nil: none (the process reads /dev/null)
+	Stdout, Stderr io.Writer      // nil discards; a writer that fails is drained from then on
+	Resize         <-chan WinSize // terminal size changes; nil: none
+	Timeout        time.Duration  // 0: until ctx ends
 }
 
 // Exec runs o.Process in the container (`runtime exec --process FILE`) and
 // returns its exit code. When o.Timeout passes or ctx ends the process is
 // killed and the error wraps context.DeadlineExceeded (or ctx's error).
 // A failure of the runtime itself (the process never started) is an error.
+//
+// With a terminal the runtime runs in the foreground with a pty of the
+// daemon's as its controlling terminal (CRI-O's way): it relays between
+// that and the process's own terminal, and passes window sizes on when the
+// kernel signals it SIGWINCH.
 func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (int, error) {
 	if err := checkID(id); err != nil {
 		return -1, err
@@ -51,11 +60,18 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	if o.Process == nil || len(o.Process.Args) == 0 {
 		return -1, fmt.Errorf("exec in %s: no process args: %w", id, errdefs.ErrInvalidArgument)
 	}
-	if o.Process.Terminal {
-		return -1, fmt.Errorf("exec in %s with a terminal: %w", id, errdefs.ErrNotImplemented)
-	}
 	if !r.known(id) {
 		return -1, fmt.Errorf("exec in %s: %w", id, errdefs.ErrNotFound)
+	}
+	var first *WinSize
+	if o.Process.Terminal {
+		// The runtime sizes the process's terminal before it starts it.
+		first = firstWinSize(o.Resize)
+		if first != nil {
+			p := *o.Process
+			p.ConsoleSize = &specs.Box{Height: uint(first.Height), Width: uint(first.Width)}
+			o.Process = &p
+		}
 	}
 	procFile, pidFile, err := r.writeProcess(id, o.Process)
 	if err != nil {
@@ -63,31 +79,42 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	}
 	defer os.Remove(procFile)
 	defer os.Remove(pidFile)
-	limit := o.MaxOutput
-	if limit <= 0 {
-		limit = DefaultMaxOutput
-	}
 	errTail := &tailBuffer{max: 4096}
 	cmd := r.command(context.Background(), "exec", "--process", procFile, "--pid-file", pidFile, id)
-	cmd.Stdin = o.Stdin
-	cmd.Stdout = &capWriter{w: o.Stdout, left: limit}
-	cmd.Stderr = io.MultiWriter(&capWriter{w: o.Stderr, left: limit}, errTail)
 	cmd.WaitDelay = execWaitDelay
-	if err := r.startCmd(cmd); err != nil {
+	var stdio execIO
+	if o.Process.Terminal {
+		stdio, err = newTerminalIO(cmd, o, pidFile, first)
+	} else {
+		stdio, err = newPipeIO(cmd, o, errTail)
+	}
+	if err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", id, err)
 	}
+	if err := r.startCmd(cmd); err != nil {
+		stdio.close()
+		return -1, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	stdio.started()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	err, cause := r.waitExec(ctx, o.Timeout, cmd, pidFile, done)
+	stdio.close()
 	if cause != nil {
 		return -1, fmt.Errorf("exec %v in %s: %w", o.Process.Args, id, cause)
 	}
+	return execResult(id, r.name, pidFile, err, errTail)
+}
+
+// execResult turns the runtime's end into the process's exit code.
+func execResult(id, runtime, pidFile string, err error, errTail *tailBuffer) (int, error) {
 	if _, perr := os.Stat(pidFile); perr != nil {
-		return -1, fmt.Errorf("exec in %s: %s: %v: %s: %w", id, r.name, err, errTail.String(), errdefs.ErrFailedPrecondition)
+		return -1, fmt.Errorf("exec in %s: %s: %v: %s: %w", id, runtime, err, errTail.String(), errdefs.ErrFailedPrecondition)
 	}
 	var exitErr *exec.ExitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, exec.ErrWaitDelay):
+		// ErrWaitDelay: it exited 0, a background child kept its output open.
 		return 0, nil
 	case errors.As(err, &exitErr):
 		return exitErr.ExitCode(), nil
@@ -164,23 +191,21 @@ func (r *Runtime) writeProcess(id string, p *specs.Process) (procFile, pidFile s
 	return f.Name(), filepath.Join(r.dir(id), base+".pid"), nil
 }
 
-// capWriter passes on at most left bytes and drops the rest, always
-// reporting success so the process's output is drained.
-type capWriter struct {
-	w    io.Writer
-	left int64
+// drainWriter passes writes on until the first failure (the reader is
+// gone), then drops them, always reporting success so that the process's
+// output is drained and it never blocks on a full pipe.
+type drainWriter struct {
+	w      io.Writer
+	failed bool
 }
 
-func (c *capWriter) Write(p []byte) (int, error) {
-	if c.w == nil || c.left <= 0 {
+func (d *drainWriter) Write(p []byte) (int, error) {
+	if d.w == nil || d.failed {
 		return len(p), nil
 	}
-	n := min(int64(len(p)), c.left)
-	if _, err := c.w.Write(p[:n]); err != nil {
-		c.left = 0 // the reader is gone: drop the rest
-		return len(p), nil
+	if _, err := d.w.Write(p); err != nil {
+		d.failed = true
 	}
-	c.left -= n
 	return len(p), nil
 }
 

@@ -3,6 +3,7 @@ package ociruntime
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -36,33 +37,34 @@ func TestCheckID(t *testing.T) {
 	}
 }
 
-func TestCapWriter(t *testing.T) {
-	tests := []struct {
-		name   string
-		limit  int64
-		writes []string
-		want   string
-	}{
-		{"under", 10, []string{"abc", "def"}, "abcdef"},
-		{"exact", 6, []string{"abc", "def"}, "abcdef"},
-		{"split", 4, []string{"abc", "def"}, "abcd"},
-		{"over", 2, []string{"abc", "def", "ghi"}, "ab"},
-		{"zero", 0, []string{"abc"}, ""},
+func TestDrainWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := &drainWriter{w: &failAfter{w: &buf, left: 1}}
+	for _, s := range []string{"ab", "cd", "ef"} {
+		if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v: the rest must be drained, not refused", s, n, err)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			w := &capWriter{w: &buf, left: tt.limit}
-			for _, s := range tt.writes {
-				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
-					t.Fatalf("Write(%q) = %d, %v: the rest must be drained, not refused", s, n, err)
-				}
-			}
-			if buf.String() != tt.want {
-				t.Errorf("got %q, want %q", buf.String(), tt.want)
-			}
-		})
+	if buf.String() != "ab" {
+		t.Errorf("got %q, want %q: nothing after the first failure", buf.String(), "ab")
 	}
+	if n, err := (&drainWriter{}).Write([]byte("x")); n != 1 || err != nil {
+		t.Errorf("a nil writer discards: %d, %v", n, err)
+	}
+}
+
+// failAfter fails every write after left successful ones.
+type failAfter struct {
+	w    io.Writer
+	left int
+}
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if f.left == 0 {
+		return 0, io.ErrClosedPipe
+	}
+	f.left--
+	return f.w.Write(p)
 }
 
 func TestNewRejects(t *testing.T) {

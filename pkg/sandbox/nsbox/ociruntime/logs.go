@@ -12,14 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reopenLogsEvent is conmon's control message type for "reopen the log
-// files" (REOPEN_LOGS_EVENT in conmon's ctrl.h; 1 is a window resize).
-// A message is "<type> <height> <width>\n" on the ctl fifo in the bundle.
-const reopenLogsEvent = 2
+// conmon's control message types (ctrl.h). A message is
+// "<type> <height> <width>\n" on the ctl fifo in the bundle.
+const (
+	winResizeEvent  = 1
+	reopenLogsEvent = 2
+)
 
 // ReopenLog asks conmon to reopen the container's log file, after it has
 // been renamed (kubelet's log rotation): new lines go to a new file at the
-// original path. conmon acts on the message asynchronously.
+// original path. conmon acts on the message asynchronously; ReopenLog
+// returns once the new file exists.
 func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -28,23 +31,8 @@ func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("reopen the log of %s: %w", id, err)
 	}
-	ctl := filepath.Join(m.Bundle, "ctl")
-	// Non-blocking: with no conmon reading the fifo, opening fails with
-	// ENXIO instead of hanging.
-	fd, err := unix.Open(ctl, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("reopen the log of %s: conmon is not running: %w", id, errdefs.ErrFailedPrecondition)
-		}
-		return fmt.Errorf("reopen the log of %s: open %s: %w", id, ctl, err)
-	}
-	f := os.NewFile(uintptr(fd), ctl)
-	defer f.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = f.SetWriteDeadline(dl)
-	}
-	if _, err := fmt.Fprintf(f, "%d 0 0\n", reopenLogsEvent); err != nil {
-		return fmt.Errorf("reopen the log of %s: write %s: %w", id, ctl, err)
+	if err := writeCtl(ctx, m.Bundle, reopenLogsEvent, 0, 0); err != nil {
+		return fmt.Errorf("reopen the log of %s: %w", id, err)
 	}
 	// conmon reopens asynchronously; kubelet expects the new file to exist
 	// when the call returns.
@@ -60,6 +48,30 @@ func (r *Runtime) ReopenLog(ctx context.Context, id string) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// writeCtl writes one message to conmon's ctl fifo in bundle.
+func writeCtl(ctx context.Context, bundle string, typ, height, width int) error {
+	ctl := filepath.Join(bundle, "ctl")
+	// Non-blocking: with no conmon reading the fifo, opening fails with
+	// ENXIO instead of hanging.
+	fd, err := unix.Open(ctl, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("conmon is not running: %w", errdefs.ErrFailedPrecondition)
+		}
+		return fmt.Errorf("open %s: %w", ctl, err)
+	}
+	f := os.NewFile(uintptr(fd), ctl)
+	defer f.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = f.SetWriteDeadline(dl)
+	}
+	// One message a write: conmon 2.1 handles one line per read.
+	if _, err := fmt.Fprintf(f, "%d %d %d\n", typ, height, width); err != nil {
+		return fmt.Errorf("write %s: %w", ctl, err)
+	}
+	return nil
 }
 
 // reopenTimeout bounds the wait for conmon to make the reopened log file.

@@ -15,7 +15,8 @@
 //	Delete(ctx, id, force)                    `runtime delete`, waits for conmon, removes state; idempotent
 //	Status(ctx, id) (Status, error)           `runtime state` + conmon's exit file
 //	Wait(ctx, id) (Status, error)             blocks until the exit file appears (inotify)
-//	Exec(ctx, id, ExecOptions) (code, error)  `runtime exec --process FILE`, bounded time and output
+//	Exec(ctx, id, ExecOptions) (code, error)  `runtime exec --process FILE`, streams, optional pty, bounded time
+//	Attach(ctx, id, AttachOptions)            conmon's attach socket; resize through its ctl fifo
 //	ReopenLog(ctx, id)                        conmon's ctl fifo: reopen the log file (log rotation)
 //	MonitorPid(id) (int, error)               conmon's pid
 //
