@@ -30,7 +30,7 @@ const execKillGrace = 5 * time.Second
 // firstSizeWait is how long a terminal Exec waits for the caller's first
 // window size before it starts the runtime: the size is in the process
 // spec, so the process never sees a terminal of size 0x0.
-const firstSizeWait = 200 * time.Millisecond
+const firstSizeWait = time.Second
 
 // ExecOptions describe a process to run in a running container.
 type ExecOptions struct {
