@@ -29,6 +29,7 @@ type Options struct {
 	Host           oci.Host // facts of this host for spec building
 	AllowedCaps    []string // capabilities the daemon holds (nil: all)
 	CgroupRoot     string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
+	EventBuffer    int      // events a subscriber may fall behind by (0: DefaultEventBuffer)
 	Logger         *slog.Logger
 }
 
@@ -40,15 +41,22 @@ type Manager struct {
 	ckpt  *checkpoint.Store
 	names *registrar
 
+	events   *broker
+	counters counters
+	samples  cpuSamples
+
 	mu         sync.Mutex
 	pods       map[string]*podEntry
 	containers map[string]*containerEntry
 }
 
 type podEntry struct {
-	mu  sync.Mutex // held while the pod changes
-	pod *Pod
+	mu   sync.Mutex // held while the pod changes
+	pod  *Pod
+	seen Pod // copy of pod as last checkpointed; guarded by Manager.mu
 }
+
+func newPodEntry(pod *Pod) *podEntry { return &podEntry{pod: pod, seen: pod.clone()} }
 
 // New makes a Manager; call Recover before serving.
 func New(opts Options) (*Manager, error) {
@@ -63,11 +71,18 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("default handler %q has no backend: %w", opts.DefaultHandler, errdefs.ErrInvalidArgument)
 	}
 	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(),
+		events: newBroker(opts.EventBuffer, opts.Logger), samples: cpuSamples{last: map[string]cpuSample{}},
 		pods: map[string]*podEntry{}, containers: map[string]*containerEntry{}}, nil
 }
 
-// save checkpoints pod. Callers hold its entry's lock.
+// save checkpoints pod, and refreshes the snapshot events report it by.
+// Callers hold its entry's lock.
 func (m *Manager) save(pod *Pod) error {
+	m.mu.Lock()
+	if e := m.pods[pod.ID]; e != nil && e.pod == pod {
+		e.seen = pod.clone()
+	}
+	m.mu.Unlock()
 	if err := m.ckpt.Save(podKind, pod.ID, podCheckpointVersion, pod); err != nil {
 		return fmt.Errorf("checkpoint pod %s: %w", pod.ID, err)
 	}

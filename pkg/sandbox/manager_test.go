@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -102,6 +103,19 @@ func (f *fakes) Update(p string, res *specs.LinuxResources) error {
 	}
 	f.updates[p] = res
 	return nil
+}
+
+func (f *fakes) Stats(p string) (cgroup.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.cgroups[p] {
+		return cgroup.Stats{}, errdefs.ErrNotFound
+	}
+	return cgroup.Stats{CPU: cgroup.CPUStats{UsageNanos: 1000}, Pids: 1}, nil
+}
+
+func (f *fakes) InterfaceStats(context.Context, string) ([]InterfaceStats, error) {
+	return []InterfaceStats{{Name: "eth0", RxBytes: 1}, {Name: "lo"}}, nil
 }
 
 func (f *fakes) Delete(_ context.Context, p string) error {
