@@ -111,6 +111,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	if cfg.Metrics.Address != "" {
 		deps.Metrics = metrics.New()
+		deps.Metrics.WatchEngine(deps.Pods)
 		addr, err := deps.Metrics.Serve(ctx, cfg.Metrics.Address, log)
 		if err != nil {
 			return err
@@ -285,6 +286,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		Network:        podNetwork{m: netw},
 		Cgroups:        cg,
 		CgroupRoot:     cfg.Runtime.CgroupRoot,
+		EventBuffer:    cfg.Runtime.EventBuffer,
 		Logger:         log.With("component", "pods"),
 	})
 	if err != nil {

@@ -26,6 +26,12 @@ func (m *Manager) MonitorRestarts() map[string]uint64 {
 // StateCounts counts the pods and containers by state name.
 func (m *Manager) StateCounts() (pods, containers map[string]int) {
 	pods, containers = map[string]int{}, map[string]int{}
+	for _, s := range []PodState{PodCreating, PodReady, PodNotReady, PodUnknown} {
+		pods[s.String()] = 0
+	}
+	for _, s := range []ContainerState{ContainerCreating, ContainerCreated, ContainerRunning, ContainerExited, ContainerUnknown} {
+		containers[s.String()] = 0
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.pods {
