@@ -95,9 +95,9 @@ func TestUnimplementedRPCsSayUnimplemented(t *testing.T) {
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("Attach: %v, want Unimplemented", err)
 	}
-	_, err = d.Runtime.ContainerStats(ctx, &runtime.ContainerStatsRequest{ContainerId: "x"})
+	_, err = d.Runtime.CheckpointContainer(ctx, &runtime.CheckpointContainerRequest{ContainerId: "x"})
 	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("ContainerStats: %v, want Unimplemented", err)
+		t.Errorf("CheckpointContainer: %v, want Unimplemented", err)
 	}
 }
 
