@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +37,9 @@ const unifiedRoot = "/sys/fs/cgroup"
 // Manager handles cgroups on the detected layout.
 type Manager struct {
 	mode cgroups.CGMode
+
+	v1Mu   sync.Mutex
+	v1Stat []cgroup1.Subsystem // the v1 controllers Stats reads, once found
 }
 
 // New detects the host's layout.

@@ -87,7 +87,7 @@ func (m *Manager) Stats(p string) (Stats, error) {
 		}
 		return fromV2(st), nil
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
+	cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(m.statHierarchy))
 	if err != nil {
 		return Stats{}, notFound(p, err)
 	}
@@ -100,6 +100,30 @@ func (m *Manager) Stats(p string) (Stats, error) {
 		out.PSI = readPSI(filepath.Join(hybridUnified, p))
 	}
 	return out, nil
+}
+
+// statControllers are the cgroup v1 controllers Stats reads; the others
+// (blkio with its many files, hugetlb, rdma...) are not reported.
+var statControllers = map[cgroup1.Name]bool{cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true}
+
+// statHierarchy lists the v1 controllers Stats reads, found once: the
+// library's default re-reads the mount table on every call.
+func (m *Manager) statHierarchy() ([]cgroup1.Subsystem, error) {
+	m.v1Mu.Lock()
+	defer m.v1Mu.Unlock()
+	if m.v1Stat != nil {
+		return m.v1Stat, nil
+	}
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range all {
+		if statControllers[s.Name()] {
+			m.v1Stat = append(m.v1Stat, s)
+		}
+	}
+	return m.v1Stat, nil
 }
 
 // fromV1 converts cgroup v1 figures; the hierarchical (total_) counters are

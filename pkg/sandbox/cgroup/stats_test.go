@@ -2,12 +2,16 @@ package cgroup
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -88,5 +92,34 @@ func TestLimits(t *testing.T) {
 	}
 	if workingSet(10, 20) != 0 || workingSet(30, 10) != 20 {
 		t.Error("workingSet")
+	}
+}
+
+// BenchmarkStats measures one Stats call on a cgroup holding a process.
+func BenchmarkStats(b *testing.B) {
+	testutil.RequireRoot(b)
+	m, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := fmt.Sprintf("/cradle-bench-%d", os.Getpid())
+	if err := m.Create(p, nil); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = m.Delete(context.Background(), p)
+		_ = cmd.Wait()
+	})
+	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := m.Stats(p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
