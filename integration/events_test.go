@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cradle-runtime/cradle/pkg/testutil"
-	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -69,14 +67,8 @@ func short(ev *runtime.ContainerEventResponse) string {
 // subscribers, each with the pod's status and its containers' statuses; a
 // third subscriber that never reads is cut off without slowing anything.
 func TestContainerEvents(t *testing.T) {
-	testutil.RequireBinary(t, "conmon")
-	reg := fixtures.StartRegistry(t)
-	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
-	d := newDaemon(t, "[runtime]\nevent_buffer = 16\n")
+	d, image := busyboxDaemon(t, "[runtime]\nevent_buffer = 16\n")
 	ctx := ctxT(t)
-	if _, err := d.Images.PullImage(ctx, &runtime.PullImageRequest{Image: spec(reg.Ref("busybox:1"))}); err != nil {
-		t.Fatal(err)
-	}
 	// The subscriber that never reads has a connection of its own with a
 	// fixed flow-control window (no BDP growth), so it fills soon.
 	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -99,7 +91,7 @@ func TestContainerEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctr, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
-		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "main"}, Image: spec(reg.Ref("busybox:1")),
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "main"}, Image: spec(image),
 			Command: []string{"sh", "-c", "sleep 0.5; exit 7"}, LogPath: "main.log"}})
 	if err != nil {
 		t.Fatal(err)

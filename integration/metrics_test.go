@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -51,21 +50,15 @@ func value(families map[string]*dto.MetricFamily, family, name, val string) (flo
 
 // Pods and containers by state, and monitors re-adopted after a kill -9.
 func TestMetricsOfTheEngine(t *testing.T) {
-	testutil.RequireBinary(t, "conmon")
-	reg := fixtures.StartRegistry(t)
-	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
-	d := newDaemon(t, "")
+	d, image := busyboxDaemon(t, "")
 	ctx := ctxT(t)
-	if _, err := d.Images.PullImage(ctx, &runtime.PullImageRequest{Image: spec(reg.Ref("busybox:1"))}); err != nil {
-		t.Fatal(err)
-	}
 	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podSandboxConfig("metrics")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	startContainer(ctx, t, d, pod.PodSandboxId, "running", reg.Ref("busybox:1"), "sleep 1000")
+	startContainer(ctx, t, d, pod.PodSandboxId, "running", image, "sleep 1000")
 	_, err = d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId,
-		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "created"}, Image: spec(reg.Ref("busybox:1"))}})
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "created"}, Image: spec(image)}})
 	if err != nil {
 		t.Fatal(err)
 	}

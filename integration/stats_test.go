@@ -58,8 +58,24 @@ func startStatsPods(ctx context.Context, t *testing.T, d *daemon, image string) 
 	return s
 }
 
+// busyboxDaemon starts a daemon (extra appended to its config) that has
+// pulled busybox:1 from a fixture registry, and returns the image's
+// reference.
+func busyboxDaemon(t testing.TB, extra string) (*daemon, string) {
+	t.Helper()
+	testutil.RequireBinary(t, "conmon")
+	reg := fixtures.StartRegistry(t)
+	ref := reg.Ref("busybox:1")
+	reg.Push(t, ref, fixtures.Busybox(t))
+	d := newDaemon(t, extra)
+	if _, err := d.Images.PullImage(ctxT(t), &runtime.PullImageRequest{Image: spec(ref)}); err != nil {
+		t.Fatal(err)
+	}
+	return d, ref
+}
+
 // startContainer runs sh -c script and returns its ID and cgroup path.
-func startContainer(ctx context.Context, t *testing.T, d *daemon, pod, name, image, script string) (string, string) {
+func startContainer(ctx context.Context, t testing.TB, d *daemon, pod, name, image, script string) (string, string) {
 	t.Helper()
 	r, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod,
 		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: name}, Image: spec(image),
@@ -79,6 +95,49 @@ func startContainer(ctx context.Context, t *testing.T, d *daemon, pod, name, ima
 		t.Fatalf("no cgroup path in %q: %v", st.Info["info"], err)
 	}
 	return r.ContainerId, info.CgroupPath
+}
+
+// BenchmarkListStats measures ListContainerStats and ListPodSandboxStats
+// with 4 pods of 5 running containers each (cgroup files, writable layers
+// walked, netlink in each pod's namespace), and reports p50 and p95.
+func BenchmarkListStats(b *testing.B) {
+	d, image := busyboxDaemon(b, "")
+	ctx := b.Context()
+	const pods, perPod = 4, 5
+	var ids []string
+	for i := range pods {
+		r, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podSandboxConfig(fmt.Sprintf("bench-%d", i))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, r.PodSandboxId)
+		for j := range perPod {
+			startContainer(ctx, b, d, r.PodSandboxId, fmt.Sprintf("c%d", j), image, "sleep 1000")
+		}
+	}
+	var list, podList []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		r, err := d.Runtime.ListContainerStats(ctx, &runtime.ListContainerStatsRequest{})
+		if err != nil || len(r.Stats) != pods*perPod {
+			b.Fatalf("%d stats, %v", len(r.GetStats()), err)
+		}
+		list = append(list, time.Since(start))
+		start = time.Now()
+		if _, err := d.Runtime.ListPodSandboxStats(ctx, &runtime.ListPodSandboxStatsRequest{}); err != nil {
+			b.Fatal(err)
+		}
+		podList = append(podList, time.Since(start))
+	}
+	b.ReportMetric(percentile(list, 50), "ListContainerStats-p50-ms")
+	b.ReportMetric(percentile(list, 95), "ListContainerStats-p95-ms")
+	b.ReportMetric(percentile(podList, 50), "ListPodSandboxStats-p50-ms")
+	b.ReportMetric(percentile(podList, 95), "ListPodSandboxStats-p95-ms")
+	for _, id := range ids {
+		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // cgroupFile reads one number from a cgroup v1 controller file, or a key of
@@ -149,15 +208,9 @@ func sendBytes(t *testing.T, fromNS, addr string, n int) {
 }
 
 func TestContainerAndPodStats(t *testing.T) {
-	testutil.RequireBinary(t, "conmon")
-	reg := fixtures.StartRegistry(t)
-	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
-	d := newDaemon(t, "")
+	d, image := busyboxDaemon(t, "")
 	ctx := ctxT(t)
-	if _, err := d.Images.PullImage(ctx, &runtime.PullImageRequest{Image: spec(reg.Ref("busybox:1"))}); err != nil {
-		t.Fatal(err)
-	}
-	s := startStatsPods(ctx, t, d, reg.Ref("busybox:1"))
+	s := startStatsPods(ctx, t, d, image)
 	waitFor(t, "the hog to hold its memory", func() bool {
 		r, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: s.hog, Cmd: []string{"test", "-e", "/ready"}, Timeout: 5})
 		return err == nil && r.ExitCode == 0

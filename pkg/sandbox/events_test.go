@@ -51,16 +51,7 @@ func TestEventsOfALifecycleInOrder(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()
 	subs := []*Subscription{e.m.SubscribeEvents(), e.m.SubscribeEvents()}
-	pcfg := podConfig("p")
-	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
-	pod, err := e.m.RunPod(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod, c := e.podWithContainer(t)
 	if err := e.m.StartContainer(ctx, c); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +84,23 @@ func TestEventsOfALifecycleInOrder(t *testing.T) {
 		s.Close() // idempotent
 	}
 	e.assertNoContainers(t)
+}
+
+// podWithContainer runs pod "p" with a created container "c".
+func (e *containerEnv) podWithContainer(t *testing.T) (pod, c string) {
+	t.Helper()
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod, c
 }
 
 func waitState(t *testing.T, m *Manager, id string, want ContainerState) {

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -33,16 +32,7 @@ func TestCPUSamplesRate(t *testing.T) {
 func TestStatsOfPodsAndContainers(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()
-	pcfg := podConfig("p")
-	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
-	pod, err := e.m.RunPod(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod, c := e.podWithContainer(t)
 	ct, _ := e.m.Container(c)
 	e.f.mu.Lock()
 	e.f.cgroups[ct.CgroupPath] = true // the fake runtime makes no cgroup
