@@ -259,6 +259,18 @@ func checkCPU(ctx context.Context, t *testing.T, s *statsPods) {
 		t.Errorf("usage_nano_cores = %d", rate)
 	}
 	t.Logf("burner: %d ns CPU, %d nanocores", u2, second.Stats.Cpu.GetUsageNanoCores().GetValue())
+	// PSI: from the cgroup2 tree (beside the v1 controllers on a hybrid
+	// host), where the kernel keeps it.
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/unified", s.burnerCg, "cpu.pressure")); err == nil {
+		some, _, _ := strings.Cut(string(b), "\n")
+		_, total, _ := strings.Cut(some, "total=")
+		us, _ := strconv.ParseUint(total, 10, 64)
+		psi := second.Stats.Cpu.GetPsi().GetSome()
+		if psi == nil || psi.Total > us*1000 {
+			t.Errorf("cpu PSI some = %v; cpu.pressure read after says total=%d us", psi, us)
+		}
+		t.Logf("burner: cpu PSI some total %d ns, avg10 %.2f", psi.GetTotal(), psi.GetAvg10())
+	}
 }
 
 // A container holding 64 MiB shows it in its working set, as its memory

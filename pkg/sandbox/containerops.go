@@ -16,6 +16,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -393,9 +394,13 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 		return fmt.Errorf("update cgroup of container %s: %w", c.ID, err)
 	}
 	c.Resources = next
-	if c.Config.Linux == nil {
-		c.Config.Linux = &runtime.LinuxContainerConfig{}
+	// Copy on write: copies of the container (statuses, event snapshots)
+	// share its config and read it without the container's lock.
+	cfg := proto.Clone(c.Config).(*runtime.ContainerConfig)
+	if cfg.Linux == nil {
+		cfg.Linux = &runtime.LinuxContainerConfig{}
 	}
-	c.Config.Linux.Resources = res
+	cfg.Linux.Resources = res
+	c.Config = cfg
 	return m.saveContainer(c)
 }
