@@ -105,12 +105,7 @@ func (e *containerEnv) podWithContainer(t *testing.T) (pod, c string) {
 
 func waitState(t *testing.T, m *Manager, id string, want ContainerState) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if c, err := m.Container(id); err == nil && c.State == want {
-			return
-		}
-	}
-	t.Fatalf("container %s never became %s", id, want)
+	waitFor(t, func() bool { c, err := m.Container(id); return err == nil && c.State == want })
 }
 
 func TestBrokerCutsOffASubscriberThatFallsBehind(t *testing.T) {
