@@ -113,6 +113,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	if cfg.Metrics.Address != "" {
 		deps.Metrics = metrics.New()
+		deps.Metrics.WatchEngine(deps.Pods)
 		addr, err := deps.Metrics.Serve(ctx, cfg.Metrics.Address, log)
 		if err != nil {
 			return err
@@ -318,6 +319,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		Cgroups:        cg,
 		CgroupRoot:     cfg.Runtime.CgroupRoot,
 		SystemdCgroups: sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver) == config.CgroupDriverSystemd,
+		EventBuffer:    cfg.Runtime.EventBuffer,
 		Logger:         log.With("component", "pods"),
 	})
 	if err != nil {

@@ -55,6 +55,18 @@ func (p podNetwork) Reconcile(ctx context.Context, live []string) error {
 	return p.m.Reconcile(ctx, live)
 }
 
+func (p podNetwork) InterfaceStats(_ context.Context, nsPath string) ([]sandbox.InterfaceStats, error) {
+	links, err := network.LinkStats(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sandbox.InterfaceStats, 0, len(links))
+	for _, l := range links {
+		out = append(out, sandbox.InterfaceStats(l))
+	}
+	return out, nil
+}
+
 func ipStrings(ips []net.IP) []string {
 	out := make([]string, 0, len(ips))
 	for _, ip := range ips {
@@ -82,6 +94,11 @@ func (p podImages) PrepareRootfs(ctx context.Context, key, image string) ([]moun
 
 func (p podImages) RemoveRootfs(ctx context.Context, key string) error {
 	return p.s.RemoveRootfs(ctx, key)
+}
+
+func (p podImages) RootfsUsage(ctx context.Context, key string) (sandbox.FsUsage, error) {
+	u, err := p.s.RootfsUsage(ctx, key)
+	return sandbox.FsUsage(u), err
 }
 
 // hostFacts are what spec building needs to know of this host, detected.

@@ -78,6 +78,7 @@ type Runtime struct {
 	CgroupDriver   string             `toml:"cgroup_driver" comment:"cgroupfs, systemd, or auto (systemd when systemd is PID 1's init, cgroupfs otherwise)."`
 	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
 	CgroupRoot     string             `toml:"cgroup_root" comment:"Parent cgroup of pods that name none (kubelet names one; crictl may not)."`
+	EventBuffer    int                `toml:"event_buffer" comment:"Lifecycle events a GetContainerEvents subscriber may fall behind by; one that falls further\nis cut off (its stream ends with ResourceExhausted, and kubelet lists again). The runtime never waits for it."`
 	Handlers       map[string]Handler `toml:"handlers" comment:"Runtime handlers by RuntimeClass handler name."`
 }
 
@@ -145,6 +146,7 @@ func Default() Config {
 			CgroupDriver:   CgroupDriverAuto,
 			DefaultHandler: "runc",
 			CgroupRoot:     "/cradle",
+			EventBuffer:    1024,
 			Handlers: map[string]Handler{
 				"runc": {Kind: KindOCI, Binary: "runc"},
 				"crun": {Kind: KindOCI, Binary: "crun"},

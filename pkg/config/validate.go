@@ -97,6 +97,9 @@ func (r Runtime) validate() []error {
 	default:
 		bad("cgroup_driver", "%q is not one of auto, cgroupfs, systemd", r.CgroupDriver)
 	}
+	if r.EventBuffer < 1 {
+		bad("event_buffer", "%d must be at least 1", r.EventBuffer)
+	}
 	if !strings.HasPrefix(r.CgroupRoot, "/") || path.Clean(r.CgroupRoot) != r.CgroupRoot || r.CgroupRoot == "/" {
 		bad("cgroup_root", "%q must be an absolute, clean cgroup path below the root", r.CgroupRoot)
 	}

@@ -44,23 +44,26 @@ func (s *runtimeServer) RemoveContainer(ctx context.Context, req *runtime.Remove
 }
 
 func (s *runtimeServer) ListContainers(ctx context.Context, req *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
-	f := req.GetFilter()
+	return &runtime.ListContainersResponse{Containers: s.listContainers(req.GetFilter())}, nil
+}
+
+func (s *runtimeServer) listContainers(f *runtime.ContainerFilter) []*runtime.Container {
 	filter := sandbox.ContainerFilter{ID: f.GetId(), PodID: f.GetPodSandboxId(), Labels: f.GetLabelSelector()}
 	if st := f.GetState(); st != nil {
 		state := fromCRIContainerState(st.GetState())
 		filter.State = &state
 	}
 	cs := s.deps.Pods.ListContainers(filter)
-	resp := &runtime.ListContainersResponse{Containers: make([]*runtime.Container, 0, len(cs))}
+	out := make([]*runtime.Container, 0, len(cs))
 	for _, c := range cs {
-		resp.Containers = append(resp.Containers, &runtime.Container{
+		out = append(out, &runtime.Container{
 			Id: c.ID, PodSandboxId: c.PodID, Metadata: c.Config.GetMetadata(),
 			Image: &runtime.ImageSpec{Image: c.ImageRef}, ImageRef: c.ImageID, ImageId: c.ImageID,
 			State: toCRIContainerState(c.State), CreatedAt: c.CreatedAt.UnixNano(),
 			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
 		})
 	}
-	return resp, nil
+	return out
 }
 
 func (s *runtimeServer) ContainerStatus(ctx context.Context, req *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {
@@ -68,17 +71,7 @@ func (s *runtimeServer) ContainerStatus(ctx context.Context, req *runtime.Contai
 	if err != nil {
 		return nil, err
 	}
-	st := &runtime.ContainerStatus{
-		Id: c.ID, Metadata: c.Config.GetMetadata(), State: toCRIContainerState(c.State),
-		CreatedAt: c.CreatedAt.UnixNano(), StartedAt: unixNano(c.StartedAt), FinishedAt: unixNano(c.FinishedAt),
-		ExitCode: c.ExitCode, Image: &runtime.ImageSpec{Image: c.ImageRef}, ImageRef: c.ImageID, ImageId: c.ImageID,
-		Reason: c.Reason, Message: c.Message, Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-		Mounts: c.Config.GetMounts(), LogPath: c.LogPath,
-		Resources:  &runtime.ContainerResources{Linux: c.Config.GetLinux().GetResources()},
-		StopSignal: runtime.Signal(runtime.Signal_value["SIGNAL_"+c.StopSignal]),
-		User:       containerUser(c.User),
-	}
-	resp := &runtime.ContainerStatusResponse{Status: st}
+	resp := &runtime.ContainerStatusResponse{Status: toContainerStatus(c)}
 	if req.GetVerbose() {
 		b, err := json.Marshal(c)
 		if err != nil {
@@ -112,6 +105,19 @@ func (s *runtimeServer) ReopenContainerLog(ctx context.Context, req *runtime.Reo
 		return nil, err
 	}
 	return &runtime.ReopenContainerLogResponse{}, nil
+}
+
+func toContainerStatus(c sandbox.Container) *runtime.ContainerStatus {
+	return &runtime.ContainerStatus{
+		Id: c.ID, Metadata: c.Config.GetMetadata(), State: toCRIContainerState(c.State),
+		CreatedAt: c.CreatedAt.UnixNano(), StartedAt: unixNano(c.StartedAt), FinishedAt: unixNano(c.FinishedAt),
+		ExitCode: c.ExitCode, Image: &runtime.ImageSpec{Image: c.ImageRef}, ImageRef: c.ImageID, ImageId: c.ImageID,
+		Reason: c.Reason, Message: c.Message, Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+		Mounts: c.Config.GetMounts(), LogPath: c.LogPath,
+		Resources:  &runtime.ContainerResources{Linux: c.Config.GetLinux().GetResources()},
+		StopSignal: runtime.Signal(runtime.Signal_value["SIGNAL_"+c.StopSignal]),
+		User:       containerUser(c.User),
+	}
 }
 
 func toCRIContainerState(s sandbox.ContainerState) runtime.ContainerState {

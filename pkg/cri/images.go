@@ -24,22 +24,30 @@ func (s *imageServer) PullImage(ctx context.Context, req *runtime.PullImageReque
 }
 
 func (s *imageServer) ListImages(ctx context.Context, req *runtime.ListImagesRequest) (*runtime.ListImagesResponse, error) {
-	if ref := req.GetFilter().GetImage().GetImage(); ref != "" {
+	imgs, err := s.listImages(ctx, req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.ListImagesResponse{Images: imgs}, nil
+}
+
+func (s *imageServer) listImages(ctx context.Context, f *runtime.ImageFilter) ([]*runtime.Image, error) {
+	if ref := f.GetImage().GetImage(); ref != "" {
 		img, err := s.deps.Images.Get(ctx, ref)
 		if errdefs.IsNotFound(err) {
-			return &runtime.ListImagesResponse{}, nil
+			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return &runtime.ListImagesResponse{Images: []*runtime.Image{toCRIImage(img)}}, nil
+		return []*runtime.Image{toCRIImage(img)}, nil
 	}
 	imgs := s.deps.Images.List(ctx)
-	resp := &runtime.ListImagesResponse{Images: make([]*runtime.Image, 0, len(imgs))}
+	out := make([]*runtime.Image, 0, len(imgs))
 	for _, img := range imgs {
-		resp.Images = append(resp.Images, toCRIImage(img))
+		out = append(out, toCRIImage(img))
 	}
-	return resp, nil
+	return out, nil
 }
 
 // ImageStatus answers an empty response, not an error, for an image that is

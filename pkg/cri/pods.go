@@ -43,7 +43,15 @@ func (s *runtimeServer) PodSandboxStatus(ctx context.Context, req *runtime.PodSa
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtime.PodSandboxStatusResponse{Status: toPodStatus(pod), Timestamp: time.Now().UnixNano()}
+	// kubelet's evented PLEG takes a non-zero timestamp to mean that
+	// containers_statuses lists every container of the pod, so the two go
+	// together, verbose or not.
+	cs := s.deps.Pods.ListContainers(sandbox.ContainerFilter{PodID: pod.ID})
+	resp := &runtime.PodSandboxStatusResponse{Status: toPodStatus(pod), Timestamp: time.Now().UnixNano(),
+		ContainersStatuses: make([]*runtime.ContainerStatus, 0, len(cs))}
+	for _, c := range cs {
+		resp.ContainersStatuses = append(resp.ContainersStatuses, toContainerStatus(c))
+	}
 	if req.GetVerbose() {
 		b, err := json.Marshal(pod)
 		if err != nil {
@@ -55,7 +63,10 @@ func (s *runtimeServer) PodSandboxStatus(ctx context.Context, req *runtime.PodSa
 }
 
 func (s *runtimeServer) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
-	f := req.GetFilter()
+	return &runtime.ListPodSandboxResponse{Items: s.listPods(req.GetFilter())}, nil
+}
+
+func (s *runtimeServer) listPods(f *runtime.PodSandboxFilter) []*runtime.PodSandbox {
 	filter := sandbox.PodFilter{ID: f.GetId(), Labels: f.GetLabelSelector()}
 	if st := f.GetState(); st != nil {
 		state := sandbox.PodNotReady
@@ -65,9 +76,9 @@ func (s *runtimeServer) ListPodSandbox(ctx context.Context, req *runtime.ListPod
 		filter.State = &state
 	}
 	pods := s.deps.Pods.ListPods(filter)
-	resp := &runtime.ListPodSandboxResponse{Items: make([]*runtime.PodSandbox, 0, len(pods))}
+	out := make([]*runtime.PodSandbox, 0, len(pods))
 	for _, p := range pods {
-		resp.Items = append(resp.Items, &runtime.PodSandbox{
+		out = append(out, &runtime.PodSandbox{
 			Id:             p.ID,
 			Metadata:       podMetadata(p),
 			State:          podState(p),
@@ -77,7 +88,7 @@ func (s *runtimeServer) ListPodSandbox(ctx context.Context, req *runtime.ListPod
 			RuntimeHandler: p.Handler,
 		})
 	}
-	return resp, nil
+	return out
 }
 
 // toPodConfig validates and translates a PodSandboxConfig.

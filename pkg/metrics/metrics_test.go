@@ -21,9 +21,11 @@ func TestScrape(t *testing.T) {
 	m.ObserveCRI("/runtime.v1.ImageService/PullImage", codes.NotFound, time.Millisecond)
 	m.ObservePull(1000, time.Second, nil)
 	m.ObservePull(0, 0, errors.New("x"))
+	m.WatchEngine(fakeEngine{})
 	var none *Metrics
 	none.ObserveCRI("x", codes.OK, 0) // metrics off: no panic
 	none.ObservePull(1, 1, nil)
+	none.WatchEngine(fakeEngine{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -50,6 +52,8 @@ func TestScrape(t *testing.T) {
 				switch {
 				case metric.Counter != nil:
 					got = metric.GetCounter().GetValue()
+				case metric.Gauge != nil:
+					got = metric.GetGauge().GetValue()
 				case metric.Histogram != nil:
 					got = float64(metric.GetHistogram().GetSampleCount())
 				}
@@ -67,10 +71,24 @@ func TestScrape(t *testing.T) {
 	check("cradle_image_pulls_total", map[string]string{"result": "failure"}, 1)
 	check("cradle_image_pull_bytes_total", nil, 1000)
 	check("cradle_image_pull_duration_seconds", nil, 1)
+	check("cradle_pods", map[string]string{"state": "Ready"}, 2)
+	check("cradle_containers", map[string]string{"state": "Exited"}, 1)
+	check("cradle_monitor_restarts_total", map[string]string{"reason": "recovered"}, 3)
+	check("cradle_event_subscribers_cut_total", nil, 4)
 	if _, ok := families["process_resident_memory_bytes"]; !ok {
 		t.Error("no process metrics")
 	}
 }
+
+type fakeEngine struct{}
+
+func (fakeEngine) StateCounts() (map[string]int, map[string]int) {
+	return map[string]int{"Ready": 2, "NotReady": 0}, map[string]int{"Running": 0, "Exited": 1}
+}
+func (fakeEngine) MonitorRestarts() map[string]uint64 {
+	return map[string]uint64{"recovered": 3, "wait_failed": 0}
+}
+func (fakeEngine) EventSubscribersCut() uint64 { return 4 }
 
 func matches(pairs []*dto.LabelPair, want map[string]string) bool {
 	got := map[string]string{}

@@ -54,6 +54,8 @@ type Images interface {
 	Resolve(ctx context.Context, ref string) (ImageInfo, error)
 	PrepareRootfs(ctx context.Context, key, image string) ([]mount.Mount, error)
 	RemoveRootfs(ctx context.Context, key string) error
+	// RootfsUsage measures the writable layer of the rootfs named key.
+	RootfsUsage(ctx context.Context, key string) (FsUsage, error)
 }
 
 // ExitStatus is how a container process ended.

@@ -15,6 +15,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -79,33 +80,52 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		c.State, c.FinishedAt, c.Reason, c.Message = ContainerExited, time.Now().UTC(), "StartError", err.Error()
 		c.ExitCode = 128
 		_ = m.saveContainer(c)
+		m.emitContainer(EventStopped, c)
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	c.State, c.StartedAt = ContainerRunning, time.Now().UTC()
 	if err := m.saveContainer(c); err != nil {
 		return err
 	}
+	// Published before the watch starts, so its exit event comes after.
+	m.emitContainer(EventStarted, c)
 	go m.watch(pod, c.ID, b)
 	return nil
 }
 
-// watch waits for a running container's exit and records it.
+// watchBackoff bounds the pause before a failed wait is started again.
+const watchBackoff = 30 * time.Second
+
+// watch waits for a running container's exit and records it. A wait that
+// fails (the monitor's exit file unreadable, inotify exhausted) is started
+// again, with backoff, for as long as the container runs: an exit must
+// never go unrecorded.
 func (m *Manager) watch(pod *Pod, id string, b ContainerBackend) {
-	m.mu.Lock()
-	e := m.containers[id]
-	m.mu.Unlock()
-	if e == nil {
-		return
+	for attempt := 0; ; attempt++ {
+		m.mu.Lock()
+		e := m.containers[id]
+		m.mu.Unlock()
+		if e == nil {
+			return
+		}
+		e.mu.Lock()
+		c := *e.c
+		e.mu.Unlock()
+		if c.State != ContainerRunning && c.State != ContainerUnknown {
+			return
+		}
+		st, err := b.WaitContainer(context.Background(), pod, &c)
+		if err == nil {
+			m.recordExit(e, st)
+			return
+		}
+		if errdefs.IsNotFound(err) {
+			return // removed while waited for
+		}
+		m.log.Warn("wait for container failed; watching again", "container", id, "attempt", attempt, "error", err)
+		m.counters.monitorRestarts[restartWaitFailed].Add(1)
+		time.Sleep(min(watchBackoff, time.Duration(1<<min(attempt, 10))*50*time.Millisecond))
 	}
-	e.mu.Lock()
-	c := *e.c
-	e.mu.Unlock()
-	st, err := b.WaitContainer(context.Background(), pod, &c)
-	if err != nil {
-		m.log.Warn("wait for container", "container", id, "error", err)
-		return
-	}
-	m.recordExit(e, st)
 }
 
 func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
@@ -127,6 +147,7 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
 	if err := m.saveContainer(c); err != nil {
 		m.log.Error("record container exit", "container", c.ID, "error", err)
 	}
+	m.emitContainer(EventStopped, c)
 	m.log.Info("container exited", "container", c.ID, "code", st.Code, "reason", c.Reason)
 }
 
@@ -238,6 +259,8 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	m.mu.Lock()
 	delete(m.containers, c.ID)
 	m.mu.Unlock()
+	m.samples.forget(c.ID)
+	m.emitContainer(EventDeleted, c)
 	m.log.Info("container removed", "container", c.ID)
 	return nil
 }
@@ -344,9 +367,13 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 		return fmt.Errorf("update cgroup of container %s: %w", c.ID, err)
 	}
 	c.Resources = next
-	if c.Config.Linux == nil {
-		c.Config.Linux = &runtime.LinuxContainerConfig{}
+	// Copy on write: copies of the container (statuses, event snapshots)
+	// share its config and read it without the container's lock.
+	cfg := proto.Clone(c.Config).(*runtime.ContainerConfig)
+	if cfg.Linux == nil {
+		cfg.Linux = &runtime.LinuxContainerConfig{}
 	}
-	c.Config.Linux.Resources = res
+	cfg.Linux.Resources = res
+	c.Config = cfg
 	return m.saveContainer(c)
 }

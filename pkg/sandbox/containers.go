@@ -24,9 +24,12 @@ const containerKind = "containers"
 // containerEntry's lock is held while the container changes; it is
 // never held while waiting for a process.
 type containerEntry struct {
-	mu sync.Mutex
-	c  *Container
+	mu   sync.Mutex
+	c    *Container
+	seen Container // copy of c as last checkpointed; guarded by Manager.mu
 }
+
+func newContainerEntry(c *Container) *containerEntry { return &containerEntry{c: c, seen: *c} }
 
 // containerName is kubelet's unique container name within the node.
 func containerName(pod *Pod, cfg *runtime.ContainerConfig) string {
@@ -97,9 +100,10 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		return "", err
 	}
 	m.mu.Lock()
-	m.containers[c.ID] = &containerEntry{c: c}
+	m.containers[c.ID] = newContainerEntry(c)
 	m.mu.Unlock()
 	undo.Release()
+	m.emitContainer(EventCreated, c)
 	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
 	return c.ID, nil
 }
@@ -233,7 +237,14 @@ func (m *Manager) targetPID(podID string, cfg *runtime.ContainerConfig) (string,
 	return fmt.Sprintf("/proc/%d/ns/pid", e.c.Pid), nil
 }
 
+// saveContainer checkpoints c, and refreshes the snapshot events report it
+// by. Callers hold its entry's lock.
 func (m *Manager) saveContainer(c *Container) error {
+	m.mu.Lock()
+	if e := m.containers[c.ID]; e != nil && e.c == c {
+		e.seen = *c
+	}
+	m.mu.Unlock()
 	if err := m.ckpt.Save(containerKind, c.ID, containerCheckpointVersion, c); err != nil {
 		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
 	}

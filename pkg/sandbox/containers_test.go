@@ -53,6 +53,15 @@ func (i *fakeImages) RemoveRootfs(_ context.Context, key string) error {
 	return nil
 }
 
+func (i *fakeImages) RootfsUsage(_ context.Context, key string) (FsUsage, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.rootfs[key] {
+		return FsUsage{}, errdefs.ErrNotFound
+	}
+	return FsUsage{Mountpoint: "/snapshots", UsedBytes: 4096, Inodes: 1}, nil
+}
+
 // fakeRuntime is the container half of the fake backend: a "process" is a
 // channel closed when it exits, so every waiter sees the exit.
 type fakeRuntime struct {

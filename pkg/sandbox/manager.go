@@ -32,6 +32,7 @@ type Options struct {
 	// SystemdCgroups: kubelet uses the systemd cgroup driver, and names pod
 	// cgroups as slices (kubepods-burstable-pod<uid>.slice).
 	SystemdCgroups bool
+	EventBuffer    int // events a subscriber may fall behind by (0: DefaultEventBuffer)
 	Logger         *slog.Logger
 }
 
@@ -43,15 +44,22 @@ type Manager struct {
 	ckpt  *checkpoint.Store
 	names *registrar
 
+	events   *broker
+	counters counters
+	samples  cpuSamples
+
 	mu         sync.Mutex
 	pods       map[string]*podEntry
 	containers map[string]*containerEntry
 }
 
 type podEntry struct {
-	mu  sync.Mutex // held while the pod changes
-	pod *Pod
+	mu   sync.Mutex // held while the pod changes
+	pod  *Pod
+	seen Pod // copy of pod as last checkpointed; guarded by Manager.mu
 }
+
+func newPodEntry(pod *Pod) *podEntry { return &podEntry{pod: pod, seen: pod.clone()} }
 
 // New makes a Manager; call Recover before serving.
 func New(opts Options) (*Manager, error) {
@@ -66,11 +74,18 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("default handler %q has no backend: %w", opts.DefaultHandler, errdefs.ErrInvalidArgument)
 	}
 	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(),
+		events: newBroker(opts.EventBuffer, opts.Logger), samples: cpuSamples{last: map[string]cpuSample{}},
 		pods: map[string]*podEntry{}, containers: map[string]*containerEntry{}}, nil
 }
 
-// save checkpoints pod. Callers hold its entry's lock.
+// save checkpoints pod, and refreshes the snapshot events report it by.
+// Callers hold its entry's lock.
 func (m *Manager) save(pod *Pod) error {
+	m.mu.Lock()
+	if e := m.pods[pod.ID]; e != nil && e.pod == pod {
+		e.seen = pod.clone()
+	}
+	m.mu.Unlock()
 	if err := m.ckpt.Save(podKind, pod.ID, podCheckpointVersion, pod); err != nil {
 		return fmt.Errorf("checkpoint pod %s: %w", pod.ID, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -116,6 +117,19 @@ func (f *fakes) AddProcess(p string, _ int) error {
 		return fmt.Errorf("no cgroup %s", p)
 	}
 	return f.fail("infra")
+}
+
+func (f *fakes) Stats(p string) (cgroup.Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.cgroups[p] {
+		return cgroup.Stats{}, errdefs.ErrNotFound
+	}
+	return cgroup.Stats{CPU: cgroup.CPUStats{UsageNanos: 1000}, Pids: 1}, nil
+}
+
+func (f *fakes) InterfaceStats(context.Context, string) ([]InterfaceStats, error) {
+	return []InterfaceStats{{Name: "eth0", RxBytes: 1}, {Name: "lo"}}, nil
 }
 
 func (f *fakes) Delete(_ context.Context, p string) error {

@@ -57,7 +57,7 @@ func (m *Manager) recoverPod(ctx context.Context, pod *Pod) bool {
 			m.log.Error("recovered pod's name is taken", "pod", pod.ID, "error", err)
 		}
 		m.mu.Lock()
-		m.pods[pod.ID] = &podEntry{pod: pod}
+		m.pods[pod.ID] = newPodEntry(pod)
 		m.mu.Unlock()
 		if pod.State == PodReady && pod.Pid != 0 && !ProcessAlive(pod.Pid, pod.PidStart) {
 			// Its containers went with it (they shared its PID namespace).
@@ -73,7 +73,7 @@ func (m *Manager) recoverPod(ctx context.Context, pod *Pod) bool {
 			// Kept as Unknown and visible, so RemovePodSandbox can retry.
 			m.log.Error("could not release pod; keeping it as Unknown", "pod", pod.ID, "error", err)
 			m.mu.Lock()
-			m.pods[pod.ID] = &podEntry{pod: pod}
+			m.pods[pod.ID] = newPodEntry(pod)
 			m.mu.Unlock()
 			return true
 		}
@@ -98,7 +98,7 @@ func (m *Manager) recoverContainers(ctx context.Context) {
 			_ = m.ckpt.Delete(containerKind, id)
 			continue
 		}
-		e := &containerEntry{c: c}
+		e := newContainerEntry(c)
 		m.mu.Lock()
 		m.containers[c.ID] = e
 		m.mu.Unlock()
@@ -132,6 +132,7 @@ func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *
 		case exited:
 			m.recordExit(e, st)
 		default:
+			m.counters.monitorRestarts[restartRecovered].Add(1)
 			go m.watch(pod, c.ID, b)
 		}
 	}

@@ -43,7 +43,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	}
 	undo.Push(func(context.Context) error { return m.ckpt.Delete(podKind, pod.ID) })
 
-	e := &podEntry{pod: pod}
+	e := newPodEntry(pod)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	m.mu.Lock()
@@ -73,6 +73,8 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 		return "", err
 	}
 	undo.Release()
+	m.emitPod(EventCreated, pod)
+	m.emitPod(EventStarted, pod)
 	m.log.Info("pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
 	return pod.ID, nil
 }
@@ -230,7 +232,9 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 	}
 	pod.State = PodNotReady
 	m.log.Info("pod sandbox stopped", "pod", pod.ID)
-	return m.save(pod)
+	err := m.save(pod)
+	m.emitPod(EventStopped, pod)
+	return err
 }
 
 // RemovePod removes a pod, stopping it first (forced, as the CRI asks).
@@ -261,6 +265,8 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	m.mu.Lock()
 	delete(m.pods, e.pod.ID)
 	m.mu.Unlock()
+	m.samples.forget(e.pod.ID)
+	m.emitPod(EventDeleted, e.pod)
 	m.log.Info("pod sandbox removed", "pod", e.pod.ID)
 	return nil
 }

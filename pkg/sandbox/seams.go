@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -39,6 +40,9 @@ type Network interface {
 	Teardown(ctx context.Context, podID string) error
 	// Reconcile removes the network state of every pod not in live.
 	Reconcile(ctx context.Context, live []string) error
+	// InterfaceStats reads the counters of the interfaces in the network
+	// namespace at netns.
+	InterfaceStats(ctx context.Context, netns string) ([]InterfaceStats, error)
 }
 
 // Cgroups is the cgroup seam (pkg/sandbox/cgroup's Manager).
@@ -47,4 +51,6 @@ type Cgroups interface {
 	Update(path string, res *specs.LinuxResources) error
 	AddProcess(path string, pid int) error
 	Delete(ctx context.Context, path string) error
+	// Stats reads the cgroup's figures; a missing cgroup is NotFound.
+	Stats(path string) (cgroup.Stats, error)
 }

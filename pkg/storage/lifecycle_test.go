@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 )
 
@@ -137,8 +138,14 @@ func TestRootfsSurvivesImageRemoval(t *testing.T) {
 	if err != nil || containerFs.UsedBytes < 1<<20 || containerFs.Inodes == 0 {
 		t.Errorf("container fs usage %+v, %v: want the 1 MiB written", containerFs, err)
 	}
+	if u, err := s.RootfsUsage(ctx, "container-1"); err != nil || u.UsedBytes < 1<<20 || u.Inodes == 0 || u.Mountpoint != s.SnapshotRoot() {
+		t.Errorf("rootfs usage %+v, %v: want the 1 MiB written", u, err)
+	}
 	if err := s.RemoveRootfs(ctx, "container-1"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.RootfsUsage(ctx, "container-1"); !errdefs.IsNotFound(err) {
+		t.Errorf("usage of a removed rootfs: %v", err)
 	}
 	if err := s.RemoveRootfs(ctx, "container-1"); err != nil {
 		t.Errorf("second RemoveRootfs: %v", err)

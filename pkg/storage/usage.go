@@ -48,3 +48,13 @@ func (s *Store) FsUsage(ctx context.Context) (imageFs, containerFs FsUsage, err 
 	}
 	return imageFs, containerFs, nil
 }
+
+// RootfsUsage reports the space a container's writable layer (the rootfs
+// snapshot named key) takes: its upper directory, walked.
+func (s *Store) RootfsUsage(ctx context.Context, key string) (FsUsage, error) {
+	u, err := s.sn.Usage(s.nsCtx(ctx), key)
+	if err != nil {
+		return FsUsage{}, fmt.Errorf("usage of rootfs %q: %w", key, err)
+	}
+	return FsUsage{Mountpoint: s.SnapshotRoot(), UsedBytes: uint64(u.Size), Inodes: uint64(u.Inodes)}, nil
+}

@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +38,9 @@ const unifiedRoot = "/sys/fs/cgroup"
 // Manager handles cgroups on the detected layout.
 type Manager struct {
 	mode cgroups.CGMode
+
+	v1Mu   sync.Mutex
+	v1Stat []cgroup1.Subsystem // the v1 controllers Stats reads, once found
 }
 
 // New detects the host's layout.

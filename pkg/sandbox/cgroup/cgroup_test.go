@@ -64,12 +64,13 @@ func TestLifecycleAndStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second.CPUUsageNanos <= first.CPUUsageNanos {
-		t.Errorf("CPU usage did not rise: %d then %d", first.CPUUsageNanos, second.CPUUsageNanos)
+	if second.CPU.UsageNanos <= first.CPU.UsageNanos || second.CPU.UserNanos+second.CPU.SystemNanos == 0 {
+		t.Errorf("CPU usage did not rise: %+v then %+v", first.CPU, second.CPU)
 	}
-	if second.MemoryWorkingSet < 16<<20 || second.MemoryUsage < second.MemoryWorkingSet || second.Pids == 0 {
-		t.Errorf("stats %+v: want >= 16 MiB working set and a task", second)
+	if mem := second.Memory; mem.WorkingSet < 16<<20 || mem.Usage < mem.WorkingSet || mem.RSS < 16<<20 || mem.PageFaults == 0 || second.Pids == 0 {
+		t.Errorf("stats %+v: want >= 16 MiB working set and RSS, page faults and a task", second)
 	}
+	checkAgainstFiles(t, m, p, second)
 	pids, err := m.Processes(p)
 	if err != nil || len(pids) == 0 {
 		t.Errorf("Processes = %v, %v", pids, err)

@@ -1,21 +1,75 @@
 package cgroup
 
 import (
+	"path/filepath"
+
 	"github.com/containerd/cgroups/v3/cgroup1"
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 )
 
-// Stats is what the CRI's stats calls need of a cgroup, the same on every
-// layout.
+// Stats is what the CRI's stats and metrics calls need of a cgroup, the
+// same on every layout. Times are nanoseconds, sizes bytes.
 type Stats struct {
-	CPUUsageNanos    uint64 // cumulative CPU time
-	MemoryUsage      uint64 // bytes charged, page cache included
-	MemoryWorkingSet uint64 // usage less inactive file cache: what kubelet evicts on
-	MemoryRSS        uint64 // anonymous memory
-	PageFaults       uint64
-	MajorPageFaults  uint64
-	Pids             uint64 // tasks in the cgroup
+	CPU    CPUStats
+	Memory MemoryStats
+	Pids   uint64 // tasks in the cgroup
+	// PSI is the pressure stall information, where the kernel keeps it for
+	// this cgroup (cgroup2 only: on a hybrid host, the same path in the
+	// cgroup2 tree). Nil fields: none.
+	PSI PSI
 }
+
+// CPUStats is cumulative CPU time and CFS throttling.
+type CPUStats struct {
+	UsageNanos       uint64
+	UserNanos        uint64
+	SystemNanos      uint64
+	Periods          uint64 // CFS enforcement periods elapsed
+	ThrottledPeriods uint64
+	ThrottledNanos   uint64
+}
+
+// MemoryStats is the memory charged to the cgroup.
+type MemoryStats struct {
+	Usage           uint64 // charged, page cache included
+	WorkingSet      uint64 // usage less inactive file cache: what kubelet evicts on
+	RSS             uint64 // anonymous memory
+	Cache           uint64 // page cache
+	MappedFile      uint64
+	ActiveFile      uint64
+	InactiveFile    uint64
+	MaxUsage        uint64 // peak usage (0 where the kernel keeps none)
+	Failcnt         uint64 // times the limit was hit (cgroup v1 only)
+	Limit           uint64 // 0: unlimited
+	PageFaults      uint64
+	MajorPageFaults uint64
+	SwapUsage       uint64
+	SwapLimit       uint64 // 0: unlimited or no swap accounting
+	OOMEvents       uint64 // OOM kills (cgroup v2 only)
+}
+
+// PSI is pressure stall information by resource.
+type PSI struct {
+	CPU, Memory, IO *Pressure
+}
+
+// Pressure is one resource's stall information.
+type Pressure struct {
+	Some, Full PressureData
+}
+
+// PressureData is one line of a pressure file: averages in percent, Total
+// in nanoseconds.
+type PressureData struct {
+	Avg10, Avg60, Avg300 float64
+	TotalNanos           uint64
+}
+
+// unlimited is the threshold above which a limit means "none" (cgroup v1
+// writes a page-rounded 2^63-1, the library reports v2's "max" as 2^64-1).
+const unlimited = 1 << 62
 
 // Stats reads the cgroup at p.
 func (m *Manager) Stats(p string) (Stats, error) {
@@ -29,41 +83,118 @@ func (m *Manager) Stats(p string) (Stats, error) {
 		}
 		st, err := cg.Stat()
 		if err != nil {
-			return Stats{}, err
+			return Stats{}, notFound(p, err)
 		}
-		var out Stats
-		if c := st.GetCPU(); c != nil {
-			out.CPUUsageNanos = c.GetUsageUsec() * 1000
-		}
-		if mem := st.GetMemory(); mem != nil {
-			out.MemoryUsage = mem.GetUsage()
-			out.MemoryWorkingSet = workingSet(mem.GetUsage(), mem.GetInactiveFile())
-			out.MemoryRSS = mem.GetAnon()
-			out.PageFaults = mem.GetPgfault()
-			out.MajorPageFaults = mem.GetPgmajfault()
-		}
-		out.Pids = st.GetPids().GetCurrent()
-		return out, nil
+		return fromV2(st), nil
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(p))
+	cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(m.statHierarchy))
 	if err != nil {
 		return Stats{}, notFound(p, err)
 	}
 	st, err := cg.Stat(cgroup1.IgnoreNotExist)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, notFound(p, err)
 	}
+	out := fromV1(st)
+	if m.Layout() == LayoutHybrid {
+		out.PSI = readPSI(filepath.Join(hybridUnified, p))
+	}
+	return out, nil
+}
+
+// statControllers are the cgroup v1 controllers Stats reads; the others
+// (blkio with its many files, hugetlb, rdma...) are not reported.
+var statControllers = map[cgroup1.Name]bool{cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true}
+
+// statHierarchy lists the v1 controllers Stats reads, found once: the
+// library's default re-reads the mount table on every call.
+func (m *Manager) statHierarchy() ([]cgroup1.Subsystem, error) {
+	m.v1Mu.Lock()
+	defer m.v1Mu.Unlock()
+	if m.v1Stat != nil {
+		return m.v1Stat, nil
+	}
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range all {
+		if statControllers[s.Name()] {
+			m.v1Stat = append(m.v1Stat, s)
+		}
+	}
+	return m.v1Stat, nil
+}
+
+// fromV1 converts cgroup v1 figures; the hierarchical (total_) counters are
+// used, so a pod's figures include its containers'.
+func fromV1(st *v1.Metrics) Stats {
 	var out Stats
-	out.CPUUsageNanos = st.GetCPU().GetUsage().GetTotal()
+	cpu := st.GetCPU()
+	out.CPU = CPUStats{
+		UsageNanos: cpu.GetUsage().GetTotal(), UserNanos: cpu.GetUsage().GetUser(), SystemNanos: cpu.GetUsage().GetKernel(),
+		Periods: cpu.GetThrottling().GetPeriods(), ThrottledPeriods: cpu.GetThrottling().GetThrottledPeriods(),
+		ThrottledNanos: cpu.GetThrottling().GetThrottledTime(),
+	}
 	if mem := st.GetMemory(); mem != nil {
-		out.MemoryUsage = mem.GetUsage().GetUsage()
-		out.MemoryWorkingSet = workingSet(mem.GetUsage().GetUsage(), mem.GetTotalInactiveFile())
-		out.MemoryRSS = mem.GetTotalRSS()
-		out.PageFaults = mem.GetTotalPgFault()
-		out.MajorPageFaults = mem.GetTotalPgMajFault()
+		usage := mem.GetUsage().GetUsage()
+		out.Memory = MemoryStats{
+			Usage: usage, WorkingSet: workingSet(usage, mem.GetTotalInactiveFile()),
+			RSS: mem.GetTotalRSS(), Cache: mem.GetTotalCache(), MappedFile: mem.GetTotalMappedFile(),
+			ActiveFile: mem.GetTotalActiveFile(), InactiveFile: mem.GetTotalInactiveFile(),
+			MaxUsage: mem.GetUsage().GetMax(), Failcnt: mem.GetUsage().GetFailcnt(), Limit: limit(mem.GetUsage().GetLimit()),
+			PageFaults: mem.GetTotalPgFault(), MajorPageFaults: mem.GetTotalPgMajFault(),
+		}
+		// memsw counts memory and swap together.
+		if sw := mem.GetSwap(); sw != nil && sw.GetUsage() >= usage {
+			out.Memory.SwapUsage = sw.GetUsage() - usage
+			if l := limit(sw.GetLimit()); l != 0 && out.Memory.Limit != 0 && l >= out.Memory.Limit {
+				out.Memory.SwapLimit = l - out.Memory.Limit
+			}
+		}
 	}
 	out.Pids = st.GetPids().GetCurrent()
-	return out, nil
+	return out
+}
+
+func fromV2(st *v2.Metrics) Stats {
+	var out Stats
+	cpu := st.GetCPU()
+	out.CPU = CPUStats{
+		UsageNanos: cpu.GetUsageUsec() * 1000, UserNanos: cpu.GetUserUsec() * 1000, SystemNanos: cpu.GetSystemUsec() * 1000,
+		Periods: cpu.GetNrPeriods(), ThrottledPeriods: cpu.GetNrThrottled(), ThrottledNanos: cpu.GetThrottledUsec() * 1000,
+	}
+	if mem := st.GetMemory(); mem != nil {
+		out.Memory = MemoryStats{
+			Usage: mem.GetUsage(), WorkingSet: workingSet(mem.GetUsage(), mem.GetInactiveFile()),
+			RSS: mem.GetAnon(), Cache: mem.GetFile(), MappedFile: mem.GetFileMapped(),
+			ActiveFile: mem.GetActiveFile(), InactiveFile: mem.GetInactiveFile(),
+			MaxUsage: mem.GetMaxUsage(), Limit: limit(mem.GetUsageLimit()),
+			PageFaults: mem.GetPgfault(), MajorPageFaults: mem.GetPgmajfault(),
+			SwapUsage: mem.GetSwapUsage(), SwapLimit: limit(mem.GetSwapLimit()),
+		}
+	}
+	out.Memory.OOMEvents = st.GetMemoryEvents().GetOomKill()
+	out.Pids = st.GetPids().GetCurrent()
+	out.PSI = PSI{CPU: fromV2PSI(cpu.GetPSI()), Memory: fromV2PSI(st.GetMemory().GetPSI()), IO: fromV2PSI(st.GetIo().GetPSI())}
+	return out
+}
+
+func fromV2PSI(p *v2.PSIStats) *Pressure {
+	if p == nil {
+		return nil
+	}
+	conv := func(d *v2.PSIData) PressureData {
+		return PressureData{Avg10: d.GetAvg10(), Avg60: d.GetAvg60(), Avg300: d.GetAvg300(), TotalNanos: d.GetTotal() * 1000}
+	}
+	return &Pressure{Some: conv(p.GetSome()), Full: conv(p.GetFull())}
+}
+
+func limit(v uint64) uint64 {
+	if v >= unlimited {
+		return 0
+	}
+	return v
 }
 
 func workingSet(usage, inactiveFile uint64) uint64 {

@@ -1,0 +1,125 @@
+package cgroup
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/google/go-cmp/cmp"
+)
+
+// checkAgainstFiles compares figures with the cgroup's own files.
+func checkAgainstFiles(t *testing.T, m *Manager, p string, st Stats) {
+	t.Helper()
+	if m.V2() {
+		stat := keyed(t, filepath.Join(unifiedRoot, p, "memory.stat"))
+		if st.Memory.RSS != stat["anon"] {
+			t.Errorf("RSS %d, memory.stat anon %d", st.Memory.RSS, stat["anon"])
+		}
+		return
+	}
+	stat := keyed(t, filepath.Join("/sys/fs/cgroup/memory", p, "memory.stat"))
+	if st.Memory.RSS != stat["total_rss"] || st.Memory.InactiveFile != stat["total_inactive_file"] {
+		t.Errorf("RSS %d inactive %d, memory.stat total_rss %d total_inactive_file %d",
+			st.Memory.RSS, st.Memory.InactiveFile, stat["total_rss"], stat["total_inactive_file"])
+	}
+	if want := st.Memory.Usage - st.Memory.InactiveFile; st.Memory.WorkingSet != want {
+		t.Errorf("working set %d, want usage - inactive_file = %d", st.Memory.WorkingSet, want)
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct", p, "cpuacct.usage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file is read after Stats: usage only grows.
+	if now, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); now < st.CPU.UsageNanos {
+		t.Errorf("cpuacct.usage %d < reported %d", now, st.CPU.UsageNanos)
+	}
+	if _, err := os.Stat(filepath.Join(hybridUnified, p, "cpu.pressure")); err == nil && st.PSI.CPU == nil {
+		t.Error("cpu.pressure exists in the cgroup2 tree but no PSI was reported")
+	}
+}
+
+func keyed(t *testing.T, path string) map[string]uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		out[k], _ = strconv.ParseUint(v, 10, 64)
+	}
+	return out
+}
+
+func TestParsePressure(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     *Pressure
+	}{
+		{"both", "some avg10=1.50 avg60=0.25 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+			&Pressure{Some: PressureData{Avg10: 1.5, Avg60: 0.25, TotalNanos: 1234000}, Full: PressureData{TotalNanos: 7000}}},
+		{"cpu some only", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", &Pressure{}},
+		{"empty", "", nil},
+		{"garbage", "some avg10=x\n", nil},
+		{"unknown line", "most avg10=1\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parsePressure(bufio.NewScanner(strings.NewReader(tc.in)))
+			if !ok {
+				got = nil
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	if limit(9223372036854771712) != 0 || limit(1<<64-1) != 0 || limit(64<<20) != 64<<20 {
+		t.Error("limit normalisation")
+	}
+	if workingSet(10, 20) != 0 || workingSet(30, 10) != 20 {
+		t.Error("workingSet")
+	}
+}
+
+// BenchmarkStats measures one Stats call on a cgroup holding a process.
+func BenchmarkStats(b *testing.B) {
+	testutil.RequireRoot(b)
+	m, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := fmt.Sprintf("/cradle-bench-%d", os.Getpid())
+	if err := m.Create(p, nil); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = m.Delete(context.Background(), p)
+		_ = cmd.Wait()
+	})
+	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := m.Stats(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
