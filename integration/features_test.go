@@ -564,3 +564,18 @@ func mounted(t *testing.T, path string) bool {
 	}
 	return strings.Contains(string(b), " "+path+" ")
 }
+
+// TestHostNetworkPodContainerWithoutModes: a container of a host-network
+// pod is on the host's network even when its own config names no
+// namespace modes (critest's containers do not).
+func TestHostNetworkPodContainerWithoutModes(t *testing.T) {
+	d, image := startFeatureDaemon(t)
+	podCfg := podSandboxConfig("hostnet")
+	podCfg.Linux.SecurityContext.NamespaceOptions.Network = runtime.NamespaceMode_NODE
+	podCfg.Linux.Sysctls = nil
+	k := newPodKit(t, d, image, "runc", podCfg)
+	id := k.run("web", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{}}, "sleep", "1000")
+	if out, _ := k.exec(id, "ls", "/sys/class/net"); !strings.Contains(out, testBridge) {
+		t.Errorf("the container does not see the host's interfaces: %q", out)
+	}
+}

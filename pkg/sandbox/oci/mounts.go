@@ -27,7 +27,7 @@ func (b *builder) mounts(context.Context) error {
 	if err != nil {
 		return err
 	}
-	ipcHost := b.security().GetNamespaceOptions().GetIpc() == runtime.NamespaceMode_NODE
+	ipcHost := b.namespaceModes().GetIpc() == runtime.NamespaceMode_NODE
 	files := podFileMounts(b.in.Files, ipcHost, b.security().GetReadonlyRootfs())
 	for i := range files {
 		// In a user namespace the pod's files keep their owners through

@@ -14,7 +14,7 @@ import (
 // namespace its mode asks for, a cgroup namespace on cgroup v2 and the
 // pod's user namespace when the pod has one.
 func (b *builder) namespaces(context.Context) error {
-	opts := b.security().GetNamespaceOptions()
+	opts := b.namespaceModes()
 	pod := b.in.Namespaces
 	nss := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if opts.GetNetwork() != runtime.NamespaceMode_NODE {
@@ -102,6 +102,25 @@ func idMappings(in []*runtime.IDMapping) []specs.LinuxIDMapping {
 	var out []specs.LinuxIDMapping
 	for _, m := range in {
 		out = append(out, specs.LinuxIDMapping{ContainerID: m.GetContainerId(), HostID: m.GetHostId(), Size: m.GetLength()})
+	}
+	return out
+}
+
+// namespaceModes are the container's namespace modes. The network and IPC
+// namespaces are the pod's whatever the container says (kubelet repeats the
+// pod's modes; other clients, critest among them, may leave them out, and a
+// container of a host-network pod must not get an empty network namespace
+// of its own). The PID mode is the container's, except that a pod on the
+// host's PID namespace keeps its containers there.
+func (b *builder) namespaceModes() *runtime.NamespaceOption {
+	pod := b.in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	ctr := b.security().GetNamespaceOptions()
+	out := &runtime.NamespaceOption{
+		Network: pod.GetNetwork(), Ipc: pod.GetIpc(), Pid: ctr.GetPid(),
+		TargetId: ctr.GetTargetId(), UsernsOptions: ctr.GetUsernsOptions(),
+	}
+	if pod.GetPid() == runtime.NamespaceMode_NODE {
+		out.Pid = runtime.NamespaceMode_NODE
 	}
 	return out
 }

@@ -24,6 +24,7 @@ func TestNamespaces(t *testing.T) {
 	tests := []struct {
 		name         string
 		opts         *runtime.NamespaceOption
+		podOpts      *runtime.NamespaceOption // the pod's; nil: the same as opts, as kubelet sends
 		pod          PodNamespaces
 		host         Host
 		want         []specs.LinuxNamespace
@@ -35,6 +36,11 @@ func TestNamespaces(t *testing.T) {
 		{name: "shared PID, cgroup v2", opts: &runtime.NamespaceOption{}, pod: pod, host: Host{CgroupV2: true},
 			want: []specs.LinuxNamespace{mnt, net, uts, ipc, {Type: specs.PIDNamespace, Path: pod.PID}, cgroup}},
 		{name: "host network, IPC and PID", opts: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE, Ipc: runtime.NamespaceMode_NODE, Pid: runtime.NamespaceMode_NODE}, pod: pod, want: []specs.LinuxNamespace{mnt}},
+		{name: "host-network pod, container without modes", opts: nil,
+			podOpts: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE, Pid: runtime.NamespaceMode_CONTAINER}, pod: PodNamespaces{IPC: pod.IPC},
+			want: []specs.LinuxNamespace{mnt, ipc, {Type: specs.PIDNamespace, Path: ""}}},
+		{name: "host-PID pod keeps its containers there", opts: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
+			podOpts: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_NODE}, pod: pod, want: []specs.LinuxNamespace{mnt, net, uts, ipc}},
 		{name: "target PID", opts: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET}, pod: pod, want: []specs.LinuxNamespace{mnt, net, uts, ipc, {Type: specs.PIDNamespace, Path: pod.TargetPID}}},
 		{name: "target PID without path", opts: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "own UTS gets the hostname", opts: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}, pod: PodNamespaces{},
@@ -52,6 +58,11 @@ func TestNamespaces(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := testInput()
 			in.Config.Linux.SecurityContext.NamespaceOptions = tt.opts
+			podOpts := tt.podOpts
+			if podOpts == nil {
+				podOpts = tt.opts
+			}
+			in.Sandbox.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{NamespaceOptions: podOpts}
 			in.Namespaces, in.Host = tt.pod, tt.host
 			b := &builder{in: in, spec: baseSpec(in)}
 			err := b.namespaces(context.Background())

@@ -76,7 +76,7 @@ func checkSysctls(sysctls map[string]string, ns *runtime.NamespaceOption) (map[s
 
 // sysctls applies the pod's sysctls.
 func (b *builder) sysctls(context.Context) error {
-	s, err := checkSysctls(b.in.Sandbox.GetLinux().GetSysctls(), b.security().GetNamespaceOptions())
+	s, err := checkSysctls(b.in.Sandbox.GetLinux().GetSysctls(), b.namespaceModes())
 	if err != nil {
 		return err
 	}
