@@ -65,12 +65,12 @@ func (c *Client) service(ctx context.Context) (api.AgentService, *yamux.Session,
 	}
 	sess, err := yamux.Client(conn, api.SessionConfig())
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, nil, fmt.Errorf("agent session: %w", err)
 	}
 	stream, err := sess.Open()
 	if err != nil {
-		sess.Close()
+		_ = sess.Close()
 		return nil, nil, fmt.Errorf("agent stream: %w", err)
 	}
 	c.sess, c.tc = sess, ttrpc.NewClient(stream)
@@ -81,10 +81,10 @@ func (c *Client) service(ctx context.Context) (api.AgentService, *yamux.Session,
 // dropLocked closes the current session, if any.
 func (c *Client) dropLocked() {
 	if c.tc != nil {
-		c.tc.Close()
+		_ = c.tc.Close()
 	}
 	if c.sess != nil {
-		c.sess.Close()
+		_ = c.sess.Close()
 	}
 	c.sess, c.tc, c.svc = nil, nil, nil
 }

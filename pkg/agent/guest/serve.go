@@ -22,14 +22,14 @@ func ServeSession(ctx context.Context, conn io.ReadWriteCloser, svc api.AgentSer
 		conn.Close()
 		return fmt.Errorf("yamux session: %w", err)
 	}
-	defer sess.Close()
+	defer func() { _ = sess.Close() }()
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		return fmt.Errorf("ttrpc server: %w", err)
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	api.RegisterAgentService(srv, svc)
-	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = sess.Close() })
 	defer stop()
 	err = srv.Serve(ctx, sess)
 	if ctx.Err() != nil {

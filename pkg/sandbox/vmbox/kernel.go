@@ -196,7 +196,7 @@ func checkPVH(vmlinux []byte) error {
 	if err != nil {
 		return fmt.Errorf("vmlinux is not an ELF: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if f.Machine != elf.EM_X86_64 {
 		return fmt.Errorf("vmlinux is for %v, not x86-64", f.Machine)
 	}

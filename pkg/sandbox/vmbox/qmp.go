@@ -18,8 +18,8 @@ func qmpExecute(ctx context.Context, socket, command string) error {
 	if err != nil {
 		return fmt.Errorf("qmp: %w", err)
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() { _ = conn.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	r := bufio.NewReader(conn)
 	type reply struct {

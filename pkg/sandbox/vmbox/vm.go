@@ -105,7 +105,7 @@ func (v *VM) WaitReady(ctx context.Context) (*api.HealthResponse, error) {
 // quit, then SIGKILL, each bounded, all within ctx. Then it removes the
 // VM's sockets and pid file. Idempotent.
 func (v *VM) Stop(ctx context.Context) error {
-	defer v.agent.Close()
+	defer func() { _ = v.agent.Close() }()
 	defer removeRuntimeFiles(v.spec)
 	steps := []struct {
 		name string
