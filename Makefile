@@ -10,7 +10,9 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
 # Debian packages cradle uses at run time, and the tests' busybox-static.
-DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
+# qemu-system-x86 and linux-image-amd64: the VMM and guest kernel of vm handlers (microVM pods).
+DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make \
+		 qemu-system-x86 linux-image-amd64
 
 PREFIX        ?= /usr/local
 DESTDIR       ?=

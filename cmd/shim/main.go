@@ -29,6 +29,7 @@ Usage:
   cradle images import|export|ls|rm   offline image store commands (daemon stopped)
   cradle check [--config FILE]   preflight of this node: OK/WARN/FAIL per requirement
   cradle config default          print the built-in configuration
+  cradle agent [--port NAME]     the agent inside a microVM pod (PID 1 of its initramfs)
   cradle version                 print the version
 `
 
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return configCmd(args[1:], stdout)
 	case "pause": // the infra process of a pod sharing its PID namespace
 		return nsbox.Pause(ctx)
+	case "agent": // PID 1 of a microVM pod's guest
+		return agentCmd(ctx, args[1:], stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "cradle %s (commit %s)\n", version, commit)
 		return nil

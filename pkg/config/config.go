@@ -102,14 +102,69 @@ const (
 
 // Handler is one RuntimeClass handler.
 type Handler struct {
-	Kind   string `toml:"kind" comment:"oci: namespace+cgroup sandboxes run by an OCI runtime binary."`
-	Binary string `toml:"binary" comment:"OCI runtime binary: a path, or a name looked up in PATH."`
+	Kind   string `toml:"kind" comment:"oci: namespace+cgroup sandboxes run by an OCI runtime binary.\nvm: each pod in its own microVM (QEMU -M microvm), its containers run by cradle's agent inside it."`
+	Binary string `toml:"binary" comment:"oci: the OCI runtime binary; vm: the VMM (default /usr/bin/qemu-system-x86_64). A path, or a name looked up in PATH."`
+	// VM is set for vm handlers only (Decode fills its defaults).
+	VM *VM `toml:"vm,omitempty" comment:"vm handlers: the guest kernel, size and acceleration of pod VMs."`
+}
+
+// VM configures the microVMs of a vm handler.
+type VM struct {
+	Kernel    string `toml:"kernel" comment:"Guest kernel: a bzImage (its uncompressed PVH vmlinux is extracted and cached, it boots faster)\nor a vmlinux. Empty: the newest /boot/vmlinuz-* (Debian's linux-image-amd64)."`
+	VCPUs     int    `toml:"vcpus" comment:"vCPUs of a pod VM."`
+	MemoryMiB int    `toml:"memory_mib" comment:"Memory of a pod VM, in MiB."`
+	Accel     string `toml:"accel" comment:"auto (KVM when /dev/kvm can boot the guest kernel, TCG otherwise), kvm, or tcg."`
 }
 
 // Handler kinds.
 const (
 	KindOCI = "oci"
+	KindVM  = "vm"
 )
+
+// VM handler defaults, filled in by Decode where a vm handler leaves them out.
+const (
+	DefaultVMM         = "/usr/bin/qemu-system-x86_64"
+	DefaultVMVCPUs     = 1
+	DefaultVMMemoryMiB = 256
+	AccelAuto          = "auto"
+	AccelKVM           = "kvm"
+	AccelTCG           = "tcg"
+)
+
+// DefaultVM is the VM section a vm handler gets for the keys it leaves out.
+func DefaultVM() VM {
+	return VM{VCPUs: DefaultVMVCPUs, MemoryMiB: DefaultVMMemoryMiB, Accel: AccelAuto}
+}
+
+// fillHandlerDefaults gives vm handlers the defaults of the keys they leave
+// out (handlers in a file replace the default set, so they have no defaults
+// to inherit key by key).
+func fillHandlerDefaults(hs map[string]Handler) {
+	for n, h := range hs {
+		if h.Kind != KindVM {
+			continue
+		}
+		if h.Binary == "" {
+			h.Binary = DefaultVMM
+		}
+		vm := DefaultVM()
+		if h.VM != nil {
+			vm.Kernel = h.VM.Kernel
+			if h.VM.VCPUs != 0 {
+				vm.VCPUs = h.VM.VCPUs
+			}
+			if h.VM.MemoryMiB != 0 {
+				vm.MemoryMiB = h.VM.MemoryMiB
+			}
+			if h.VM.Accel != "" {
+				vm.Accel = h.VM.Accel
+			}
+		}
+		h.VM = &vm
+		hs[n] = h
+	}
+}
 
 // Cgroup drivers.
 const (
@@ -200,6 +255,7 @@ func Decode(r io.Reader) (Config, error) {
 	if c.Runtime.Handlers == nil {
 		c.Runtime.Handlers = Default().Runtime.Handlers
 	}
+	fillHandlerDefaults(c.Runtime.Handlers)
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}

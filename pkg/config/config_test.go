@@ -78,6 +78,27 @@ func TestDecode(t *testing.T) {
 		{name: "bad level", in: "[log]\nlevel = \"loud\"\n", wantErr: "log.level"},
 		{name: "unknown default handler", in: "[runtime]\ndefault_handler = \"kata\"\n", wantErr: "runtime.default_handler"},
 		{name: "bad handler kind", in: "[runtime.handlers.runc]\nkind = \"wasm\"\nbinary = \"x\"\n", wantErr: "runtime.handlers.runc.kind"},
+		{name: "vm handler gets defaults", in: "[runtime.handlers.vm]\nkind = \"vm\"\n[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n",
+			check: func(t *testing.T, c Config) {
+				want := Handler{Kind: KindVM, Binary: DefaultVMM, VM: &VM{VCPUs: 1, MemoryMiB: 256, Accel: AccelAuto}}
+				if diff := cmp.Diff(want, c.Runtime.Handlers["vm"]); diff != "" {
+					t.Error(diff)
+				}
+				if c.Runtime.Handlers["runc"].VM != nil {
+					t.Error("oci handler got a vm section")
+				}
+			}},
+		{name: "vm handler overrides", in: "[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.kata]\nkind = \"vm\"\nbinary = \"/opt/qemu\"\n[runtime.handlers.kata.vm]\nkernel = \"/k/vmlinux\"\nvcpus = 2\naccel = \"tcg\"\n",
+			check: func(t *testing.T, c Config) {
+				want := Handler{Kind: KindVM, Binary: "/opt/qemu", VM: &VM{Kernel: "/k/vmlinux", VCPUs: 2, MemoryMiB: 256, Accel: AccelTCG}}
+				if diff := cmp.Diff(want, c.Runtime.Handlers["kata"]); diff != "" {
+					t.Error(diff)
+				}
+			}},
+		{name: "vm bad accel", in: "[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.vm]\nkind = \"vm\"\n[runtime.handlers.vm.vm]\naccel = \"hvf\"\n", wantErr: "runtime.handlers.vm.vm.accel"},
+		{name: "vm too little memory", in: "[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.vm]\nkind = \"vm\"\n[runtime.handlers.vm.vm]\nmemory_mib = 16\n", wantErr: "runtime.handlers.vm.vm.memory_mib"},
+		{name: "vm relative kernel", in: "[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.vm]\nkind = \"vm\"\n[runtime.handlers.vm.vm]\nkernel = \"vmlinuz\"\n", wantErr: "runtime.handlers.vm.vm.kernel"},
+		{name: "vm section on oci handler", in: "[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.runc.vm]\nvcpus = 2\n", wantErr: "runtime.handlers.runc.vm"},
 		{name: "bad sandbox image", in: "[images]\nsandbox_image = \"bad//ref\"\n", wantErr: "images.sandbox_image"},
 		{name: "bad version", in: "version = 7\n", wantErr: "unsupported schema version 7"},
 		{name: "cni mode", in: "[network]\nmode = \"cni\"\ncni_conf_dir = \"/etc/cni/net.d\"\n", check: func(t *testing.T, c Config) {
@@ -144,5 +165,23 @@ func TestLoad(t *testing.T) {
 	c, err := Load(p, true)
 	if err != nil || c.GRPC.Socket != "/tmp/x.sock" {
 		t.Errorf("Load = %+v, %v", c.GRPC, err)
+	}
+}
+
+// A vm handler survives Marshal and Decode with its vm section.
+func TestVMHandlerRoundTrips(t *testing.T) {
+	c := Default()
+	c.Runtime.Handlers["vm"] = Handler{Kind: KindVM, Binary: DefaultVMM,
+		VM: &VM{Kernel: "/boot/vmlinuz-6.1.0-56-amd64", VCPUs: 2, MemoryMiB: 512, Accel: AccelTCG}}
+	b, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c, got); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }

@@ -121,9 +121,53 @@ func (r Runtime) validate() []error {
 			if h.Binary == "" {
 				bad("handlers."+n+".binary", "an oci handler needs a runtime binary")
 			}
+			if h.VM != nil {
+				bad("handlers."+n+".vm", "only vm handlers take a vm section")
+			}
+		case KindVM:
+			if h.Binary == "" {
+				bad("handlers."+n+".binary", "a vm handler needs a VMM binary")
+			}
+			if h.VM == nil {
+				bad("handlers."+n+".vm", "a vm handler needs a vm section")
+				continue
+			}
+			for _, e := range h.VM.validate() {
+				errs = append(errs, fmt.Errorf("runtime.handlers.%s.vm.%w", n, e))
+			}
 		default:
-			bad("handlers."+n+".kind", "%q is not a known handler kind (oci)", h.Kind)
+			bad("handlers."+n+".kind", "%q is not a known handler kind (oci, vm)", h.Kind)
 		}
+	}
+	return errs
+}
+
+// Bounds of a pod VM's size: microvm's limits, and the least memory the
+// guest kernel with cradle's initramfs boots in.
+const (
+	maxVMVCPUs     = 255
+	minVMMemoryMiB = 128
+	maxVMMemoryMiB = 1 << 20
+)
+
+func (v VM) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if v.Kernel != "" && !filepath.IsAbs(v.Kernel) {
+		bad("kernel", "%q is not an absolute path", v.Kernel)
+	}
+	if v.VCPUs < 1 || v.VCPUs > maxVMVCPUs {
+		bad("vcpus", "%d is outside 1..%d", v.VCPUs, maxVMVCPUs)
+	}
+	if v.MemoryMiB < minVMMemoryMiB || v.MemoryMiB > maxVMMemoryMiB {
+		bad("memory_mib", "%d is outside %d..%d", v.MemoryMiB, minVMMemoryMiB, maxVMMemoryMiB)
+	}
+	switch v.Accel {
+	case AccelAuto, AccelKVM, AccelTCG:
+	default:
+		bad("accel", "%q is not one of auto, kvm, tcg", v.Accel)
 	}
 	return errs
 }

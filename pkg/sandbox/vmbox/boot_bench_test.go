@@ -1,0 +1,49 @@
+package vmbox
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// BenchmarkBoot boots the Debian kernel under TCG to the agent's first
+// Health answer, with an uncompressed and a gzip initramfs; it reports the
+// time to Health, the guest's own uptime at that point and QEMU's PSS.
+func BenchmarkBoot(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		gzip bool
+	}{{"cpio", false}, {"cpio.gz", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newBootFixture(b, bc.gzip)
+			var total, uptime time.Duration
+			var pss int
+			for b.Loop() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				spec := f.spec(b.TempDir())
+				start := time.Now()
+				vm, err := Start(ctx, spec, testLogger(b))
+				if err != nil {
+					b.Fatal(err)
+				}
+				h, err := vm.WaitReady(ctx)
+				if err != nil {
+					_ = vm.Stop(ctx)
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				uptime += time.Duration(h.UptimeNs)
+				p, _ := pssKiB(vm.PID())
+				pss += p
+				if err := vm.Stop(ctx); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+			}
+			n := float64(b.N)
+			b.ReportMetric(total.Seconds()/n, "s-to-health")
+			b.ReportMetric(uptime.Seconds()/n, "s-guest-uptime")
+			b.ReportMetric(float64(pss)/n/1024, "MiB-qemu-pss")
+		})
+	}
+}

@@ -1,0 +1,153 @@
+package vmbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+)
+
+// bootFixture is what a real boot needs: QEMU, the prepared Debian kernel,
+// and an initramfs around a freshly built cradle.
+type bootFixture struct {
+	qemu, kernel, initramfs, release string
+	tscKHz                           uint64
+}
+
+func newBootFixture(t testing.TB, gzip bool) bootFixture {
+	t.Helper()
+	qemu := testutil.RequireBinary(t, "qemu-system-x86_64")
+	src := requireDebianKernel(t)
+	gobin := testutil.RequireBinary(t, "go")
+	cache := t.TempDir()
+	ctx := context.Background()
+
+	start := time.Now()
+	k, err := PrepareKernel(ctx, filepath.Join(cache, "kernels"), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kernel prepared in %v (pvh=%v)", time.Since(start), k.PVH)
+
+	agent := filepath.Join(cache, "cradle")
+	build := exec.Command(gobin, "build", "-trimpath", "-ldflags", "-s -w", "-o", agent, "../../../cmd/shim")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	start = time.Now()
+	initrd, err := BuildInitramfs(ctx, filepath.Join(cache, "initramfs"), InitramfsSpec{
+		Agent: agent, ModulesDir: filepath.Join("/lib/modules", k.Release), Modules: GuestModules(), Gzip: gzip,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(initrd)
+	t.Logf("initramfs (gzip=%v) built in %v: %d bytes", gzip, time.Since(start), st.Size())
+	khz, src2, err := HostTSCKHz()
+	if err != nil {
+		t.Logf("no host TSC rate: %v", err)
+	}
+	t.Logf("host TSC %d kHz (%s)", khz, src2)
+	return bootFixture{qemu: qemu, kernel: k.Path, initramfs: initrd, release: k.Release, tscKHz: khz}
+}
+
+func (f bootFixture) spec(dir string) VMSpec {
+	s := VMSpec{
+		Name: "cradle-test", QEMU: f.qemu, Kernel: f.kernel, Initramfs: f.initramfs,
+		VCPUs: 1, MemoryMiB: 256, Accel: config.AccelTCG, TSCKHz: f.tscKHz, Dir: dir,
+	}
+	if os.Getenv("CRADLE_VM_CONSOLE") == "1" {
+		s.ConsoleLog = filepath.Join(dir, "console.log")
+	}
+	return s
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// pssKiB reads a process's proportional set size.
+func pssKiB(pid int) (int, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, errors.New("no Pss in smaps_rollup")
+}
+
+// TestBootAndHealth boots the Debian kernel under TCG with cradle's agent
+// as init, asks it for Health over virtio-serial, shuts it down, and checks
+// nothing is left behind.
+func TestBootAndHealth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM (seconds of TCG)")
+	}
+	f := newBootFixture(t, false)
+	dir := t.TempDir()
+	spec := f.spec(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	start := time.Now()
+	vm, err := Start(ctx, spec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := vm.WaitReady(ctx)
+	if err != nil {
+		_ = vm.Stop(ctx)
+		if b, rerr := os.ReadFile(spec.ConsoleLog); rerr == nil {
+			t.Logf("console:\n%s", b)
+		}
+		t.Fatal(err)
+	}
+	boot := time.Since(start)
+	pss, _ := pssKiB(vm.PID())
+	t.Logf("agent healthy after %v: release %q, version %q, guest uptime %v; QEMU PSS %d KiB",
+		boot, h.KernelRelease, h.KernelVersion, time.Duration(h.UptimeNs), pss)
+	if h.KernelRelease != f.release {
+		t.Errorf("guest kernel %q, want the Debian kernel's %q", h.KernelRelease, f.release)
+	}
+	if h.UptimeNs <= 0 || time.Duration(h.UptimeNs) > boot+time.Second {
+		t.Errorf("guest uptime %v after a %v boot", time.Duration(h.UptimeNs), boot)
+	}
+
+	pid := vm.PID()
+	if err := vm.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("qemu %d still exists after Stop: %v", pid, err)
+	}
+	for _, p := range []string{spec.AgentSocket(), spec.QMPSocket(), spec.PIDFile()} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind", p)
+		}
+	}
+}

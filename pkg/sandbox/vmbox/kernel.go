@@ -1,0 +1,313 @@
+package vmbox
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Kernel is a guest kernel ready for QEMU's -kernel.
+//
+// An uncompressed vmlinux with a PVH entry point boots several times faster
+// than the bzImage it comes from under TCG (about 1.8 s against 8 s here):
+// QEMU jumps straight to the 32-bit entry, and the guest does not run the
+// decompressor in emulation. PrepareKernel extracts it once per bzImage.
+type Kernel struct {
+	Path    string // what -kernel loads: the cached vmlinux, or the bzImage itself
+	Source  string // the kernel file it was prepared from
+	Release string // uname -r of the guest, from the bzImage header ("" if unknown)
+	PVH     bool   // Path is an ELF with a PVH entry note
+	// Fallback says why Path is the bzImage ("" when it is the vmlinux).
+	Fallback string
+}
+
+const (
+	vmlinuxName  = "vmlinux"
+	fallbackName = "fallback" // the cache entry of a bzImage with no usable vmlinux
+	releaseName  = "release"
+)
+
+// PrepareKernel returns the fastest-booting form of the kernel at src:
+// the PVH vmlinux inside it, cached under cacheDir/<sha256 of src>/, or src
+// itself (with the reason) when src has none. A cached entry is reused; a
+// new one is written atomically, so concurrent callers are safe.
+func PrepareKernel(ctx context.Context, cacheDir, src string) (Kernel, error) {
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("read kernel: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	dir := filepath.Join(cacheDir, hex.EncodeToString(sum[:]))
+	k := Kernel{Path: src, Source: src}
+	if rel, err := os.ReadFile(filepath.Join(dir, releaseName)); err == nil {
+		k.Release = string(rel)
+		if _, err := os.Stat(filepath.Join(dir, vmlinuxName)); err == nil {
+			k.Path, k.PVH = filepath.Join(dir, vmlinuxName), true
+			return k, nil
+		}
+		if why, err := os.ReadFile(filepath.Join(dir, fallbackName)); err == nil {
+			k.Fallback = string(why)
+			return k, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Kernel{}, err
+	}
+
+	vmlinux, release, err := extractVmlinux(raw)
+	if err == nil {
+		err = checkPVH(vmlinux)
+	}
+	k.Release = release
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Kernel{}, fmt.Errorf("kernel cache: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, releaseName), []byte(release), 0o644); err != nil {
+		return Kernel{}, err
+	}
+	if err != nil {
+		k.Fallback = err.Error()
+		return k, writeFileAtomic(filepath.Join(dir, fallbackName), []byte(k.Fallback), 0o644)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, vmlinuxName), vmlinux, 0o644); err != nil {
+		return Kernel{}, err
+	}
+	k.Path, k.PVH = filepath.Join(dir, vmlinuxName), true
+	return k, nil
+}
+
+// extractVmlinux finds the compressed payload of a bzImage through its
+// setup header (boot protocol 2.08+: payload_offset, payload_length) and
+// decompresses it. An ELF is returned as it is. The release comes from the
+// header's kernel_version string.
+func extractVmlinux(raw []byte) (vmlinux []byte, release string, err error) {
+	if bytes.HasPrefix(raw, []byte(elf.ELFMAG)) {
+		return raw, "", nil
+	}
+	h, err := parseSetupHeader(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	payload := raw[h.payloadStart : h.payloadStart+h.payloadLen]
+	vmlinux, err = decompressPayload(payload)
+	if err != nil {
+		return nil, h.release, err
+	}
+	return vmlinux, h.release, nil
+}
+
+type setupHeader struct {
+	payloadStart, payloadLen int
+	release                  string
+}
+
+// parseSetupHeader reads the x86 boot protocol header (Documentation/arch/x86/boot.rst).
+func parseSetupHeader(raw []byte) (setupHeader, error) {
+	if len(raw) < 0x250 || string(raw[0x202:0x206]) != "HdrS" {
+		return setupHeader{}, errors.New("not a bzImage (no HdrS setup header)")
+	}
+	if v := binary.LittleEndian.Uint16(raw[0x206:]); v < 0x208 {
+		return setupHeader{}, fmt.Errorf("boot protocol %#x has no payload fields (2.08+ needed)", v)
+	}
+	setupSects := int(raw[0x1f1])
+	if setupSects == 0 {
+		setupSects = 4
+	}
+	h := setupHeader{
+		payloadStart: (setupSects+1)*512 + int(binary.LittleEndian.Uint32(raw[0x248:])),
+		payloadLen:   int(binary.LittleEndian.Uint32(raw[0x24c:])),
+	}
+	if h.payloadLen == 0 || h.payloadStart+h.payloadLen > len(raw) {
+		return setupHeader{}, errors.New("bzImage payload out of bounds")
+	}
+	if off := int(binary.LittleEndian.Uint16(raw[0x20e:])); off != 0 && off+0x200 < len(raw) {
+		s := raw[off+0x200:]
+		if i := bytes.IndexByte(s, 0); i > 0 {
+			h.release, _, _ = strings.Cut(string(s[:i]), " ")
+		}
+	}
+	return h, nil
+}
+
+// decompressPayload decodes the formats Debian's and most distributions'
+// kernels use. xz and zstd payloads end with the 4-byte uncompressed size
+// the kernel build appends (size_append), checked here.
+func decompressPayload(p []byte) ([]byte, error) {
+	trimmed := func() ([]byte, uint32) {
+		if len(p) < 4 {
+			return p, 0
+		}
+		return p[:len(p)-4], binary.LittleEndian.Uint32(p[len(p)-4:])
+	}
+	var out []byte
+	var want uint32
+	var err error
+	switch {
+	case bytes.HasPrefix(p, []byte{0x1f, 0x8b}):
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(bytes.NewReader(p)); err == nil {
+			zr.Multistream(false)
+			out, err = io.ReadAll(zr)
+		}
+	case bytes.HasPrefix(p, []byte("\xfd7zXZ\x00")):
+		var s []byte
+		s, want = trimmed()
+		out, err = unxzKernel(s)
+	case bytes.HasPrefix(p, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		var s []byte
+		s, want = trimmed()
+		var d *zstd.Decoder
+		if d, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(1<<30), zstd.WithDecoderConcurrency(1)); err == nil {
+			out, err = d.DecodeAll(s, nil)
+			d.Close()
+		}
+	default:
+		return nil, fmt.Errorf("kernel payload compression %x… is not supported (gzip, xz, zstd)", p[:min(len(p), 4)])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decompress kernel: %w", err)
+	}
+	if want != 0 && uint32(len(out)) != want {
+		return nil, fmt.Errorf("decompressed kernel is %d bytes, the image says %d", len(out), want)
+	}
+	return out, nil
+}
+
+// xenElfnotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry
+// point QEMU's -kernel loader looks for in an ELF.
+const xenElfnotePhys32Entry = 18
+
+// checkPVH succeeds when vmlinux is an x86-64 ELF carrying the PVH entry note.
+func checkPVH(vmlinux []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(vmlinux))
+	if err != nil {
+		return fmt.Errorf("vmlinux is not an ELF: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	if f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("vmlinux is for %v, not x86-64", f.Machine)
+	}
+	for _, prog := range f.Progs {
+		if prog.Type != elf.PT_NOTE {
+			continue
+		}
+		notes, err := io.ReadAll(prog.Open())
+		if err != nil {
+			return fmt.Errorf("vmlinux notes: %w", err)
+		}
+		if hasNote(notes, "Xen", xenElfnotePhys32Entry) {
+			return nil
+		}
+	}
+	return errors.New("vmlinux has no PVH entry note (kernel built without CONFIG_PVH)")
+}
+
+// hasNote walks ELF notes (namesz, descsz, type, name, desc; 4-byte aligned).
+func hasNote(b []byte, name string, typ uint32) bool {
+	align := func(n uint32) int { return int((n + 3) &^ 3) }
+	for len(b) >= 12 {
+		namesz, descsz := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+		t := binary.LittleEndian.Uint32(b[8:])
+		b = b[12:]
+		if align(namesz)+align(descsz) > len(b) {
+			return false
+		}
+		n := strings.TrimRight(string(b[:namesz]), "\x00")
+		if n == name && t == typ {
+			return true
+		}
+		b = b[align(namesz)+align(descsz):]
+	}
+	return false
+}
+
+// DefaultKernel picks the newest /boot/vmlinuz-* by release (the kernel of
+// Debian's linux-image-amd64 when several are installed).
+func DefaultKernel(bootDir string) (string, error) {
+	ms, err := filepath.Glob(filepath.Join(bootDir, "vmlinuz-*"))
+	if err != nil {
+		return "", err
+	}
+	best := ""
+	for _, m := range ms {
+		if best == "" || compareReleases(strings.TrimPrefix(filepath.Base(m), "vmlinuz-"),
+			strings.TrimPrefix(filepath.Base(best), "vmlinuz-")) > 0 {
+			best = m
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no guest kernel: no %s/vmlinuz-* (apt-get install linux-image-amd64): %w", bootDir, os.ErrNotExist)
+	}
+	return best, nil
+}
+
+// compareReleases orders kernel releases by their numeric fields in turn
+// (6.1.0-56 > 6.1.0-9), then as strings.
+func compareReleases(a, b string) int {
+	fa, fb := numericFields(a), numericFields(b)
+	for i := 0; i < len(fa) && i < len(fb); i++ {
+		if fa[i] != fb[i] {
+			if fa[i] < fb[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	if len(fa) != len(fb) {
+		if len(fa) < len(fb) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func numericFields(s string) []int {
+	var out []int
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+		n, _ := strconv.Atoi(f)
+		out = append(out, n)
+	}
+	return out
+}
+
+// writeFileAtomic writes path through a temporary file in the same
+// directory, fsynced, then renamed over it.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, mode)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package vmbox
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+)
+
+// requireDebianKernel needs Debian's linux-image-amd64 in /boot.
+func requireDebianKernel(t testing.TB) string {
+	t.Helper()
+	k, err := DefaultKernel("/boot")
+	if err != nil {
+		testutil.Unmet(t, "needs a guest kernel in /boot (apt-get install linux-image-amd64): "+err.Error())
+	}
+	return k
+}
+
+func TestPrepareKernelDebian(t *testing.T) {
+	src := requireDebianKernel(t)
+	cache := t.TempDir()
+	start := time.Now()
+	k, err := PrepareKernel(context.Background(), cache, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prepared %s in %v: %+v", src, time.Since(start), k)
+	if !k.PVH || k.Fallback != "" {
+		t.Fatalf("Debian's kernel has a PVH vmlinux, got %+v", k)
+	}
+	if want := filepath.Base(src)[len("vmlinuz-"):]; k.Release != want {
+		t.Errorf("release %q, want %q", k.Release, want)
+	}
+	// Cached: the second call reads nothing but the source and the entry.
+	start = time.Now()
+	k2, err := PrepareKernel(context.Background(), cache, src)
+	if err != nil || k2 != k {
+		t.Fatalf("cached = %+v, %v; want %+v", k2, err, k)
+	}
+	t.Logf("cached in %v", time.Since(start))
+}
+
+// The pure-Go xz+BCJ decoder agrees with xz(1) byte for byte.
+func TestExtractMatchesXZ(t *testing.T) {
+	src := requireDebianKernel(t)
+	xz := testutil.RequireBinary(t, "xz")
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parseSetupHeader(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := raw[h.payloadStart : h.payloadStart+h.payloadLen]
+	if !bytes.HasPrefix(payload, []byte("\xfd7zXZ\x00")) {
+		t.Skip("this kernel's payload is not xz")
+	}
+	got, _, err := extractVmlinux(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(xz, "-dc", "--single-stream")
+	cmd.Stdin = bytes.NewReader(payload)
+	want, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("xz -dc: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("vmlinux differs from xz -dc (%d vs %d bytes)", len(got), len(want))
+	}
+}
+
+func TestPrepareKernelFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "bzImage")
+	if err := os.WriteFile(src, bytes.Repeat([]byte{0x90}, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := PrepareKernel(context.Background(), filepath.Join(dir, "cache"), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.PVH || k.Path != src || k.Fallback == "" {
+		t.Fatalf("got %+v, want a fallback to the source", k)
+	}
+	k2, err := PrepareKernel(context.Background(), filepath.Join(dir, "cache"), src)
+	if err != nil || k2 != k {
+		t.Fatalf("cached fallback = %+v, %v", k2, err)
+	}
+}
+
+func TestCompareReleases(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"6.1.0-56-amd64", "6.1.0-9-amd64", 1},
+		{"6.1.0-9-amd64", "6.12.0-1-amd64", -1},
+		{"6.1.0-56-amd64", "6.1.0-56-amd64", 0},
+		{"6.1.0-56-cloud-amd64", "6.1.0-56-amd64", 1},
+	} {
+		if got := compareReleases(tt.a, tt.b); got != tt.want {
+			t.Errorf("compareReleases(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestHasNote(t *testing.T) {
+	note := func(name string, typ uint32, desc []byte) []byte {
+		var b bytes.Buffer
+		n := append([]byte(name), 0)
+		le := func(v uint32) { b.Write([]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}) }
+		le(uint32(len(n)))
+		le(uint32(len(desc)))
+		le(typ)
+		b.Write(n)
+		b.Write(make([]byte, (4-len(n)%4)%4))
+		b.Write(desc)
+		b.Write(make([]byte, (4-len(desc)%4)%4))
+		return b.Bytes()
+	}
+	notes := append(note("GNU", 3, []byte{1, 2, 3}), note("Xen", xenElfnotePhys32Entry, []byte{0, 0, 0, 1})...)
+	if !hasNote(notes, "Xen", xenElfnotePhys32Entry) {
+		t.Error("PVH note not found")
+	}
+	if hasNote(notes[:len(notes)-20], "Xen", xenElfnotePhys32Entry) {
+		t.Error("found a note in truncated data")
+	}
+	if hasNote(note("Xen", 5, nil), "Xen", xenElfnotePhys32Entry) {
+		t.Error("wrong type matched")
+	}
+}

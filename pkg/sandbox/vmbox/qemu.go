@@ -1,0 +1,136 @@
+package vmbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cradle-runtime/cradle/pkg/agent/api"
+	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/preflight"
+)
+
+// VMSpec is everything QEMU's command line is built from.
+type VMSpec struct {
+	Name      string // shown in ps (-name)
+	QEMU      string
+	Kernel    string // vmlinux (PVH) or bzImage
+	Initramfs string
+	VCPUs     int
+	MemoryMiB int
+	Accel     string // config.AccelKVM or config.AccelTCG (resolved, never auto)
+	// TSCKHz is the host TSC rate passed to a TCG guest (0: not passed).
+	TSCKHz uint64
+	// Dir holds the VM's sockets and pid file (short: unix socket paths
+	// are limited to 107 bytes).
+	Dir string
+	// ConsoleLog, when set, turns the ISA serial port on and writes the
+	// guest console there (debugging; it slows a TCG boot).
+	ConsoleLog string
+}
+
+// Paths of a VM's runtime files under its Dir.
+func (s VMSpec) AgentSocket() string { return filepath.Join(s.Dir, "agent.sock") }
+func (s VMSpec) QMPSocket() string   { return filepath.Join(s.Dir, "qmp.sock") }
+func (s VMSpec) PIDFile() string     { return filepath.Join(s.Dir, "qemu.pid") }
+
+// KernelCmdline is the guest kernel's command line. The arguments after
+// "--" are init's: the kernel runs /init (cradle) as `cradle agent`.
+func KernelCmdline(s VMSpec) string {
+	args := []string{}
+	if s.ConsoleLog != "" {
+		args = append(args, "console=ttyS0")
+	} else {
+		args = append(args, "quiet")
+	}
+	args = append(args,
+		"panic=-1",                                                   // reboot at once on panic; -no-reboot makes that an exit
+		"reboot=t",                                                   // a reboot is a triple fault, always possible on microvm
+		"tsc=reliable",                                               // no clocksource watchdog: there is nothing to check the TSC against
+		"no_timer_check",                                             // skip the IO-APIC timer check (pit=off)
+		"cryptomgr.notests",                                          // no crypto self-tests at boot (seconds under TCG)
+		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd", // microvm has no i8042: do not probe long
+		"random.trust_cpu=on", // RDRAND seeds the RNG: no wait for entropy
+	)
+	if s.Accel == config.AccelTCG && s.TSCKHz > 0 {
+		args = append(args, "tsc_early_khz="+strconv.FormatUint(s.TSCKHz, 10))
+	}
+	return strings.Join(append(args, "--", "agent", "--port="+api.PortName), " ")
+}
+
+// QEMUArgs is QEMU's argv (without argv[0]) for s: a microvm machine with no
+// legacy devices, the kernel and initramfs, one virtio-serial port for the
+// agent on a unix socket, QMP on another, and -no-reboot so that any guest
+// reboot, power-off or panic ends the process. Pure; golden-tested.
+func QEMUArgs(s VMSpec) []string {
+	serial := "off"
+	if s.ConsoleLog != "" {
+		serial = "on"
+	}
+	args := []string{
+		"-name", s.Name,
+		"-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=" + serial,
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+	}
+	switch s.Accel {
+	case config.AccelKVM:
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	default:
+		// One thread per vCPU: multi-threaded TCG needs host cores the
+		// guest would otherwise share with nothing; single is the
+		// measured default on small hosts (see BenchmarkBoot).
+		thread := "single"
+		if s.VCPUs > 1 {
+			thread = "multi"
+		}
+		args = append(args, "-accel", "tcg,thread="+thread, "-cpu", "max")
+	}
+	args = append(args,
+		"-smp", strconv.Itoa(s.VCPUs),
+		"-m", strconv.Itoa(s.MemoryMiB)+"M",
+		"-kernel", s.Kernel,
+		"-initrd", s.Initramfs,
+		"-append", KernelCmdline(s),
+		// Modern (v2) virtio-mmio: the legacy one is QEMU's default.
+		"-global", "virtio-mmio.force-legacy=false",
+		"-device", "virtio-serial-device,max_ports=2",
+		"-chardev", "socket,id=agent,path="+s.AgentSocket()+",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name="+api.PortName,
+		"-chardev", "socket,id=qmp,path="+s.QMPSocket()+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-pidfile", s.PIDFile(),
+	)
+	if s.ConsoleLog != "" {
+		args = append(args, "-serial", "file:"+s.ConsoleLog)
+	}
+	return args
+}
+
+// Accel is the acceleration a VM runs with, and why.
+type Accel struct {
+	Mode   string // config.AccelKVM or config.AccelTCG
+	Reason string
+}
+
+// ResolveAccel turns the configured accel into the one to use. auto picks
+// KVM only when devKVM really runs a guest (preflight.ProbeKVM) and is not
+// PVM (/sys/module/kvm_pvm): PVM runs preflight's tiny guest but does not
+// boot stock kernels. A real probe boot of the kernel would settle it for
+// other odd KVMs, at seconds per kernel: left for when one is met.
+func ResolveAccel(requested, devKVM, sysRoot string) Accel {
+	switch requested {
+	case config.AccelKVM:
+		return Accel{config.AccelKVM, "configured"}
+	case config.AccelTCG:
+		return Accel{config.AccelTCG, "configured"}
+	}
+	if err := preflight.ProbeKVM(devKVM); err != nil {
+		return Accel{config.AccelTCG, fmt.Sprintf("%s cannot run a guest: %v", devKVM, err)}
+	}
+	if _, err := os.Stat(filepath.Join(sysRoot, "module/kvm_pvm")); err == nil {
+		return Accel{config.AccelTCG, devKVM + " is PVM (kvm_pvm), which does not boot stock kernels"}
+	}
+	return Accel{config.AccelKVM, devKVM + " runs guests"}
+}

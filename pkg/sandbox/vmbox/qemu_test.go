@@ -1,0 +1,70 @@
+package vmbox
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.args from QEMUArgs")
+
+// QEMU's argv is golden-tested, one argument per line.
+func TestQEMUArgsGolden(t *testing.T) {
+	base := VMSpec{
+		Name: "cradle-pod-0123", QEMU: "/usr/bin/qemu-system-x86_64",
+		Kernel: "/var/lib/cradle/vm/kernels/abc/vmlinux", Initramfs: "/var/lib/cradle/vm/initramfs/def.cpio",
+		VCPUs: 1, MemoryMiB: 256, Dir: "/run/cradle/vm/0123",
+	}
+	tests := []struct {
+		name string
+		mod  func(*VMSpec)
+	}{
+		{"tcg", func(s *VMSpec) { s.Accel, s.TSCKHz = config.AccelTCG, 2445431 }},
+		{"tcg-smp-console", func(s *VMSpec) {
+			s.Accel, s.VCPUs, s.MemoryMiB, s.ConsoleLog = config.AccelTCG, 2, 512, "/run/cradle/vm/0123/console.log"
+		}},
+		{"kvm", func(s *VMSpec) { s.Accel, s.TSCKHz = config.AccelKVM, 2445431 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base
+			tt.mod(&s)
+			got := strings.Join(QEMUArgs(s), "\n") + "\n"
+			golden := filepath.Join("testdata", tt.name+".args")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (go test ./pkg/sandbox/vmbox -run Golden -update)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("QEMUArgs differ from %s (-want +got):\n%s", golden, diff)
+			}
+		})
+	}
+}
+
+func TestKernelCmdline(t *testing.T) {
+	tcg := KernelCmdline(VMSpec{Accel: config.AccelTCG, TSCKHz: 1000})
+	kvm := KernelCmdline(VMSpec{Accel: config.AccelKVM, TSCKHz: 1000})
+	if !strings.Contains(tcg, " tsc_early_khz=1000 ") {
+		t.Errorf("TCG cmdline lacks the TSC rate: %s", tcg)
+	}
+	if strings.Contains(kvm, "tsc_early_khz") {
+		t.Errorf("KVM cmdline has a TSC rate (KVM gives the guest kvmclock): %s", kvm)
+	}
+	for _, c := range []string{tcg, kvm} {
+		if !strings.HasSuffix(c, " -- agent --port=cradle.agent") {
+			t.Errorf("init's arguments are not last: %s", c)
+		}
+	}
+}
