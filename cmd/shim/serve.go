@@ -303,8 +303,10 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 	}
 	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause)
 	backends := map[string]sandbox.Backend{}
-	for name := range cfg.Runtime.Handlers {
-		backends[name] = ns
+	for name, h := range cfg.Runtime.Handlers {
+		if h.Kind == config.KindOCI {
+			backends[name] = ns
+		}
 	}
 	pods, err := sandbox.New(sandbox.Options{
 		StateDir:       filepath.Join(cfg.State, "pods"),
@@ -342,7 +344,7 @@ func ociRuntimes(cfg config.Config, handlers []sandbox.Handler, log *slog.Logger
 		return out
 	}
 	for _, h := range handlers {
-		if h.Binary == "" {
+		if h.Binary == "" || h.Kind != config.KindOCI {
 			continue
 		}
 		rt, err := ociruntime.New(ociruntime.Config{

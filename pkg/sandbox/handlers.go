@@ -60,6 +60,13 @@ func ProbeHandlers(ctx context.Context, rc config.Runtime) []Handler {
 	for _, n := range names {
 		hc := rc.Handlers[n]
 		h := Handler{Name: n, Kind: hc.Kind}
+		if hc.Kind == config.KindVM {
+			// The VM backend boots guests but runs no pods yet (Step 4).
+			h.Binary = hc.Binary
+			h.Problem = "microVM pods are not served yet: this cradle boots guests but has no VM pod backend"
+			out = append(out, h)
+			continue
+		}
 		probeOCI(ctx, &h, hc.Binary)
 		out = append(out, h)
 	}

@@ -91,7 +91,7 @@ func (m *Manager) validatePod(cfg *PodConfig) (string, Backend, error) {
 	}
 	backend, ok := m.opts.Backends[handler]
 	if !ok {
-		return "", nil, fmt.Errorf("runtime handler %q is not configured: %w", handler, errdefs.ErrInvalidArgument)
+		return "", nil, fmt.Errorf("runtime handler %q is not configured or has no pod backend: %w", handler, errdefs.ErrInvalidArgument)
 	}
 	if cfg.LogDirectory != "" && !filepath.IsAbs(cfg.LogDirectory) {
 		return "", nil, fmt.Errorf("log directory %q is not absolute: %w", cfg.LogDirectory, errdefs.ErrInvalidArgument)
