@@ -11,11 +11,14 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 )
 
-// FsUsage is the space a writable layer takes.
+// FsUsage is the space a writable layer takes, and the size and free
+// inodes of the filesystem it is on.
 type FsUsage struct {
-	Mountpoint string
-	UsedBytes  uint64
-	Inodes     uint64
+	Mountpoint    string
+	UsedBytes     uint64
+	Inodes        uint64
+	CapacityBytes uint64
+	InodesFree    uint64
 }
 
 // InterfaceStats are one network interface's counters.
