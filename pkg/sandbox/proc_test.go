@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/go-cmp/cmp"
@@ -60,8 +61,19 @@ func TestCountProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		// A pid that names no process is left out.
-		return countProcesses([]int{cmd.Process.Pid, 1 << 30})
+		// The dynamic loader opens files after exec: wait for two equal
+		// counts in a row. A pid that names no process is left out.
+		pids := []int{cmd.Process.Pid, 1 << 30}
+		last := countProcesses(pids)
+		for range 100 {
+			time.Sleep(20 * time.Millisecond)
+			n := countProcesses(pids)
+			if n == last {
+				break
+			}
+			last = n
+		}
+		return last
 	}
 	base, got := count(), count(sock, file)
 	want := ProcessCounts{Processes: 1, Threads: 1, FileDescriptors: base.FileDescriptors + 2, Sockets: base.Sockets + 1}
