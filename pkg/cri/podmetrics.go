@@ -200,19 +200,9 @@ var containerMetrics = []containerMetric{
 	{"container_spec_memory_swap_limit_bytes", "Memory swap limit for the container.", gauge, nil,
 		fromCgroup(func(s *cgroup.Stats) uint64 { return s.Memory.SwapLimit })},
 	{"container_spec_cpu_shares", "CPU share of the container.", gauge, nil,
-		fromSpec(func(c sandbox.Container) (uint64, bool) {
-			if c.Resources == nil || c.Resources.CPU == nil || c.Resources.CPU.Shares == nil {
-				return 0, false
-			}
-			return *c.Resources.CPU.Shares, true
-		})},
+		fromCgroup(func(s *cgroup.Stats) uint64 { return s.CPU.Shares })},
 	{"container_spec_cpu_period", "CPU period of the container.", gauge, nil,
-		fromSpec(func(c sandbox.Container) (uint64, bool) {
-			if c.Resources == nil || c.Resources.CPU == nil || c.Resources.CPU.Period == nil {
-				return 0, false
-			}
-			return *c.Resources.CPU.Period, true
-		})},
+		fromCgroup(func(s *cgroup.Stats) uint64 { return s.CPU.PeriodMicros })},
 	{"container_start_time_seconds", "Start time of the container since unix epoch in seconds.", gauge, nil,
 		fromSpec(func(c sandbox.Container) (uint64, bool) {
 			return uint64(c.StartedAt.Unix()), !c.StartedAt.IsZero()

@@ -34,6 +34,9 @@ func TestContainerMetricValues(t *testing.T) {
 			[]string{"container_processes", "container_threads", "container_threads_max", "container_file_descriptors", "container_sockets"},
 			map[string]uint64{"container_processes{}": 2, "container_threads{}": 5, "container_threads_max{}": 64,
 				"container_file_descriptors{}": 9, "container_sockets{}": 1}},
+		{"CPU weight and period as the cgroup holds them",
+			[]string{"container_spec_cpu_shares", "container_spec_cpu_period"},
+			map[string]uint64{"container_spec_cpu_shares{}": 1024, "container_spec_cpu_period{}": 100000}},
 		{"memory failures by type and scope, kernel memory",
 			[]string{"container_memory_failures_total", "container_memory_kernel_usage"},
 			map[string]uint64{
@@ -73,7 +76,7 @@ func TestContainerMetricsUnmeasured(t *testing.T) {
 	for _, m := range toPodMetrics(st).GetContainerMetrics()[0].GetMetrics() {
 		names = append(names, m.GetName())
 	}
-	want := []string{lastSeen, "container_spec_cpu_shares", "container_spec_cpu_period", "container_start_time_seconds"}
+	want := []string{lastSeen, "container_start_time_seconds"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

@@ -8,14 +8,13 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	"github.com/google/go-cmp/cmp"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func testPodStats() sandbox.PodStats {
 	at := time.Unix(100, 0)
 	cg := &cgroup.Stats{
-		CPU:    cgroup.CPUStats{UsageNanos: 3e9},
+		CPU: cgroup.CPUStats{UsageNanos: 3e9, Shares: 1024, PeriodMicros: 100000},
 		Memory: cgroup.MemoryStats{Usage: 100, WorkingSet: 60, RSS: 50, Limit: 1000, SwapUsage: 5, KernelUsage: 8,
 			PageFaults: 40, MajorPageFaults: 4, OwnPageFaults: 30, OwnMajorPageFaults: 3},
 		Pids: 3, PidsLimit: 64,
@@ -24,12 +23,10 @@ func testPodStats() sandbox.PodStats {
 			{Device: "/dev/vda", Major: 254, Op: "Write", Bytes: 8192, IOs: 2},
 			{Major: 7, Minor: 1, Op: "Write", Bytes: 512, IOs: 1},
 		},
-		PSI:    cgroup.PSI{CPU: &cgroup.Pressure{Some: cgroup.PressureData{Avg10: 1.5, TotalNanos: 7}}},
+		PSI: cgroup.PSI{CPU: &cgroup.Pressure{Some: cgroup.PressureData{Avg10: 1.5, TotalNanos: 7}}},
 	}
 	rate := uint64(5e8)
-	shares, period := uint64(1024), uint64(100000)
 	c := sandbox.Container{ID: "c1", ImageRef: "busybox:1", StartedAt: at,
-		Resources: &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares, Period: &period}},
 		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "app"}}}
 	return sandbox.PodStats{
 		Pod: sandbox.Pod{ID: "p1", Config: sandbox.PodConfig{Name: "web", Namespace: "ns", UID: "u"}},

@@ -30,7 +30,8 @@ type Stats struct {
 	PSI PSI
 }
 
-// CPUStats is cumulative CPU time and CFS throttling.
+// CPUStats is cumulative CPU time and CFS throttling, and the weight and
+// period the cgroup is set to (cAdvisor's spec figures).
 type CPUStats struct {
 	UsageNanos       uint64
 	UserNanos        uint64
@@ -38,6 +39,11 @@ type CPUStats struct {
 	Periods          uint64 // CFS enforcement periods elapsed
 	ThrottledPeriods uint64
 	ThrottledNanos   uint64
+	// Shares is cpu.shares on v1, cpu.weight converted back to shares on
+	// v2; PeriodMicros the CFS period (cpu.cfs_period_us, cpu.max). 0:
+	// unreadable.
+	Shares       uint64
+	PeriodMicros uint64
 }
 
 // MemoryStats is the memory charged to the cgroup.
@@ -114,7 +120,9 @@ func (m *Manager) Stats(p string) (Stats, error) {
 			return Stats{}, notFound(p, err)
 		}
 		out := fromV2(st)
-		out.Memory.KernelUsage = v2KernelMemory(filepath.Join(unifiedRoot, p, "memory.stat"), st.GetMemory())
+		dir := filepath.Join(unifiedRoot, p)
+		out.Memory.KernelUsage = v2KernelMemory(filepath.Join(dir, "memory.stat"), st.GetMemory())
+		out.CPU.Shares, out.CPU.PeriodMicros = v2CPUSpec(dir)
 		return out, nil
 	}
 	cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(m.statHierarchy))
@@ -126,6 +134,9 @@ func (m *Manager) Stats(p string) (Stats, error) {
 		return Stats{}, notFound(p, err)
 	}
 	out := fromV1(st)
+	if subs, err := m.statHierarchy(); err == nil {
+		out.CPU.Shares, out.CPU.PeriodMicros = v1CPUSpec(subs, p)
+	}
 	if m.Layout() == LayoutHybrid {
 		out.PSI = readPSI(filepath.Join(hybridUnified, p))
 	}
@@ -338,4 +349,45 @@ func statKey(sc *bufio.Scanner, key string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// v1CPUSpec reads cpu.shares and cpu.cfs_period_us of the cgroup at p.
+func v1CPUSpec(subs []cgroup1.Subsystem, p string) (shares, period uint64) {
+	for _, s := range subs {
+		cpu, ok := s.(interface{ Path(string) string })
+		if s.Name() != cgroup1.Cpu || !ok {
+			continue
+		}
+		return readUint(filepath.Join(cpu.Path(p), "cpu.shares")), readUint(filepath.Join(cpu.Path(p), "cpu.cfs_period_us"))
+	}
+	return 0, 0
+}
+
+// v2CPUSpec reads cpu.weight (as shares) and the period of cpu.max in dir.
+func v2CPUSpec(dir string) (shares, period uint64) {
+	if w := readUint(filepath.Join(dir, "cpu.weight")); w != 0 {
+		shares = weightToShares(w)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "cpu.max")); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			period, _ = strconv.ParseUint(f[1], 10, 64)
+		}
+	}
+	return shares, period
+}
+
+// weightToShares inverts the conversion OCI runtimes apply to shares on
+// cgroup v2 (weight = 1 + (shares-2)*9999/262142).
+func weightToShares(weight uint64) uint64 {
+	return 2 + (weight-1)*262142/9999
+}
+
+// readUint reads a file holding one number; 0 if it cannot.
+func readUint(path string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
 }

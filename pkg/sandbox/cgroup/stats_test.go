@@ -51,9 +51,25 @@ func checkAgainstFiles(t *testing.T, m *Manager, p string, st Stats) {
 	if now, _ := strconv.ParseUint(strings.TrimSpace(string(kmem)), 10, 64); now > st.Memory.KernelUsage+1<<20 || now+1<<20 < st.Memory.KernelUsage {
 		t.Errorf("kernel memory %d, memory.kmem.usage_in_bytes %d", st.Memory.KernelUsage, now)
 	}
+	if shares := cgroupUint(t, "cpu", p, "cpu.shares"); st.CPU.Shares != shares || st.CPU.PeriodMicros != cgroupUint(t, "cpu", p, "cpu.cfs_period_us") {
+		t.Errorf("cpu shares %d period %d, files say %d and %d", st.CPU.Shares, st.CPU.PeriodMicros, shares, cgroupUint(t, "cpu", p, "cpu.cfs_period_us"))
+	}
 	if _, err := os.Stat(filepath.Join(hybridUnified, p, "cpu.pressure")); err == nil && st.PSI.CPU == nil {
 		t.Error("cpu.pressure exists in the cgroup2 tree but no PSI was reported")
 	}
+}
+
+func cgroupUint(t *testing.T, controller, p, file string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, p, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func keyed(t *testing.T, path string) map[string]uint64 {
@@ -173,6 +189,41 @@ func TestV2KernelMemory(t *testing.T) {
 				t.Errorf("got %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestWeightToShares(t *testing.T) {
+	// runc's shares-to-weight conversion, and back.
+	for _, shares := range []uint64{2, 1024, 262144} {
+		weight := 1 + (shares-2)*9999/262142
+		if got := weightToShares(weight); absDiff(got, shares) > 27 {
+			t.Errorf("shares %d -> weight %d -> %d", shares, weight, got)
+		}
+	}
+	if weightToShares(100) != 2597 {
+		t.Errorf("weight 100 (the default) = %d shares", weightToShares(100))
+	}
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+func TestV2CPUSpec(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{"cpu.weight": "100\n", "cpu.max": "max 100000\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if shares, period := v2CPUSpec(dir); shares != 2597 || period != 100000 {
+		t.Errorf("shares %d period %d", shares, period)
+	}
+	if shares, period := v2CPUSpec(filepath.Join(dir, "missing")); shares != 0 || period != 0 {
+		t.Errorf("missing cgroup: shares %d period %d", shares, period)
 	}
 }
 
