@@ -221,6 +221,7 @@ func TestContainerAndPodStats(t *testing.T) {
 	t.Run("network", func(t *testing.T) { checkNetwork(ctx, t, s) })
 	t.Run("filters", func(t *testing.T) { checkFilters(ctx, t, s) })
 	t.Run("metrics", func(t *testing.T) { checkPodMetrics(ctx, t, s) })
+	t.Run("critest metrics", func(t *testing.T) { checkCritestMetrics(ctx, t, s) })
 	t.Run("streams", func(t *testing.T) { checkStreams(ctx, t, s) })
 
 	for _, id := range []string{s.work, s.peer} {

@@ -14,10 +14,16 @@ import (
 func testPodStats() sandbox.PodStats {
 	at := time.Unix(100, 0)
 	cg := &cgroup.Stats{
-		CPU:    cgroup.CPUStats{UsageNanos: 3e9},
-		Memory: cgroup.MemoryStats{Usage: 100, WorkingSet: 60, RSS: 50, Limit: 1000, SwapUsage: 5},
-		Pids:   2,
-		PSI:    cgroup.PSI{CPU: &cgroup.Pressure{Some: cgroup.PressureData{Avg10: 1.5, TotalNanos: 7}}},
+		CPU: cgroup.CPUStats{UsageNanos: 3e9, Shares: 1024, PeriodMicros: 100000},
+		Memory: cgroup.MemoryStats{Usage: 100, WorkingSet: 60, RSS: 50, Limit: 1000, SwapUsage: 5, KernelUsage: 8,
+			PageFaults: 40, MajorPageFaults: 4, OwnPageFaults: 30, OwnMajorPageFaults: 3},
+		Pids: 3, PidsLimit: 64,
+		BlockIO: []cgroup.BlockIO{
+			{Device: "/dev/vda", Major: 254, Op: "Read", Bytes: 4096, IOs: 1},
+			{Device: "/dev/vda", Major: 254, Op: "Write", Bytes: 8192, IOs: 2},
+			{Major: 7, Minor: 1, Op: "Write", Bytes: 512, IOs: 1},
+		},
+		PSI: cgroup.PSI{CPU: &cgroup.Pressure{Some: cgroup.PressureData{Avg10: 1.5, TotalNanos: 7}}},
 	}
 	rate := uint64(5e8)
 	c := sandbox.Container{ID: "c1", ImageRef: "busybox:1", StartedAt: at,
@@ -27,7 +33,8 @@ func testPodStats() sandbox.PodStats {
 		At:  at, Cgroup: cg, NanoCores: &rate, Processes: 2,
 		Network: []sandbox.InterfaceStats{{Name: "lo", RxBytes: 9}, {Name: "eth1", RxBytes: 1}, {Name: "eth0", RxBytes: 2, TxPackets: 3}},
 		Containers: []sandbox.ContainerStats{{Container: c, At: at, Cgroup: cg, NanoCores: &rate,
-			WritableLayer: &sandbox.FsUsage{Mountpoint: "/snap", UsedBytes: 4096, Inodes: 3}}},
+			WritableLayer: &sandbox.FsUsage{Mountpoint: "/snap", UsedBytes: 4096, Inodes: 3, CapacityBytes: 1 << 30, InodesFree: 99},
+			Processes:     &sandbox.ProcessCounts{Processes: 2, Threads: 5, FileDescriptors: 9, Sockets: 1}}},
 	}
 }
 

@@ -128,6 +128,16 @@ func (f *fakes) Stats(p string) (cgroup.Stats, error) {
 	return cgroup.Stats{CPU: cgroup.CPUStats{UsageNanos: 1000}, Pids: 1}, nil
 }
 
+// Processes reports this test process in every cgroup.
+func (f *fakes) Processes(p string) ([]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.cgroups[p] {
+		return nil, errdefs.ErrNotFound
+	}
+	return []int{os.Getpid()}, nil
+}
+
 func (f *fakes) InterfaceStats(context.Context, string) ([]InterfaceStats, error) {
 	return []InterfaceStats{{Name: "eth0", RxBytes: 1}, {Name: "lo"}}, nil
 }

@@ -5,22 +5,31 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 )
+
+// statFields returns the fields of /proc/<pid>/stat from field 3 (state)
+// on: the command (field 2) is in parentheses and may hold spaces.
+func statFields(pid int) ([][]byte, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return bytes.Fields(b[i+1:]), nil
+}
 
 // ProcessStart is the start time of process pid in clock ticks since boot
 // (field 22 of /proc/<pid>/stat): with the pid, it names one process for
 // good, as a pid alone does not once the process is gone.
 func ProcessStart(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fields, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command (field 2) is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	fields := bytes.Fields(b[i+1:])
 	// fields[0] is field 3 (state), so field 22 is fields[19].
 	if len(fields) < 20 {
 		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
@@ -43,4 +52,44 @@ func ProcessAlive(pid int, start uint64) bool {
 	}
 	got, err := ProcessStart(pid)
 	return err == nil && got == start
+}
+
+// ProcessCounts are what a container's processes hold, counted from /proc
+// as cAdvisor counts them.
+type ProcessCounts struct {
+	Processes       uint64
+	Threads         uint64 // num_threads (field 20 of /proc/<pid>/stat), summed
+	FileDescriptors uint64 // entries of /proc/<pid>/fd
+	Sockets         uint64 // those of them that are sockets
+}
+
+// countProcesses counts over pids; a process that is gone by the time it
+// is read is left out.
+func countProcesses(pids []int) ProcessCounts {
+	var out ProcessCounts
+	for _, pid := range pids {
+		fields, err := statFields(pid)
+		if err != nil || len(fields) < 18 {
+			continue
+		}
+		// fields[0] is field 3, so num_threads (field 20) is fields[17].
+		threads, err := strconv.ParseUint(string(fields[17]), 10, 64)
+		if err != nil {
+			continue
+		}
+		out.Processes++
+		out.Threads += threads
+		dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		out.FileDescriptors += uint64(len(fds))
+		for _, fd := range fds {
+			if target, err := os.Readlink(dir + fd.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+				out.Sockets++
+			}
+		}
+	}
+	return out
 }

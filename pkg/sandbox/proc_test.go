@@ -1,9 +1,14 @@
 package sandbox
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestProcessStartAndAlive(t *testing.T) {
@@ -26,5 +31,53 @@ func TestProcessStartAndAlive(t *testing.T) {
 	}
 	if ProcessAlive(0, 0) {
 		t.Fatal("pid 0 is alive")
+	}
+}
+
+// A child given a socket and a file is counted as one process of one
+// thread holding two more descriptors than a child given none, one of
+// them a socket (the test binary may pass on descriptors it inherited).
+func TestCountProcesses(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sock, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	file, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	sleep := testutil.RequireBinary(t, "sleep")
+	count := func(extra ...*os.File) ProcessCounts {
+		cmd := exec.Command(sleep, "100")
+		cmd.ExtraFiles = extra
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		// The dynamic loader opens files after exec: wait for two equal
+		// counts in a row. A pid that names no process is left out.
+		pids := []int{cmd.Process.Pid, 1 << 30}
+		last := countProcesses(pids)
+		for range 100 {
+			time.Sleep(20 * time.Millisecond)
+			n := countProcesses(pids)
+			if n == last {
+				break
+			}
+			last = n
+		}
+		return last
+	}
+	base, got := count(), count(sock, file)
+	want := ProcessCounts{Processes: 1, Threads: 1, FileDescriptors: base.FileDescriptors + 2, Sockets: base.Sockets + 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

@@ -53,4 +53,7 @@ type Cgroups interface {
 	Delete(ctx context.Context, path string) error
 	// Stats reads the cgroup's figures; a missing cgroup is NotFound.
 	Stats(path string) (cgroup.Stats, error)
+	// Processes lists the pids in the cgroup and below it; a missing
+	// cgroup is NotFound.
+	Processes(path string) ([]int, error)
 }

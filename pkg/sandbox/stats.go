@@ -11,11 +11,14 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 )
 
-// FsUsage is the space a writable layer takes.
+// FsUsage is the space a writable layer takes, and the size and free
+// inodes of the filesystem it is on.
 type FsUsage struct {
-	Mountpoint string
-	UsedBytes  uint64
-	Inodes     uint64
+	Mountpoint    string
+	UsedBytes     uint64
+	Inodes        uint64
+	CapacityBytes uint64
+	InodesFree    uint64
 }
 
 // InterfaceStats are one network interface's counters.
@@ -35,6 +38,9 @@ type ContainerStats struct {
 	// container (by any caller); nil for the first.
 	NanoCores     *uint64
 	WritableLayer *FsUsage // nil when the layer cannot be measured
+	// Processes are counted over the processes in the cgroup; nil with
+	// Cgroup.
+	Processes *ProcessCounts
 }
 
 // PodStats are a pod's figures at one instant.
@@ -75,6 +81,7 @@ func (m *Manager) containerStats(ctx context.Context, c Container) ContainerStat
 		if err == nil {
 			st.Cgroup = &cg
 			st.NanoCores = m.samples.rate(c.ID, st.At, cg.CPU.UsageNanos)
+			st.Processes = m.processCounts(c)
 		} else if !errdefs.IsNotFound(err) {
 			m.log.Warn("container cgroup stats", "container", c.ID, "error", err)
 		}
@@ -85,6 +92,18 @@ func (m *Manager) containerStats(ctx context.Context, c Container) ContainerStat
 		m.log.Warn("writable layer usage", "container", c.ID, "error", err)
 	}
 	return st
+}
+
+func (m *Manager) processCounts(c Container) *ProcessCounts {
+	pids, err := m.opts.Cgroups.Processes(c.CgroupPath)
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
+			m.log.Warn("container processes", "container", c.ID, "error", err)
+		}
+		return nil
+	}
+	n := countProcesses(pids)
+	return &n
 }
 
 // PodStats measures one pod and its running containers.

@@ -47,6 +47,10 @@ func TestStatsOfPodsAndContainers(t *testing.T) {
 	if len(cs) != 1 || cs[0].Cgroup == nil || cs[0].WritableLayer == nil || cs[0].WritableLayer.UsedBytes != 4096 {
 		t.Fatalf("container stats = %+v", cs)
 	}
+	// The fake cgroup holds this test process.
+	if p := cs[0].Processes; p == nil || p.Processes != 1 || p.Threads == 0 || p.FileDescriptors == 0 {
+		t.Errorf("process counts = %+v", p)
+	}
 	if got := e.m.ListContainerStats(ctx, ContainerFilter{Labels: map[string]string{"no": "match"}}); len(got) != 0 {
 		t.Errorf("label filter not honoured: %d", len(got))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
+	"golang.org/x/sys/unix"
 )
 
 func TestRemoveTagsDigestsAndIDs(t *testing.T) {
@@ -138,8 +139,17 @@ func TestRootfsSurvivesImageRemoval(t *testing.T) {
 	if err != nil || containerFs.UsedBytes < 1<<20 || containerFs.Inodes == 0 {
 		t.Errorf("container fs usage %+v, %v: want the 1 MiB written", containerFs, err)
 	}
-	if u, err := s.RootfsUsage(ctx, "container-1"); err != nil || u.UsedBytes < 1<<20 || u.Inodes == 0 || u.Mountpoint != s.SnapshotRoot() {
+	u, err := s.RootfsUsage(ctx, "container-1")
+	if err != nil || u.UsedBytes < 1<<20 || u.Inodes == 0 || u.Mountpoint != s.SnapshotRoot() {
 		t.Errorf("rootfs usage %+v, %v: want the 1 MiB written", u, err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(s.SnapshotRoot(), &fs); err != nil {
+		t.Fatal(err)
+	}
+	// Free inodes move as others write; the capacity does not.
+	if want := fs.Blocks * uint64(fs.Bsize); u.CapacityBytes != want || u.InodesFree == 0 || u.InodesFree > fs.Files {
+		t.Errorf("filesystem capacity %d, free inodes %d; statfs says %d bytes, %d inodes", u.CapacityBytes, u.InodesFree, want, fs.Files)
 	}
 	if err := s.RemoveRootfs(ctx, "container-1"); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"golang.org/x/sys/unix"
 )
 
 // FsUsage is the space one filesystem role takes.
@@ -13,6 +14,10 @@ type FsUsage struct {
 	Mountpoint string
 	UsedBytes  uint64
 	Inodes     uint64
+	// CapacityBytes and InodesFree are of the whole filesystem holding
+	// Mountpoint (statfs); RootfsUsage fills them.
+	CapacityBytes uint64
+	InodesFree    uint64
 }
 
 // FsUsage reports the image filesystem (content blobs and unpacked layers)
@@ -50,11 +55,19 @@ func (s *Store) FsUsage(ctx context.Context) (imageFs, containerFs FsUsage, err 
 }
 
 // RootfsUsage reports the space a container's writable layer (the rootfs
-// snapshot named key) takes: its upper directory, walked.
+// snapshot named key) takes: its upper directory, walked; and the size and
+// free inodes of the filesystem it is on (cAdvisor's container_fs_limit_bytes
+// and container_fs_inodes_free).
 func (s *Store) RootfsUsage(ctx context.Context, key string) (FsUsage, error) {
 	u, err := s.sn.Usage(s.nsCtx(ctx), key)
 	if err != nil {
 		return FsUsage{}, fmt.Errorf("usage of rootfs %q: %w", key, err)
 	}
-	return FsUsage{Mountpoint: s.SnapshotRoot(), UsedBytes: uint64(u.Size), Inodes: uint64(u.Inodes)}, nil
+	out := FsUsage{Mountpoint: s.SnapshotRoot(), UsedBytes: uint64(u.Size), Inodes: uint64(u.Inodes)}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(out.Mountpoint, &fs); err != nil {
+		return FsUsage{}, fmt.Errorf("statfs %s: %w", out.Mountpoint, err)
+	}
+	out.CapacityBytes, out.InodesFree = fs.Blocks*uint64(fs.Bsize), fs.Ffree
+	return out, nil
 }

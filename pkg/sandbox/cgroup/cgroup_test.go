@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -69,6 +72,10 @@ func TestLifecycleAndStats(t *testing.T) {
 	}
 	if mem := second.Memory; mem.WorkingSet < 16<<20 || mem.Usage < mem.WorkingSet || mem.RSS < 16<<20 || mem.PageFaults == 0 || second.Pids == 0 {
 		t.Errorf("stats %+v: want >= 16 MiB working set and RSS, page faults and a task", second)
+	}
+	if mem := second.Memory; second.PidsLimit != 64 || mem.KernelUsage == 0 || mem.OwnPageFaults == 0 || mem.OwnPageFaults > mem.PageFaults {
+		t.Errorf("pids limit %d, kernel memory %d, own page faults %d of %d: want 64, some, some and no more than all",
+			second.PidsLimit, mem.KernelUsage, mem.OwnPageFaults, mem.PageFaults)
 	}
 	checkAgainstFiles(t, m, p, second)
 	pids, err := m.Processes(p)
@@ -133,4 +140,103 @@ func TestRaiseMemoryAndSwap(t *testing.T) {
 			t.Errorf("update to %d: %v", n, err)
 		}
 	}
+}
+
+// Direct reads and writes by a process in the cgroup show in its block I/O
+// as the controller's own file counts them.
+func TestBlockIOStats(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPath(t)
+	if err := m.Create(p, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		m.Delete(context.Background(), p)
+		assertGone(t, p)
+	})
+	file := filepath.Join(t.TempDir(), "data")
+	// The shell waits for a line, so that it is in the cgroup before any I/O.
+	cmd := exec.Command("/bin/sh", "-c", `read go; dd if=/dev/zero of="$1" bs=64k count=16 oflag=direct 2>/dev/null &&
+		dd if="$1" of=/dev/null bs=64k iflag=direct 2>/dev/null`, "sh", file)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	fmt.Fprintln(in, "go")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("direct I/O: %v", err)
+	}
+	st, err := m.Stats(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := blockIOFile(t, m, p)
+	got := map[string]uint64{}
+	for _, b := range st.BlockIO {
+		if b.Op == "Read" || b.Op == "Write" {
+			got[fmt.Sprintf("%d:%d %s", b.Major, b.Minor, b.Op)] = b.Bytes
+			if b.Device == "" {
+				t.Errorf("device %d:%d not named", b.Major, b.Minor)
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("block I/O bytes (-file +reported):\n%s", diff)
+	}
+	t.Logf("block I/O: %v", st.BlockIO)
+}
+
+// blockIOFile reads the bytes read and written per device from the file the
+// controller keeps: io.stat on v2; on v1 the recursive blkio file or, where
+// the I/O scheduler keeps none, the throttle layer's.
+func blockIOFile(t *testing.T, m *Manager, p string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	if m.V2() {
+		b, err := os.ReadFile(filepath.Join(unifiedRoot, p, "io.stat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			fields := strings.Fields(line)
+			for _, kv := range fields[1:] {
+				k, v, _ := strings.Cut(kv, "=")
+				n, _ := strconv.ParseUint(v, 10, 64)
+				switch k {
+				case "rbytes":
+					out[fields[0]+" Read"] = n
+				case "wbytes":
+					out[fields[0]+" Write"] = n
+				}
+			}
+		}
+		return out
+	}
+	dir := filepath.Join("/sys/fs/cgroup/blkio", p)
+	name := "blkio.io_service_bytes_recursive"
+	if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !strings.Contains(string(b), ":") {
+		name = "blkio.throttle.io_service_bytes"
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if fields := strings.Fields(line); len(fields) == 3 && (fields[1] == "Read" || fields[1] == "Write") {
+			out[fields[0]+" "+fields[1]], _ = strconv.ParseUint(fields[2], 10, 64)
+		}
+	}
+	return out
 }
