@@ -4,6 +4,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,23 +63,29 @@ func TestCountProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		// The dynamic loader opens files after exec: wait for two equal
-		// counts in a row. A pid that names no process is left out.
-		pids := []int{cmd.Process.Pid, 1 << 30}
-		last := countProcesses(pids)
-		for range 100 {
-			time.Sleep(20 * time.Millisecond)
-			n := countProcesses(pids)
-			if n == last {
-				break
-			}
-			last = n
-		}
-		return last
+		// Count once sleep sits in its nanosleep: the dynamic loader has
+		// opened and closed its files by then. A pid that names no process
+		// is left out.
+		waitNanosleep(t, cmd.Process.Pid)
+		return countProcesses([]int{cmd.Process.Pid, 1 << 30})
 	}
 	base, got := count(), count(sock, file)
 	want := ProcessCounts{Processes: 1, Threads: 1, FileDescriptors: base.FileDescriptors + 2, Sockets: base.Sockets + 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// waitNanosleep waits until pid is blocked in nanosleep(2) or
+// clock_nanosleep(2) (syscall numbers 35 and 230 on x86-64, 101 and 115 on arm64).
+func waitNanosleep(t *testing.T, pid int) {
+	t.Helper()
+	for range 500 {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/syscall")
+		if f := strings.Fields(string(b)); len(f) > 0 && (f[0] == "35" || f[0] == "230" || f[0] == "101" || f[0] == "115") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d never reached nanosleep", pid)
 }
