@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"os/exec"
@@ -40,6 +41,11 @@ func TestProcessStartAndAlive(t *testing.T) {
 // thread holding two more descriptors than a child given none, one of
 // them a socket (the test binary may pass on descriptors it inherited).
 func TestCountProcesses(t *testing.T) {
+	// Descriptors this test inherited without close-on-exec (make's
+	// jobserver pipe, say) would reach the child and skew its count.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
