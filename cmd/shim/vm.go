@@ -95,7 +95,7 @@ func requireStatic(path string) error {
 	if err != nil {
 		return fmt.Errorf("read cradle's own binary: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return fmt.Errorf("%s is dynamically linked and cannot be the guest's init: build it with CGO_ENABLED=0 (make build)", path)
