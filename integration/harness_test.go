@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 	}
 	cradleBin = filepath.Join(dir, "cradle")
 	build := exec.Command("go", "build", "-o", cradleBin, "github.com/cradle-runtime/cradle/cmd/shim")
+	// Static, as `make build` makes it: it is also the microVM guests' init.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build cradle:", err)
@@ -65,7 +67,13 @@ type daemon struct {
 func newDaemon(t testing.TB, extra string) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t)
-	dir := t.TempDir()
+	return newDaemonIn(t, t.TempDir(), extra)
+}
+
+// newDaemonIn is newDaemon under dir, which the caller removes.
+func newDaemonIn(t testing.TB, dir, extra string) *daemon {
+	t.Helper()
+	testutil.RequireRoot(t)
 	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock"),
 		Preload: filepath.Join(dir, "preload")}
 	d.config = filepath.Join(dir, "cradle.toml")

@@ -169,9 +169,11 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	closers = append(closers, netw.Close)
 	deps.Network = netw
 	deps.Handlers = sandbox.ProbeHandlers(ctx, cfg.Runtime)
+	vms := vmBackends(ctx, cfg, deps.Handlers, log)
 	for _, h := range deps.Handlers {
 		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
-			"rro", h.Features.RecursiveReadOnlyMounts, "userns", h.Features.UserNamespaces, "problem", h.Problem)
+			"rro", h.Features.RecursiveReadOnlyMounts, "userns", h.Features.UserNamespaces, "accel", h.Accel,
+			"problem", h.Problem)
 	}
 	deps.CgroupDriver = sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", deps.CgroupDriver)
@@ -182,7 +184,7 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 		}
 		return false, "DefaultHandlerUnavailable", fmt.Sprintf("the default handler %q cannot run containers: its OCI runtime or conmon is missing (see the log and `cradle check`)", cfg.Runtime.DefaultHandler)
 	}
-	deps.Pods, err = newPodManager(ctx, cfg, netw, images, deps.Handlers, runtimes, log)
+	deps.Pods, err = newPodManager(ctx, cfg, netw, images, deps.Handlers, runtimes, vms, log)
 	return deps, closeAll, err
 }
 
@@ -288,10 +290,12 @@ func secureSocket(c config.GRPC) error {
 	return nil
 }
 
-// newPodManager wires the pod engine: a backend per handler, the network,
-// cgroups; then recovers the pods of an earlier run.
+// newPodManager wires the pod engine: a backend per handler (vms holds
+// those of the vm handlers that are ready), the network, cgroups; then
+// recovers the pods of an earlier run.
 func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager, images *storage.Store,
-	handlers []sandbox.Handler, runtimes map[string]*ociruntime.Runtime, log *slog.Logger) (*sandbox.Manager, error) {
+	handlers []sandbox.Handler, runtimes map[string]*ociruntime.Runtime, vms map[string]sandbox.Backend,
+	log *slog.Logger) (*sandbox.Manager, error) {
 	cg, err := cgroup.New()
 	if err != nil {
 		return nil, err
@@ -302,7 +306,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		return nil, err
 	}
 	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause)
-	backends := map[string]sandbox.Backend{}
+	backends := vms
 	for name, h := range cfg.Runtime.Handlers {
 		if h.Kind == config.KindOCI {
 			backends[name] = ns

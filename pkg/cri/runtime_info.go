@@ -91,12 +91,13 @@ func (s *runtimeServer) verboseInfo() (map[string]string, error) {
 		Binary                  string `json:"binary,omitempty"`
 		Version                 string `json:"version,omitempty"`
 		Problem                 string `json:"problem,omitempty"`
+		Accel                   string `json:"accel,omitempty"`
 		RecursiveReadOnlyMounts bool   `json:"recursiveReadOnlyMounts"`
 		UserNamespaces          bool   `json:"userNamespaces"`
 	}
 	hs := make(map[string]handlerInfo, len(s.deps.Handlers))
 	for _, h := range s.deps.Handlers {
-		hs[h.Name] = handlerInfo{h.Kind, h.Binary, h.Version, h.Problem,
+		hs[h.Name] = handlerInfo{h.Kind, h.Binary, h.Version, h.Problem, h.Accel,
 			h.Features.RecursiveReadOnlyMounts, h.Features.UserNamespaces}
 	}
 	handlers, err := json.Marshal(hs)

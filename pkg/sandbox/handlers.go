@@ -25,6 +25,9 @@ type Handler struct {
 	Features HandlerFeatures
 	// Problem says why the handler cannot run pods on this node ("" if it can).
 	Problem string
+	// Accel is how a vm handler's VMs run (kvm or tcg) and why; set by
+	// the VM wiring, "" for other kinds.
+	Accel string
 }
 
 // HandlerFeatures are the per-handler features the CRI reports to kubelet.
@@ -61,9 +64,9 @@ func ProbeHandlers(ctx context.Context, rc config.Runtime) []Handler {
 		hc := rc.Handlers[n]
 		h := Handler{Name: n, Kind: hc.Kind}
 		if hc.Kind == config.KindVM {
-			// The VM backend boots guests but runs no pods yet (Step 4).
-			h.Binary = hc.Binary
-			h.Problem = "microVM pods are not served yet: this cradle boots guests but has no VM pod backend"
+			// The VMM only: the guest kernel and initramfs are prepared,
+			// and their problems recorded, by the VM wiring (cmd/shim).
+			probeVMM(ctx, &h, hc.Binary)
 			out = append(out, h)
 			continue
 		}
@@ -71,6 +74,20 @@ func ProbeHandlers(ctx context.Context, rc config.Runtime) []Handler {
 		out = append(out, h)
 	}
 	return out
+}
+
+func probeVMM(ctx context.Context, h *Handler, binary string) {
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		h.Problem = fmt.Sprintf("VMM %q not found (apt-get install qemu-system-x86): %v", binary, err)
+		return
+	}
+	h.Binary = path
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, path, "--version").Output(); err == nil {
+		h.Version = firstLine(string(out))
+	}
 }
 
 func probeOCI(ctx context.Context, h *Handler, binary string) {

@@ -26,6 +26,9 @@ type VMSpec struct {
 	// Dir holds the VM's sockets and pid file (short: unix socket paths
 	// are limited to 107 bytes).
 	Dir string
+	// NetNS is the network namespace QEMU runs in ("": the caller's); not
+	// part of the command line.
+	NetNS string
 	// ConsoleLog, when set, turns the ISA serial port on and writes the
 	// guest console there (debugging; it slows a TCG boot).
 	ConsoleLog string

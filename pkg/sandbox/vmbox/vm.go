@@ -8,18 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/agent/client"
+	"golang.org/x/sys/unix"
 )
 
 // VM is one running microVM: its QEMU process and its agent.
 type VM struct {
 	spec   VMSpec
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when QEMU has exited and been reaped
+	pid    int
+	kill   func() error  // SIGKILL to QEMU, never to a recycled pid
+	exited chan struct{} // closed when QEMU has exited (and, if ours, been reaped)
 	log    *slog.Logger
 	agent  *client.Client
 }
@@ -34,8 +37,9 @@ const (
 	agentAttempt = 5 * time.Second
 )
 
-// Start runs QEMU for spec in a session of its own. It returns once QEMU
-// runs; WaitReady waits for the guest.
+// Start runs QEMU for spec in a session of its own (so that it outlives the
+// daemon), in the network namespace spec.NetNS when set. It returns once
+// QEMU runs; WaitReady waits for the guest.
 func Start(ctx context.Context, spec VMSpec, log *slog.Logger) (*VM, error) {
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vm dir: %w", err)
@@ -52,7 +56,7 @@ func Start(ctx context.Context, spec VMSpec, log *slog.Logger) (*VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startIn(cmd, spec.NetNS); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.QEMU, err)
 	}
 	agent, err := client.New(spec.AgentSocket())
@@ -61,7 +65,7 @@ func Start(ctx context.Context, spec VMSpec, log *slog.Logger) (*VM, error) {
 		_ = cmd.Wait()
 		return nil, err
 	}
-	v := &VM{spec: spec, cmd: cmd, exited: make(chan struct{}), log: log, agent: agent}
+	v := &VM{spec: spec, pid: cmd.Process.Pid, kill: cmd.Process.Kill, exited: make(chan struct{}), log: log, agent: agent}
 	go func() {
 		_ = cmd.Wait()
 		close(v.exited)
@@ -71,8 +75,32 @@ func Start(ctx context.Context, spec VMSpec, log *slog.Logger) (*VM, error) {
 	return v, nil
 }
 
+// startIn starts cmd in the network namespace pinned at netns ("" : the
+// daemon's). The fork happens on a thread that joined netns and is never
+// handed back to the Go scheduler: it ends with its goroutine.
+func startIn(cmd *exec.Cmd, netns string) error {
+	if netns == "" {
+		return cmd.Start()
+	}
+	f, err := os.Open(netns)
+	if err != nil {
+		return fmt.Errorf("open network namespace: %w", err)
+	}
+	defer f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("join network namespace %s: %w", netns, err)
+			return
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
 // PID is QEMU's process id.
-func (v *VM) PID() int { return v.cmd.Process.Pid }
+func (v *VM) PID() int { return v.pid }
 
 // Agent is the client of the VM's agent.
 func (v *VM) Agent() *client.Client { return v.agent }
@@ -114,7 +142,7 @@ func (v *VM) Stop(ctx context.Context) error {
 	}{
 		{"agent shutdown", shutdownWait, v.agent.Shutdown},
 		{"qmp quit", quitWait, func(ctx context.Context) error { return qmpExecute(ctx, v.spec.QMPSocket(), "quit") }},
-		{"sigkill", killWait, func(context.Context) error { return v.cmd.Process.Kill() }},
+		{"sigkill", killWait, func(context.Context) error { return v.kill() }},
 	}
 	for _, s := range steps {
 		if v.waitExit(ctx, 0) {
@@ -137,7 +165,7 @@ func (v *VM) Stop(ctx context.Context) error {
 		v.log.Warn("vm did not stop", "name", v.spec.Name, "step", s.name)
 	}
 	// Never leave QEMU behind, even when ctx ran out.
-	_ = v.cmd.Process.Kill()
+	_ = v.kill()
 	if v.waitExit(context.Background(), killWait) {
 		return ctx.Err()
 	}

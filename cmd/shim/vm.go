@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/vmbox"
+)
+
+// vmBootTimeout bounds a pod VM's boot, up to its agent's first Health
+// (about 6 s under TCG on a small host).
+const vmBootTimeout = 90 * time.Second
+
+// vmBackends prepares, once at start-up, what the VMs of each vm handler
+// boot (the guest kernel, cached under <root>/vm/kernels, and an initramfs
+// around this very cradle binary, cached under <root>/vm) and returns a
+// backend per handler that is ready. A handler that is not gets its Problem
+// in handlers and no backend. Each handler's Accel records the acceleration
+// in use and why.
+func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handler, log *slog.Logger) map[string]sandbox.Backend {
+	out := map[string]sandbox.Backend{}
+	var tsc uint64
+	tscDone := false
+	for i := range handlers {
+		h := &handlers[i]
+		hc := cfg.Runtime.Handlers[h.Name]
+		if h.Kind != config.KindVM || h.Problem != "" || hc.VM == nil {
+			continue
+		}
+		accel := vmbox.ResolveAccel(hc.VM.Accel, "/dev/kvm", "/sys")
+		h.Accel = accel.Mode + " (" + accel.Reason + ")"
+		if accel.Mode == config.AccelTCG && !tscDone {
+			khz, src, err := vmbox.HostTSCKHz()
+			if err != nil {
+				log.Warn("host TSC rate unknown: TCG guests calibrate their own and may hang", "error", err)
+			}
+			tsc, tscDone = khz, true
+			log.Info("host TSC rate", "khz", khz, "source", src)
+		}
+		start := time.Now()
+		m, err := prepareVM(ctx, cfg.Root, h.Binary, *hc.VM)
+		if err != nil {
+			h.Problem = err.Error()
+			log.Error("vm handler cannot run pods", "handler", h.Name, "error", err)
+			continue
+		}
+		m.Accel, m.TSCKHz = accel.Mode, tsc
+		log.Info("vm handler prepared", "handler", h.Name, "took", time.Since(start), "accel", accel.Mode,
+			"accel_reason", accel.Reason, "kernel", m.Kernel, "initramfs", m.Initramfs)
+		out[h.Name] = vmbox.NewBackend(log.With("component", "vmbox", "handler", h.Name), m)
+	}
+	return out
+}
+
+// prepareVM prepares the kernel and the initramfs of one vm handler.
+func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machine, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return vmbox.Machine{}, fmt.Errorf("find cradle's own binary for the guest: %w", err)
+	}
+	if err := requireStatic(self); err != nil {
+		return vmbox.Machine{}, err
+	}
+	src := c.Kernel
+	if src == "" {
+		if src, err = vmbox.DefaultKernel("/boot"); err != nil {
+			return vmbox.Machine{}, err
+		}
+	}
+	k, err := vmbox.PrepareKernel(ctx, filepath.Join(root, "vm", "kernels"), src)
+	if err != nil {
+		return vmbox.Machine{}, fmt.Errorf("prepare guest kernel %s: %w", src, err)
+	}
+	initrd, err := vmbox.BuildInitramfs(ctx, filepath.Join(root, "vm"), vmbox.InitramfsSpec{
+		Agent: self, ModulesDir: filepath.Join("/lib/modules", k.Release), Modules: vmbox.GuestModules(),
+	})
+	if err != nil {
+		return vmbox.Machine{}, fmt.Errorf("build the guest initramfs: %w", err)
+	}
+	return vmbox.Machine{QEMU: qemu, Kernel: k.Path, Initramfs: initrd, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
+		BootTimeout: vmBootTimeout}, nil
+}
+
+// requireStatic fails for a dynamically linked binary: it cannot be /init
+// of a guest that has no libc.
+func requireStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("read cradle's own binary: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked and cannot be the guest's init: build it with CGO_ENABLED=0 (make build)", path)
+		}
+	}
+	return nil
+}

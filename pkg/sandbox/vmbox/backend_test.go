@@ -1,0 +1,88 @@
+package vmbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+)
+
+func testPod(dir string) *sandbox.Pod {
+	return &sandbox.Pod{ID: strings.Repeat("ab", 32), Dir: dir, NS: map[string]string{}}
+}
+
+func TestBackendRefusesSocketPathsTooLong(t *testing.T) {
+	b := NewBackend(testLogger(t), Machine{QEMU: "/nonexistent/qemu", BootTimeout: time.Second})
+	pod := testPod("/" + strings.Repeat("d", 100))
+	err := b.StartPod(context.Background(), pod)
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("StartPod with a %d-byte dir: %v, want FailedPrecondition", len(pod.Dir), err)
+	}
+	if pod.Pid != 0 {
+		t.Errorf("pod.Pid = %d", pod.Pid)
+	}
+}
+
+func TestBackendDialPortNotImplemented(t *testing.T) {
+	b := NewBackend(testLogger(t), Machine{})
+	if _, err := b.DialPort(context.Background(), testPod(t.TempDir()), 80); !errdefs.IsNotImplemented(err) {
+		t.Fatalf("DialPort: %v, want NotImplemented", err)
+	}
+}
+
+// Stop and Delete work from the pod's fields alone and are idempotent: a
+// pod whose VM is gone, or whose pid names another process now (recycled),
+// or whose pid file names a process that is not its QEMU, is only cleaned.
+func TestBackendStopWithoutVM(t *testing.T) {
+	self, err := sandbox.ProcessStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		pid      int
+		start    uint64
+		pidFile  string
+		wantFile bool
+	}{
+		{name: "nothing recorded"},
+		{name: "recycled pid", pid: os.Getpid(), start: self + 1},
+		{name: "pid file of another process", pidFile: strconv.Itoa(os.Getpid())},
+		{name: "garbage pid file", pidFile: "x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pod := testPod(dir)
+			pod.Pid, pod.PidStart = tc.pid, tc.start
+			spec := (&Backend{}).spec(pod)
+			if tc.pidFile != "" {
+				if err := os.WriteFile(spec.PIDFile(), []byte(tc.pidFile+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := NewBackend(testLogger(t), Machine{})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i := 0; i < 2; i++ {
+				if err := b.StopPod(ctx, pod); err != nil {
+					t.Fatalf("StopPod #%d: %v", i+1, err)
+				}
+				if err := b.DeletePod(ctx, pod); err != nil {
+					t.Fatalf("DeletePod #%d: %v", i+1, err)
+				}
+			}
+			if _, err := os.Stat(spec.PIDFile()); !os.IsNotExist(err) {
+				t.Errorf("pid file left: %v", err)
+			}
+			if entries, _ := os.ReadDir(filepath.Dir(spec.PIDFile())); len(entries) != 0 {
+				t.Errorf("files left: %v", entries)
+			}
+		})
+	}
+}
