@@ -211,13 +211,21 @@ func testExecTTY(t *testing.T, p *streamPod, proto string) {
 	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- executor(t, proto, p.execURL(t, "main", true, true, "sh", "-c", "[ -t 0 ] && echo a tty; busybox stty size; read x; busybox stty size; exit 5")).
+		done <- executor(t, proto, p.execURL(t, "main", true, true, "sh", "-c", `[ -t 0 ] && echo a tty; busybox stty size; while read x; do [ "$x" = q ] && exit 5; busybox stty size; done`)).
 			StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdinR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes})
 	}()
 	waitFor(t, "the first size", func() bool { return strings.Contains(out.String(), "30 100") })
 	sizes.ch <- remotecommand.TerminalSize{Width: 120, Height: 40}
-	time.Sleep(300 * time.Millisecond) // the resize travels apart from stdin
-	if _, err := stdinW.Write([]byte("go\r")); err != nil {
+	// The resize travels apart from stdin: ask for the size until it shows.
+	waitFor(t, "the new size", func() bool {
+		if strings.Contains(out.String(), "40 120") {
+			return true
+		}
+		_, _ = stdinW.Write([]byte("go\r"))
+		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	if _, err := stdinW.Write([]byte("q\r")); err != nil {
 		t.Fatal(err)
 	}
 	err := <-done

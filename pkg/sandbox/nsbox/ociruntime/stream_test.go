@@ -25,7 +25,7 @@ func TestExecTerminal(t *testing.T) {
 			stdinR, stdinW := io.Pipe()
 			var out testutil.Buffer
 			proc := &specs.Process{Terminal: true, Env: []string{"PATH=/bin"},
-				Args: []string{"sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on a tty; stty size; read x; stty size; exit 4"}}
+				Args: []string{"sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on a tty; stty size; while read x; do [ \"$x\" = q ] && exit 4; stty size; done"}}
 			type result struct {
 				code int
 				err  error
@@ -37,8 +37,17 @@ func TestExecTerminal(t *testing.T) {
 			}()
 			waitFor(t, 20*time.Second, "the first size", func() bool { return strings.Contains(out.String(), "30 100") })
 			resize <- ociruntime.WinSize{Width: 120, Height: 40}
-			time.Sleep(300 * time.Millisecond) // the runtime passes the size on when SIGWINCH reaches it
-			if _, err := stdinW.Write([]byte("go\r")); err != nil {
+			// The runtime passes the size on when SIGWINCH reaches it: ask
+			// for the size until it shows, then end the shell.
+			waitFor(t, 20*time.Second, "the new size", func() bool {
+				if strings.Contains(out.String(), "40 120") {
+					return true
+				}
+				_, _ = stdinW.Write([]byte("go\r"))
+				time.Sleep(100 * time.Millisecond)
+				return false
+			})
+			if _, err := stdinW.Write([]byte("q\r")); err != nil {
 				t.Fatal(err)
 			}
 			r := <-res
