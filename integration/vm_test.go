@@ -162,6 +162,15 @@ func TestVMPodLifecycle(t *testing.T) {
 		remove(t, id, pid)
 	})
 
+	t.Run("VM killed while the daemon runs", func(t *testing.T) {
+		id, pid := run(t, "vm-c")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the pod to turn NotReady", func() bool { return podState(t, id) == runtime.PodSandboxState_SANDBOX_NOTREADY })
+		remove(t, id, pid)
+	})
+
 	// The figures and steps the daemon reported: preparation, accel, boots, stops.
 	logs.WriteString(d.Logs())
 	for _, l := range strings.Split(logs.String(), "\n") {

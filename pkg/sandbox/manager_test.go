@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
@@ -419,4 +420,41 @@ func TestSystemdSliceCgroupParent(t *testing.T) {
 	if err := m.RemovePod(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestPodStopsWhenItsProcessEnds(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	infra := exec.Command("sleep", "1000")
+	if err := infra.Start(); err != nil {
+		t.Skip("no sleep:", err)
+	}
+	f.infraPid = infra.Process.Pid
+	m := newTestManager(t, f, dir)
+	ctx := context.Background()
+	id, err := m.RunPod(ctx, podConfig("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = infra.Process.Kill()
+	_ = infra.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, _ := m.Pod(id)
+		if p.State == PodNotReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod still %v after its process ended", p.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.mu.Lock()
+	if f.networks[id] {
+		t.Error("its network was kept")
+	}
+	f.mu.Unlock()
+	if err := m.RemovePod(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, f, dir)
 }

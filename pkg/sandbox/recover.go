@@ -66,6 +66,9 @@ func (m *Manager) recoverPod(ctx context.Context, pod *Pod) bool {
 				m.log.Error("stop a pod whose process ended", "pod", pod.ID, "error", err)
 			}
 		}
+		if pod.State == PodReady && pod.Pid != 0 {
+			m.watchPodProcess(pod.ID, pod.Pid, pod.PidStart)
+		}
 		return true
 	default:
 		m.log.Info("finishing an interrupted pod", "pod", pod.ID, "state", pod.State.String())

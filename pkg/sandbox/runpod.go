@@ -73,6 +73,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 		return "", err
 	}
 	undo.Release()
+	if pod.Pid != 0 {
+		m.watchPodProcess(pod.ID, pod.Pid, pod.PidStart)
+	}
 	m.emitPod(EventCreated, pod)
 	m.emitPod(EventStarted, pod)
 	m.log.Info("pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
