@@ -77,10 +77,16 @@ func ProbeHandlers(ctx context.Context, rc config.Runtime) []Handler {
 }
 
 func probeVMM(ctx context.Context, h *Handler, binary string) {
+	findBinary(ctx, h, binary, "VMM %q not found (apt-get install qemu-system-x86): %v")
+}
+
+// findBinary resolves binary into h.Binary and asks it for its version; a
+// missing binary is h's Problem (problem formats the binary and the error).
+func findBinary(ctx context.Context, h *Handler, binary, problem string) bool {
 	path, err := exec.LookPath(binary)
 	if err != nil {
-		h.Problem = fmt.Sprintf("VMM %q not found (apt-get install qemu-system-x86): %v", binary, err)
-		return
+		h.Problem = fmt.Sprintf(problem, binary, err)
+		return false
 	}
 	h.Binary = path
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -88,28 +94,23 @@ func probeVMM(ctx context.Context, h *Handler, binary string) {
 	if out, err := exec.CommandContext(ctx, path, "--version").Output(); err == nil {
 		h.Version = firstLine(string(out))
 	}
+	return true
 }
 
 func probeOCI(ctx context.Context, h *Handler, binary string) {
-	path, err := exec.LookPath(binary)
-	if err != nil {
-		h.Problem = fmt.Sprintf("OCI runtime %q not found: %v", binary, err)
+	if !findBinary(ctx, h, binary, "OCI runtime %q not found: %v") {
 		return
 	}
-	h.Binary = path
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, path, "--version").Output(); err == nil {
-		h.Version = firstLine(string(out))
-	}
-	out, err := exec.CommandContext(ctx, path, "features").Output()
+	out, err := exec.CommandContext(ctx, h.Binary, "features").Output()
 	if err != nil {
 		// Runtimes older than the features command: report no optional features.
 		return
 	}
 	var f ociFeatures
 	if err := json.Unmarshal(out, &f); err != nil {
-		h.Problem = fmt.Sprintf("%s features: %v", path, err)
+		h.Problem = fmt.Sprintf("%s features: %v", h.Binary, err)
 		return
 	}
 	h.Features.RecursiveReadOnlyMounts = slices.Contains(f.MountOptions, "rro") && mountSetattrWorks()
