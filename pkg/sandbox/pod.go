@@ -80,6 +80,10 @@ type Pod struct {
 	Pid       int
 	PidStart  uint64
 	PidCgroup string
+	// AuxPids are the backend's other host processes of the pod (a VM's
+	// virtiofsd): the engine moves them into PidCgroup with Pid. The
+	// backend alone watches and stops them.
+	AuxPids []int
 }
 
 // podCheckpointVersion is the version of the Pod checkpoint format.

@@ -61,6 +61,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 		{"sandbox", m.stepBackend},
 		{"sysctls", m.stepSysctls},
 		{"network", m.stepNetwork},
+		{"sandbox network", m.stepJoinNetwork},
 	} {
 		start := time.Now()
 		if err := step.run(ctx, pod, backend, &undo); err != nil {
@@ -175,10 +176,22 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend, undo *cl
 	}
 	pod.PidCgroup = cg
 	undo.Push(func(ctx context.Context) error { return m.opts.Cgroups.Delete(ctx, cg) })
-	if err := m.opts.Cgroups.AddProcess(cg, pod.Pid); err != nil {
-		return fmt.Errorf("move the pod's process into %s: %w", cg, err)
+	for _, pid := range append([]int{pod.Pid}, pod.AuxPids...) {
+		if err := m.opts.Cgroups.AddProcess(cg, pid); err != nil {
+			return fmt.Errorf("move the pod's process %d into %s: %w", pid, cg, err)
+		}
 	}
 	return m.save(pod)
+}
+
+// stepJoinNetwork tells a backend whose sandbox must join the pod network
+// itself (a VM's NIC) that the network is up.
+func (m *Manager) stepJoinNetwork(ctx context.Context, pod *Pod, b Backend, _ *cleanup.Stack) error {
+	j, ok := b.(NetworkJoiner)
+	if !ok || pod.NetNS == "" {
+		return nil
+	}
+	return j.JoinNetwork(ctx, pod)
 }
 
 func (m *Manager) stepSysctls(_ context.Context, pod *Pod, _ Backend, _ *cleanup.Stack) error {
@@ -279,8 +292,10 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 // last, so a failure leaves the pod to be finished later.
 func (m *Manager) release(ctx context.Context, pod *Pod) error {
 	var errs []error
+	backendErr := error(nil)
 	if b := m.opts.Backends[pod.Handler]; b != nil {
-		errs = append(errs, b.DeletePod(ctx, pod))
+		backendErr = b.DeletePod(ctx, pod)
+		errs = append(errs, backendErr)
 	}
 	errs = append(errs, m.opts.Network.Teardown(ctx, pod.ID))
 	if pod.NetNS != "" {
@@ -292,7 +307,11 @@ func (m *Manager) release(ctx context.Context, pod *Pod) error {
 	if pod.Cgroup != "" && pod.Config.CgroupParent == "" {
 		errs = append(errs, m.opts.Cgroups.Delete(ctx, pod.Cgroup))
 	}
-	errs = append(errs, os.RemoveAll(pod.Dir))
+	if backendErr == nil {
+		// Not while the backend may still have something mounted in it
+		// (a VM's shared directory): RemoveAll would walk into it.
+		errs = append(errs, os.RemoveAll(pod.Dir))
+	}
 	if err := errors.Join(errs...); err != nil {
 		pod.State = PodUnknown
 		_ = m.save(pod)

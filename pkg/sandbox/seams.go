@@ -28,6 +28,14 @@ type Backend interface {
 	DialPort(ctx context.Context, pod *Pod, port int32) (net.Conn, error)
 }
 
+// NetworkJoiner is implemented by backends whose sandbox joins the pod
+// network itself once it is set up (a VM wires its NIC to the pod's eth0
+// and configures the guest): called after Network.Setup, with pod.IPs set.
+// What it makes is released by DeletePod.
+type NetworkJoiner interface {
+	JoinNetwork(ctx context.Context, pod *Pod) error
+}
+
 // Network is the pod network seam (pkg/network behind an adapter).
 type Network interface {
 	// NewNetNS makes and pins the pod's network namespace.

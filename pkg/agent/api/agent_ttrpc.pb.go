@@ -10,6 +10,17 @@ import (
 type AgentService interface {
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	SetupSandbox(context.Context, *SetupSandboxRequest) (*Empty, error)
+	SetupNetwork(context.Context, *SetupNetworkRequest) (*Empty, error)
+	CreateContainer(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
+	StartContainer(context.Context, *ContainerRequest) (*Empty, error)
+	SignalContainer(context.Context, *SignalContainerRequest) (*Empty, error)
+	WaitContainer(context.Context, *ContainerRequest) (*ContainerExit, error)
+	ContainerState(context.Context, *ContainerRequest) (*ContainerStateResponse, error)
+	RemoveContainer(context.Context, *ContainerRequest) (*Empty, error)
+	UpdateContainer(context.Context, *UpdateContainerRequest) (*Empty, error)
+	ReopenLog(context.Context, *ContainerRequest) (*Empty, error)
+	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -28,6 +39,83 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.Shutdown(ctx, &req)
+			},
+			"SetupSandbox": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SetupSandboxRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SetupSandbox(ctx, &req)
+			},
+			"SetupNetwork": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SetupNetworkRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SetupNetwork(ctx, &req)
+			},
+			"CreateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CreateContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.CreateContainer(ctx, &req)
+			},
+			"StartContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.StartContainer(ctx, &req)
+			},
+			"SignalContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SignalContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SignalContainer(ctx, &req)
+			},
+			"WaitContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.WaitContainer(ctx, &req)
+			},
+			"ContainerState": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ContainerState(ctx, &req)
+			},
+			"RemoveContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.RemoveContainer(ctx, &req)
+			},
+			"UpdateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.UpdateContainer(ctx, &req)
+			},
+			"ReopenLog": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReopenLog(ctx, &req)
+			},
+			"Stats": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req StatsRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Stats(ctx, &req)
 			},
 		},
 	})
@@ -54,6 +142,94 @@ func (c *agentClient) Health(ctx context.Context, req *HealthRequest) (*HealthRe
 func (c *agentClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*ShutdownResponse, error) {
 	var resp ShutdownResponse
 	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "Shutdown", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) SetupSandbox(ctx context.Context, req *SetupSandboxRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "SetupSandbox", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) SetupNetwork(ctx context.Context, req *SetupNetworkRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "SetupNetwork", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) CreateContainer(ctx context.Context, req *CreateContainerRequest) (*CreateContainerResponse, error) {
+	var resp CreateContainerResponse
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "CreateContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) StartContainer(ctx context.Context, req *ContainerRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "StartContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) SignalContainer(ctx context.Context, req *SignalContainerRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "SignalContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) WaitContainer(ctx context.Context, req *ContainerRequest) (*ContainerExit, error) {
+	var resp ContainerExit
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "WaitContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ContainerState(ctx context.Context, req *ContainerRequest) (*ContainerStateResponse, error) {
+	var resp ContainerStateResponse
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "ContainerState", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) RemoveContainer(ctx context.Context, req *ContainerRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "RemoveContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) UpdateContainer(ctx context.Context, req *UpdateContainerRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "UpdateContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReopenLog(ctx context.Context, req *ContainerRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "ReopenLog", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) Stats(ctx context.Context, req *StatsRequest) (*StatsResponse, error) {
+	var resp StatsResponse
+	if err := c.client.Call(ctx, "cradle.agent.v1.Agent", "Stats", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

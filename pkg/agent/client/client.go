@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"github.com/hashicorp/yamux"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 )
@@ -69,6 +71,9 @@ func (c *Client) service(ctx context.Context) (api.AgentService, *yamux.Session,
 		return nil, nil, fmt.Errorf("agent session: %w", err)
 	}
 	stream, err := sess.Open()
+	if err == nil {
+		_, err = stream.Write([]byte{api.StreamRPC})
+	}
 	if err != nil {
 		_ = sess.Close()
 		return nil, nil, fmt.Errorf("agent stream: %w", err)
@@ -99,6 +104,8 @@ func (c *Client) drop(sess *yamux.Session) {
 }
 
 // call runs fn on a session, dropping the session if the call broke it.
+// The agent's error classes (NotFound, AlreadyExists, ...) come back as
+// errdefs errors.
 func (c *Client) call(ctx context.Context, fn func(api.AgentService) error) error {
 	svc, sess, err := c.service(ctx)
 	if err != nil {
@@ -107,8 +114,48 @@ func (c *Client) call(ctx context.Context, fn func(api.AgentService) error) erro
 	err = fn(svc)
 	if err != nil && (sess.IsClosed() || errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, net.ErrClosed)) {
 		c.drop(sess)
+		return fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
-	return err
+	if err != nil {
+		return errgrpc.ToNative(err)
+	}
+	return nil
+}
+
+// ErrDisconnected marks a call that the session's end cut short: whether
+// the agent acted on it is unknown; a later call dials anew.
+var ErrDisconnected = errors.New("agent session lost")
+
+// Call runs fn against the agent's service (see call): the other RPCs of
+// the Agent service, without a wrapper each.
+func (c *Client) Call(ctx context.Context, fn func(api.AgentService) error) error {
+	return c.call(ctx, fn)
+}
+
+// OpenStream opens a stream of kind (api.StreamExec, StreamAttach,
+// StreamPort) on the session and writes its header. The caller owns the
+// stream and closes it.
+func (c *Client) OpenStream(ctx context.Context, kind byte, header proto.Message) (net.Conn, error) {
+	_, sess, err := c.service(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := sess.Open()
+	if err != nil {
+		c.drop(sess)
+		return nil, fmt.Errorf("open agent stream: %w: %w", ErrDisconnected, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = stream.Close() })
+	defer stop()
+	if _, err := stream.Write([]byte{kind}); err != nil {
+		_ = stream.Close()
+		return nil, fmt.Errorf("open agent stream: %w", err)
+	}
+	if err := api.WriteHeader(stream, header); err != nil {
+		_ = stream.Close()
+		return nil, fmt.Errorf("open agent stream: %w", err)
+	}
+	return stream, nil
 }
 
 // Health asks the agent how the guest is.

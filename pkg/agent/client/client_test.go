@@ -34,7 +34,7 @@ func fakePort(t *testing.T, svc api.AgentService) (addr string, conns chan net.C
 				return
 			}
 			conns <- c
-			go func() { _ = guest.ServeSession(ctx, c, svc) }()
+			go func() { _ = guest.ServeSession(ctx, c, svc, nil) }()
 		}
 	}()
 	return "unix://" + path, conns

@@ -83,7 +83,7 @@ func run(ctx context.Context, o Options) error {
 			f.Close()
 			return err
 		}
-		logSessionEnd(log, ServeSession(ctx, f, svc))
+		logSessionEnd(log, ServeSession(ctx, f, svc, svc))
 	}
 	return ctx.Err()
 }
