@@ -321,11 +321,14 @@ func (x *SetupSandboxRequest) GetSharedTag() string {
 }
 
 type Interface struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`   // the guest NIC to configure, by hardware address
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // renamed to this (e.g. eth0)
-	Mtu           int32                  `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
-	Addresses     []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"` // CIDR, e.g. 10.88.0.5/16
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Mac       string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`   // the guest NIC to configure, by hardware address
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // renamed to this (e.g. eth0)
+	Mtu       int32                  `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	Addresses []string               `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"` // CIDR, e.g. 10.88.0.5/16
+	// The hardware address to give the NIC: the pod's eth0's, which the
+	// pod network knows the pod IP by ("" : keep).
+	NewMac        string `protobuf:"bytes,5,opt,name=new_mac,json=newMac,proto3" json:"new_mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +389,13 @@ func (x *Interface) GetAddresses() []string {
 		return x.Addresses
 	}
 	return nil
+}
+
+func (x *Interface) GetNewMac() string {
+	if x != nil {
+		return x.NewMac
+	}
+	return ""
 }
 
 type Route struct {
@@ -1303,12 +1313,13 @@ const file_agent_proto_rawDesc = "" +
 	"shared_tag\x18\x04 \x01(\tR\tsharedTag\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
 	"\tInterface\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03mtu\x18\x03 \x01(\x05R\x03mtu\x12\x1c\n" +
-	"\taddresses\x18\x04 \x03(\tR\taddresses\"[\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\x12\x17\n" +
+	"\anew_mac\x18\x05 \x01(\tR\x06newMac\"[\n" +
 	"\x05Route\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x16\n" +

@@ -11,6 +11,17 @@ import (
 // (QEMU's virtserialport name=, the guest's /sys/class/virtio-ports/*/name).
 const PortName = "cradle.agent"
 
+// The guest's side of a pod: where the agent mounts the pod's shared
+// directory (virtiofs, tag SharedTag), and the pod's /dev/shm tmpfs.
+// Host-built container specs name these paths.
+const (
+	SharedTag      = "cradle"
+	GuestSharedDir = "/run/cradle/shared"
+	GuestShmDir    = "/run/cradle/shm"
+	// GuestRuntime is the OCI runtime the initramfs carries.
+	GuestRuntime = "/usr/bin/crun"
+)
+
 // SessionConfig is the yamux configuration both ends of the port use: the
 // serial port is one byte stream, yamux multiplexes the ttrpc connection
 // and (in later milestones) process IO streams over it, with per-stream
