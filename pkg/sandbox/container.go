@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -121,6 +122,17 @@ type AttachOptions struct {
 	Stdin          io.Reader // nil: none; ignored unless the container has stdin
 	Stdout, Stderr io.Writer // nil discards
 	Resize         <-chan TerminalSize
+}
+
+// GuestCgroups is implemented by container backends whose containers'
+// cgroups are not the host's (a microVM's guest): the engine reads and
+// updates them through the backend instead of Cgroups.
+type GuestCgroups interface {
+	// ContainerCgroupStats reads c's cgroup; NotFound when it has none.
+	ContainerCgroupStats(ctx context.Context, pod *Pod, c *Container) (cgroup.Stats, ProcessCounts, error)
+	// UpdateContainerCgroup applies res to c's cgroup; limits beyond what
+	// the sandbox can give are InvalidArgument.
+	UpdateContainerCgroup(ctx context.Context, pod *Pod, c *Container, res *specs.LinuxResources) error
 }
 
 // ContainerBackend is the container half of a Backend.

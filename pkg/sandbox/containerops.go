@@ -363,7 +363,7 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 	if err := oci.UpdateResources(next, res, m.opts.Host); err != nil {
 		return err
 	}
-	if err := m.opts.Cgroups.Update(c.CgroupPath, next); err != nil {
+	if err := m.updateCgroup(ctx, c, next); err != nil {
 		return fmt.Errorf("update cgroup of container %s: %w", c.ID, err)
 	}
 	c.Resources = next
@@ -376,4 +376,17 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 	cfg.Linux.Resources = res
 	c.Config = cfg
 	return m.saveContainer(c)
+}
+
+// updateCgroup applies res to c's cgroup: the host's, or through a backend
+// whose containers have cgroups of their own (GuestCgroups).
+func (m *Manager) updateCgroup(ctx context.Context, c *Container, res *specs.LinuxResources) error {
+	pod, b, err := m.podOf(c)
+	if err != nil {
+		return err
+	}
+	if g, ok := b.(GuestCgroups); ok {
+		return g.UpdateContainerCgroup(ctx, pod, c, res)
+	}
+	return m.opts.Cgroups.Update(c.CgroupPath, res)
 }

@@ -77,11 +77,11 @@ func (m *Manager) ListContainerStats(ctx context.Context, f ContainerFilter) []C
 func (m *Manager) containerStats(ctx context.Context, c Container) ContainerStats {
 	st := ContainerStats{Container: c, At: time.Now()}
 	if c.CgroupPath != "" && (c.State == ContainerRunning || c.State == ContainerCreated) {
-		cg, err := m.opts.Cgroups.Stats(c.CgroupPath)
+		cg, procs, err := m.cgroupStats(ctx, &c)
 		if err == nil {
 			st.Cgroup = &cg
 			st.NanoCores = m.samples.rate(c.ID, st.At, cg.CPU.UsageNanos)
-			st.Processes = m.processCounts(c)
+			st.Processes = procs
 		} else if !errdefs.IsNotFound(err) {
 			m.log.Warn("container cgroup stats", "container", c.ID, "error", err)
 		}
@@ -92,6 +92,23 @@ func (m *Manager) containerStats(ctx context.Context, c Container) ContainerStat
 		m.log.Warn("writable layer usage", "container", c.ID, "error", err)
 	}
 	return st
+}
+
+// cgroupStats reads c's cgroup: the host's, or through a backend whose
+// containers have cgroups of their own (GuestCgroups). The process counts
+// are nil where they cannot be read.
+func (m *Manager) cgroupStats(ctx context.Context, c *Container) (cgroup.Stats, *ProcessCounts, error) {
+	if pod, b, err := m.podOf(c); err == nil {
+		if g, ok := b.(GuestCgroups); ok {
+			cg, procs, err := g.ContainerCgroupStats(ctx, pod, c)
+			return cg, &procs, err
+		}
+	}
+	cg, err := m.opts.Cgroups.Stats(c.CgroupPath)
+	if err != nil {
+		return cg, nil, err
+	}
+	return cg, m.processCounts(*c), nil
 }
 
 func (m *Manager) processCounts(c Container) *ProcessCounts {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -124,10 +123,4 @@ func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error {
 // engine removes the pod's directory). Idempotent.
 func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
 	return b.StopPod(ctx, pod)
-}
-
-// DialPort is not served yet: port-forward into a VM needs a vsock or
-// agent-relayed stream.
-func (b *Backend) DialPort(context.Context, *sandbox.Pod, int32) (net.Conn, error) {
-	return nil, fmt.Errorf("port-forward into microVM pods: %w", errdefs.ErrNotImplemented)
 }

@@ -1,0 +1,225 @@
+package vmbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/agent/api"
+	"github.com/cradle-runtime/cradle/pkg/agent/client"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var _ sandbox.ContainerBackend = (*Backend)(nil)
+
+// call runs fn against the agent of pod's VM.
+func (b *Backend) call(ctx context.Context, pod *sandbox.Pod, fn func(api.AgentService) error) error {
+	vm, err := b.vmOf(pod)
+	if err != nil {
+		return err
+	}
+	return vm.Agent().Call(ctx, fn)
+}
+
+// CreateContainer makes the container's root and bind mounts reachable in
+// the guest (binds under the pod's shared directory), turns its spec into
+// the guest's (GuestSpec) and has the agent create it.
+func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, spec *specs.Spec) (int, error) {
+	gspec, binds, err := GuestSpec(spec, GuestPaths{ContainerID: c.ID, PodID: pod.ID, Rootfs: c.Rootfs()})
+	if err != nil {
+		return 0, err
+	}
+	if err := b.checkFits(pod, gspec.Linux); err != nil {
+		return 0, err
+	}
+	logPath, err := b.guestLogPath(pod, c)
+	if err != nil {
+		return 0, err
+	}
+	shared := SharedDir(pod)
+	if err := bindAll(shared, binds); err != nil {
+		return 0, errors.Join(err, unbindTree(filepath.Join(shared, containerRel(c.ID))))
+	}
+	data, err := json.Marshal(gspec)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(filepath.Join(c.Bundle, guestSpecFile), data, 0o600); err != nil {
+		return 0, errors.Join(err, unbindTree(filepath.Join(shared, containerRel(c.ID))))
+	}
+	var pid int32
+	err = b.call(ctx, pod, func(s api.AgentService) error {
+		r, err := s.CreateContainer(ctx, &api.CreateContainerRequest{
+			Id: c.ID, Spec: data, LogPath: logPath,
+			Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce(), Tty: c.Config.GetTty(),
+		})
+		if err == nil {
+			pid = r.Pid
+		}
+		return err
+	})
+	if err != nil {
+		return 0, errors.Join(fmt.Errorf("create container in the guest: %w", err),
+			unbindTree(filepath.Join(shared, containerRel(c.ID))))
+	}
+	return int(pid), nil
+}
+
+// guestLogPath is where the guest writes c's log: the pod's log directory
+// is bind-mounted once into the shared directory.
+func (b *Backend) guestLogPath(pod *sandbox.Pod, c *sandbox.Container) (string, error) {
+	if c.LogPath == "" {
+		return "", nil
+	}
+	rel, err := filepath.Rel(pod.Config.LogDirectory, c.LogPath)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("log path %s is outside the pod's log directory: %w", c.LogPath, errdefs.ErrInvalidArgument)
+	}
+	if err := bindOnce(SharedDir(pod), Bind{Source: pod.Config.LogDirectory, Rel: logsRel}); err != nil {
+		return "", fmt.Errorf("share the pod's log directory: %w", err)
+	}
+	return guestPath(filepath.Join(logsRel, rel)), nil
+}
+
+// logsRel is where the pod's log directory is in the shared directory.
+const logsRel = "logs"
+
+func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
+	return b.call(ctx, pod, func(s api.AgentService) error {
+		_, err := s.StartContainer(ctx, &api.ContainerRequest{Id: c.ID})
+		return err
+	})
+}
+
+func (b *Backend) SignalContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, sig int) error {
+	return b.call(ctx, pod, func(s api.AgentService) error {
+		_, err := s.SignalContainer(ctx, &api.SignalContainerRequest{Id: c.ID, Signal: int32(sig), All: true})
+		return err
+	})
+}
+
+// waitRetry is how long WaitContainer waits before asking again after the
+// session to the agent broke (the agent keeps the exit).
+const waitRetry = 200 * time.Millisecond
+
+// WaitContainer blocks until the container exits. A lost session is
+// dialled again; the VM ending ends the container (killed, 137).
+func (b *Backend) WaitContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, error) {
+	for {
+		vm, err := b.vmOf(pod)
+		if err != nil {
+			return sandbox.ExitStatus{}, err
+		}
+		var exit *api.ContainerExit
+		err = vm.Agent().Call(ctx, func(s api.AgentService) (err error) {
+			exit, err = s.WaitContainer(ctx, &api.ContainerRequest{Id: c.ID})
+			return err
+		})
+		if err == nil {
+			return exitStatus(exit), nil
+		}
+		if ctx.Err() != nil {
+			return sandbox.ExitStatus{}, ctx.Err()
+		}
+		select {
+		case <-vm.Exited():
+			return vmGone(), nil
+		default:
+		}
+		if !errors.Is(err, client.ErrDisconnected) && !isDialError(err) {
+			return sandbox.ExitStatus{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return sandbox.ExitStatus{}, ctx.Err()
+		case <-vm.Exited():
+			return vmGone(), nil
+		case <-time.After(waitRetry):
+		}
+	}
+}
+
+// vmGone is the exit of a container whose VM ended under it.
+func vmGone() sandbox.ExitStatus {
+	return sandbox.ExitStatus{Code: 128 + int32(syscall.SIGKILL), FinishedAt: time.Now()}
+}
+
+func isDialError(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == syscall.ECONNREFUSED || errno == syscall.ENOENT)
+}
+
+func exitStatus(e *api.ContainerExit) sandbox.ExitStatus {
+	return sandbox.ExitStatus{Code: e.GetExitCode(), FinishedAt: time.Unix(0, e.GetFinishedAtUnixNs()), OOMKilled: e.GetOomKilled()}
+}
+
+// ContainerExited asks the agent without blocking; a VM that is gone has
+// no running containers.
+func (b *Backend) ContainerExited(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, bool, error) {
+	vm, err := b.vmOf(pod)
+	if err != nil {
+		return sandbox.ExitStatus{}, false, err
+	}
+	select {
+	case <-vm.Exited():
+		return vmGone(), true, nil
+	default:
+	}
+	var st *api.ContainerStateResponse
+	err = vm.Agent().Call(ctx, func(s api.AgentService) (err error) {
+		st, err = s.ContainerState(ctx, &api.ContainerRequest{Id: c.ID})
+		return err
+	})
+	if errdefs.IsNotFound(err) {
+		return vmGone(), true, nil // the guest does not know it: it cannot run
+	}
+	if err != nil {
+		return sandbox.ExitStatus{}, false, err
+	}
+	if !st.Exited {
+		return sandbox.ExitStatus{}, false, nil
+	}
+	return exitStatus(st.Exit), true, nil
+}
+
+// DeleteContainer has the agent forget the container, then removes its
+// binds from the shared directory. A VM that is gone has nothing to forget.
+// Idempotent, from the container's fields alone.
+func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
+	var errs []error
+	if vm, err := b.vmOf(pod); err == nil && !exited(vm) {
+		err := vm.Agent().Call(ctx, func(s api.AgentService) error {
+			_, err := s.RemoveContainer(ctx, &api.ContainerRequest{Id: c.ID})
+			return err
+		})
+		if err != nil && !exited(vm) {
+			errs = append(errs, fmt.Errorf("remove container in the guest: %w", err))
+		}
+	}
+	errs = append(errs, unbindTree(filepath.Join(SharedDir(pod), containerRel(c.ID))))
+	return errors.Join(errs...)
+}
+
+func exited(vm *VM) bool {
+	select {
+	case <-vm.Exited():
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *Backend) ReopenLog(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
+	return b.call(ctx, pod, func(s api.AgentService) error {
+		_, err := s.ReopenLog(ctx, &api.ContainerRequest{Id: c.ID})
+		return err
+	})
+}
