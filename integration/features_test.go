@@ -351,57 +351,61 @@ func checkMemoryLimit(t *testing.T, k *podKit, id string, want int64) {
 func TestContainerExitsLogsAndExec(t *testing.T) {
 	d, image := startFeatureDaemon(t)
 	for _, h := range handlers {
-		t.Run(h, func(t *testing.T) {
-			k := newPodKit(t, d, image, h, podSandboxConfig("exit-"+h))
-			// PID 1 with no TERM handler ignores SIGTERM: killed at the timeout.
-			stubborn := k.run("stubborn", nil, "sleep", "1000")
-			if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 1}); err != nil {
-				t.Fatal(err)
-			}
-			if st := k.status(stubborn); st.ExitCode != 137 || st.State != runtime.ContainerState_CONTAINER_EXITED {
-				t.Errorf("after the stop timeout: %v exit %d", st.State, st.ExitCode)
-			}
-			if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 1}); err != nil {
-				t.Errorf("second stop: %v", err)
-			}
-			// The stop signal of the config.
-			quit := k.run("quit", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{}, StopSignal: runtime.Signal_SIGNAL_SIGUSR1},
-				"sh", "-c", "trap 'exit 10' USR1; sleep 1000 & wait")
-			if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: quit, Timeout: 10}); err != nil {
-				t.Fatal(err)
-			}
-			if st := k.status(quit); st.ExitCode != 10 {
-				t.Errorf("stop signal USR1: exit %d", st.ExitCode)
-			}
-			// Over its memory limit, the container is OOM-killed.
-			oom := k.run("oom", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}}},
-				"sh", "-c", `x=$(head -c 67108864 /dev/zero | tr '\0' a); echo survived`)
-			if st := k.waitExited(oom); st.Reason != "OOMKilled" || st.ExitCode != 137 {
-				t.Errorf("over its memory limit: reason %q exit %d", st.Reason, st.ExitCode)
-			}
-			// Exec: exit codes and its timeout.
-			shell := k.run("shell", nil, "sh", "-c", `head -c 20000 /dev/zero | tr '\0' x; echo; echo short; trap 'echo again' HUP; while true; do sleep 0.2; done`)
-			if _, code := k.exec(shell, "sh", "-c", "exit 7"); code != 7 {
-				t.Errorf("exec exit code %d", code)
-			}
-			if _, err := d.Runtime.ExecSync(k.ctx, &runtime.ExecSyncRequest{ContainerId: shell, Cmd: []string{"sleep", "30"}, Timeout: 1}); status.Code(err) != codes.DeadlineExceeded {
-				t.Errorf("exec past its timeout: %v", err)
-			}
-			// The log: a 20000-byte line is split into partial entries.
-			logPath := filepath.Join(k.podCfg.LogDirectory, "shell.log")
-			waitFor(t, "the log", func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "stdout F short") })
-			checkCRILog(t, logPath, strings.Repeat("x", 20000))
-			// Rotation: rename, reopen, and the next lines go to a new file.
-			if err := os.Rename(logPath, logPath+".1"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := d.Runtime.ReopenContainerLog(k.ctx, &runtime.ReopenContainerLogRequest{ContainerId: shell}); err != nil {
-				t.Fatal(err)
-			}
-			k.exec(shell, "kill", "-HUP", "1")
-			waitFor(t, "a line in the reopened log", func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "stdout F again") })
-		})
+		t.Run(h, func(t *testing.T) { testExitsLogsAndExec(t, d, image, h) })
 	}
+}
+
+// testExitsLogsAndExec: stop timeouts and signals, OOM, exec exit codes
+// and timeouts, partial log lines and log rotation, in a pod of handler h.
+func testExitsLogsAndExec(t *testing.T, d *daemon, image, h string) {
+	k := newPodKit(t, d, image, h, podSandboxConfig("exit-"+h))
+	// PID 1 with no TERM handler ignores SIGTERM: killed at the timeout.
+	stubborn := k.run("stubborn", nil, "sleep", "1000")
+	if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st := k.status(stubborn); st.ExitCode != 137 || st.State != runtime.ContainerState_CONTAINER_EXITED {
+		t.Errorf("after the stop timeout: %v exit %d", st.State, st.ExitCode)
+	}
+	if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 1}); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+	// The stop signal of the config.
+	quit := k.run("quit", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{}, StopSignal: runtime.Signal_SIGNAL_SIGUSR1},
+		"sh", "-c", "trap 'exit 10' USR1; sleep 1000 & wait")
+	if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: quit, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if st := k.status(quit); st.ExitCode != 10 {
+		t.Errorf("stop signal USR1: exit %d", st.ExitCode)
+	}
+	// Over its memory limit, the container is OOM-killed.
+	oom := k.run("oom", &runtime.ContainerConfig{Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}}},
+		"sh", "-c", `x=$(head -c 67108864 /dev/zero | tr '\0' a); echo survived`)
+	if st := k.waitExited(oom); st.Reason != "OOMKilled" || st.ExitCode != 137 {
+		t.Errorf("over its memory limit: reason %q exit %d", st.Reason, st.ExitCode)
+	}
+	// Exec: exit codes and its timeout.
+	shell := k.run("shell", nil, "sh", "-c", `head -c 20000 /dev/zero | tr '\0' x; echo; echo short; trap 'echo again' HUP; while true; do sleep 0.2; done`)
+	if _, code := k.exec(shell, "sh", "-c", "exit 7"); code != 7 {
+		t.Errorf("exec exit code %d", code)
+	}
+	if _, err := d.Runtime.ExecSync(k.ctx, &runtime.ExecSyncRequest{ContainerId: shell, Cmd: []string{"sleep", "30"}, Timeout: 1}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("exec past its timeout: %v", err)
+	}
+	// The log: a 20000-byte line is split into partial entries.
+	logPath := filepath.Join(k.podCfg.LogDirectory, "shell.log")
+	waitFor(t, "the log", func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "stdout F short") })
+	checkCRILog(t, logPath, strings.Repeat("x", 20000))
+	// Rotation: rename, reopen, and the next lines go to a new file.
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Runtime.ReopenContainerLog(k.ctx, &runtime.ReopenContainerLogRequest{ContainerId: shell}); err != nil {
+		t.Fatal(err)
+	}
+	k.exec(shell, "kill", "-HUP", "1")
+	waitFor(t, "a line in the reopened log", func() bool { b, _ := os.ReadFile(logPath); return strings.Contains(string(b), "stdout F again") })
 }
 
 // checkCRILog checks every line of a CRI log and that the stdout entries

@@ -155,12 +155,12 @@ func TestStreaming(t *testing.T) {
 	for _, handler := range []string{"runc", "crun"} {
 		t.Run(handler, func(t *testing.T) {
 			testutil.RequireBinary(t, handler)
-			testStreaming(t, newDaemon(t, fmt.Sprintf("[runtime]\ndefault_handler = %q\n", handler)), reg.Ref("busybox:1"))
+			testStreaming(t, newDaemon(t, fmt.Sprintf("[runtime]\ndefault_handler = %q\n", handler)), reg.Ref("busybox:1"), 100)
 		})
 	}
 }
 
-func testStreaming(t *testing.T, d *daemon, image string) {
+func testStreaming(t *testing.T, d *daemon, image string, concurrent int) {
 	p := startStreamPod(t, d, image, map[string]*runtime.ContainerConfig{
 		"main":   {Command: []string{"sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"}},
 		"attach": {Command: []string{"sh", "-c", "while read l; do echo got $l; echo err $l >&2; done"}, Stdin: true},
@@ -177,7 +177,7 @@ func testStreaming(t *testing.T, d *daemon, image string) {
 	t.Run("disconnect", func(t *testing.T) { testExecDisconnect(t, p) })
 	t.Run("port-forward", func(t *testing.T) { testPortForward(t, p) })
 	t.Run("bad-input", func(t *testing.T) { testStreamingBadInput(t, p) })
-	t.Run("concurrent", func(t *testing.T) { testConcurrentExecs(t, p, 100) })
+	t.Run("concurrent", func(t *testing.T) { testConcurrentExecs(t, p, concurrent) })
 	p.remove(t)
 }
 

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -34,19 +32,8 @@ accel = "tcg"
 // is found again, a VM killed while the daemon was away leaves its pod
 // NotReady, and Stop/Remove leave nothing behind. Two boots in all.
 func TestVMPodLifecycle(t *testing.T) {
-	testutil.RequireRoot(t)
-	testutil.RequireBinary(t, "qemu-system-x86_64")
-	if k, _ := filepath.Glob("/boot/vmlinuz-*"); len(k) == 0 {
-		testutil.Unmet(t, "needs a guest kernel in /boot (apt-get install linux-image-amd64)")
-	}
-	// A short directory: the VM's sockets live in the pod's directory, and
-	// unix socket paths are limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "cvm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := newDaemonIn(t, dir, vmHandler)
+	d, image := newVMDaemon(t)
+	dir := d.dir
 	ctx := ctxT(t)
 	var logs strings.Builder // of every daemon run (Start starts a new log)
 
@@ -126,11 +113,10 @@ func TestVMPodLifecycle(t *testing.T) {
 			t.Errorf("QEMU is not in the pod's cgroup:\n%s", cg)
 		}
 
-		_, err = d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: id, SandboxConfig: podSandboxConfig("vm-a"),
-			Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "c"}, Image: &runtime.ImageSpec{Image: "busybox:1"}}})
-		if status.Code(err) != codes.Unimplemented {
-			t.Errorf("CreateContainer in a VM pod: %v, want Unimplemented", err)
-		}
+		k := &podKit{t: t, d: d, ctx: ctx, image: image, pod: id, podCfg: podSandboxConfig("vm-a")}
+		k.podCfg.LogDirectory = "" // no log: the container writes a file of its own
+		ctr := k.run("counter", nil, "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.1; done")
+		before, _ := k.exec(ctr, "cat", "/count")
 
 		logs.WriteString(d.Logs())
 		d.Kill9()
@@ -140,6 +126,15 @@ func TestVMPodLifecycle(t *testing.T) {
 		d.Start()
 		if got := podState(t, id); got != runtime.PodSandboxState_SANDBOX_READY {
 			t.Fatalf("after a daemon crash the pod is %v", got)
+		}
+		if st := k.status(ctr); st.State != runtime.ContainerState_CONTAINER_RUNNING {
+			t.Fatalf("after a daemon crash the container is %v", st.State)
+		}
+		after, _ := k.exec(ctr, "cat", "/count")
+		a, _ := strconv.Atoi(after)
+		b, _ := strconv.Atoi(before)
+		if a <= b {
+			t.Errorf("the container's counter went from %s to %s across the daemon's crash", before, after)
 		}
 		remove(t, id, pid)
 	})
@@ -164,11 +159,38 @@ func TestVMPodLifecycle(t *testing.T) {
 
 	t.Run("VM killed while the daemon runs", func(t *testing.T) {
 		id, pid := run(t, "vm-c")
+		k := &podKit{t: t, d: d, ctx: ctx, image: image, pod: id, podCfg: podSandboxConfig("vm-c")}
+		ctr := k.run("sleeper", nil, "sleep", "1000")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the pod to turn NotReady", func() bool { return podState(t, id) == runtime.PodSandboxState_SANDBOX_NOTREADY })
+		if st := k.waitExited(ctr); st.ExitCode != 137 {
+			t.Errorf("container of a killed VM: exit %d, want 137", st.ExitCode)
+		}
 		remove(t, id, pid)
+	})
+
+	t.Run("daemon killed mid-boot", func(t *testing.T) {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podSandboxConfig("vm-d"), RuntimeHandler: "vm"})
+			errc <- err
+		}()
+		waitFor(t, "QEMU to start", func() bool {
+			m, _ := filepath.Glob(filepath.Join(dir, "run", "pods", "*", "qemu.pid"))
+			return len(m) > 0
+		})
+		logs.WriteString(d.Logs())
+		d.Kill9()
+		<-errc
+		d.Start()
+		waitFor(t, "the interrupted pod to be undone", func() bool {
+			r, err := d.Runtime.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+			return err == nil && len(r.Items) == 0
+		})
+		assertNoPodLeaks(t, d)
+		assertNoVMs(t, dir)
 	})
 
 	// The figures and steps the daemon reported: preparation, accel, boots, stops.
@@ -182,14 +204,14 @@ func TestVMPodLifecycle(t *testing.T) {
 	}
 }
 
-// assertNoVMs fails t if a QEMU of a pod under dir still runs, or a VM
+// assertNoVMs fails t if a QEMU or virtiofsd of a pod under dir still runs, or a VM
 // socket is left under dir.
 func assertNoVMs(t testing.TB, dir string) {
 	t.Helper()
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, _ := os.ReadFile(p)
-		if bytes.Contains(b, []byte("cradle-pod-")) && bytes.Contains(b, []byte(dir)) {
+		if bytes.Contains(b, []byte(dir)) && (bytes.Contains(b, []byte("cradle-pod-")) || bytes.Contains(b, []byte("virtiofsd"))) {
 			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 			testutil.AssertNoProcess(t, pid)
 		}
