@@ -38,7 +38,7 @@ func requireVM(t testing.TB) {
 // too) in a short directory: a VM's sockets live in its pod's directory,
 // and unix socket paths are limited to 107 bytes. The daemon has pulled
 // busybox; its reference is returned.
-func newVMDaemon(t *testing.T) (*daemon, string) {
+func newVMDaemon(t testing.TB) (*daemon, string) {
 	t.Helper()
 	requireVM(t)
 	reg := fixtures.StartRegistry(t)
