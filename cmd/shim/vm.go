@@ -78,14 +78,18 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 	if err != nil {
 		return vmbox.Machine{}, fmt.Errorf("prepare guest kernel %s: %w", src, err)
 	}
+	if _, err := os.Stat(c.Virtiofsd); err != nil {
+		return vmbox.Machine{}, fmt.Errorf("virtiofsd (shares container roots with pod VMs): %w (apt-get install qemu-system-common)", err)
+	}
 	initrd, err := vmbox.BuildInitramfs(ctx, filepath.Join(root, "vm"), vmbox.InitramfsSpec{
 		Agent: self, ModulesDir: filepath.Join("/lib/modules", k.Release), Modules: vmbox.GuestModules(),
+		Runtime: c.GuestRuntime,
 	})
 	if err != nil {
 		return vmbox.Machine{}, fmt.Errorf("build the guest initramfs: %w", err)
 	}
 	return vmbox.Machine{QEMU: qemu, Kernel: k.Path, Initramfs: initrd, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
-		BootTimeout: vmBootTimeout}, nil
+		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout}, nil
 }
 
 // requireStatic fails for a dynamically linked binary: it cannot be /init

@@ -114,6 +114,9 @@ type VM struct {
 	VCPUs     int    `toml:"vcpus" comment:"vCPUs of a pod VM."`
 	MemoryMiB int    `toml:"memory_mib" comment:"Memory of a pod VM, in MiB."`
 	Accel     string `toml:"accel" comment:"auto (KVM when /dev/kvm can boot the guest kernel, TCG otherwise), kvm, or tcg."`
+	Virtiofsd string `toml:"virtiofsd" comment:"The virtiofs daemon that shares each pod's container roots and volumes with its VM."`
+	// GuestRuntime is put into the guest's initramfs with its libraries.
+	GuestRuntime string `toml:"guest_runtime" comment:"The OCI runtime binary the guest runs containers with (copied into the VM with its libraries)."`
 }
 
 // Handler kinds.
@@ -127,6 +130,8 @@ const (
 	DefaultVMM         = "/usr/bin/qemu-system-x86_64"
 	DefaultVMVCPUs     = 1
 	DefaultVMMemoryMiB = 256
+	DefaultVirtiofsd   = "/usr/lib/qemu/virtiofsd"
+	DefaultGuestOCI    = "/usr/bin/crun"
 	AccelAuto          = "auto"
 	AccelKVM           = "kvm"
 	AccelTCG           = "tcg"
@@ -134,7 +139,8 @@ const (
 
 // DefaultVM is the VM section a vm handler gets for the keys it leaves out.
 func DefaultVM() VM {
-	return VM{VCPUs: DefaultVMVCPUs, MemoryMiB: DefaultVMMemoryMiB, Accel: AccelAuto}
+	return VM{VCPUs: DefaultVMVCPUs, MemoryMiB: DefaultVMMemoryMiB, Accel: AccelAuto,
+		Virtiofsd: DefaultVirtiofsd, GuestRuntime: DefaultGuestOCI}
 }
 
 // fillHandlerDefaults gives vm handlers the defaults of the keys they leave
@@ -159,6 +165,12 @@ func fillHandlerDefaults(hs map[string]Handler) {
 			}
 			if h.VM.Accel != "" {
 				vm.Accel = h.VM.Accel
+			}
+			if h.VM.Virtiofsd != "" {
+				vm.Virtiofsd = h.VM.Virtiofsd
+			}
+			if h.VM.GuestRuntime != "" {
+				vm.GuestRuntime = h.VM.GuestRuntime
 			}
 		}
 		h.VM = &vm

@@ -80,7 +80,7 @@ func TestDecode(t *testing.T) {
 		{name: "bad handler kind", in: "[runtime.handlers.runc]\nkind = \"wasm\"\nbinary = \"x\"\n", wantErr: "runtime.handlers.runc.kind"},
 		{name: "vm handler gets defaults", in: "[runtime.handlers.vm]\nkind = \"vm\"\n[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n",
 			check: func(t *testing.T, c Config) {
-				want := Handler{Kind: KindVM, Binary: DefaultVMM, VM: &VM{VCPUs: 1, MemoryMiB: 256, Accel: AccelAuto}}
+				want := Handler{Kind: KindVM, Binary: DefaultVMM, VM: &VM{VCPUs: 1, MemoryMiB: 256, Accel: AccelAuto, Virtiofsd: DefaultVirtiofsd, GuestRuntime: DefaultGuestOCI}}
 				if diff := cmp.Diff(want, c.Runtime.Handlers["vm"]); diff != "" {
 					t.Error(diff)
 				}
@@ -90,7 +90,7 @@ func TestDecode(t *testing.T) {
 			}},
 		{name: "vm handler overrides", in: "[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.kata]\nkind = \"vm\"\nbinary = \"/opt/qemu\"\n[runtime.handlers.kata.vm]\nkernel = \"/k/vmlinux\"\nvcpus = 2\naccel = \"tcg\"\n",
 			check: func(t *testing.T, c Config) {
-				want := Handler{Kind: KindVM, Binary: "/opt/qemu", VM: &VM{Kernel: "/k/vmlinux", VCPUs: 2, MemoryMiB: 256, Accel: AccelTCG}}
+				want := Handler{Kind: KindVM, Binary: "/opt/qemu", VM: &VM{Kernel: "/k/vmlinux", VCPUs: 2, MemoryMiB: 256, Accel: AccelTCG, Virtiofsd: DefaultVirtiofsd, GuestRuntime: DefaultGuestOCI}}
 				if diff := cmp.Diff(want, c.Runtime.Handlers["kata"]); diff != "" {
 					t.Error(diff)
 				}
@@ -172,7 +172,7 @@ func TestLoad(t *testing.T) {
 func TestVMHandlerRoundTrips(t *testing.T) {
 	c := Default()
 	c.Runtime.Handlers["vm"] = Handler{Kind: KindVM, Binary: DefaultVMM,
-		VM: &VM{Kernel: "/boot/vmlinuz-6.1.0-56-amd64", VCPUs: 2, MemoryMiB: 512, Accel: AccelTCG}}
+		VM: &VM{Kernel: "/boot/vmlinuz-6.1.0-56-amd64", VCPUs: 2, MemoryMiB: 512, Accel: AccelTCG, Virtiofsd: DefaultVirtiofsd, GuestRuntime: DefaultGuestOCI}}
 	b, err := Marshal(c)
 	if err != nil {
 		t.Fatal(err)

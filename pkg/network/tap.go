@@ -9,21 +9,69 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Tap is a tap device wired to a pod's eth0, for a microVM's NIC.
+// Tap is a tap device wired to a pod's eth0, for a microVM's NIC, and what
+// the guest needs to take eth0's place.
 type Tap struct {
 	Name string
 	MTU  int
 	// MAC is eth0's address: the guest NIC should use it, so that peers'
 	// neighbour entries for the pod IP stay right.
 	MAC net.HardwareAddr
+	// Addrs are eth0's addresses (CIDR), Routes the pod namespace's routes
+	// through eth0.
+	Addrs  []string
+	Routes []TapRoute
+}
+
+// TapRoute is a route of the pod's namespace, for the guest.
+type TapRoute struct {
+	Dst string // CIDR; "" is the default route
+	Gw  string // "" : on-link
 }
 
 // AttachTap creates a persistent tap device named name in the pod network
-// namespace at nsPath (flags NO_PI and VNET_HDR, as QEMU and Firecracker
-// open it), gives it eth0's MTU and connects the two with tc: an ingress
-// qdisc on each and a match-all u32 filter whose mirred action redirects
-// every frame to the other's egress. On failure nothing is left.
+// namespace at nsPath and wires it to eth0 (CreateTap, then WireTap). On
+// failure nothing is left.
 func AttachTap(nsPath, name string) (Tap, error) {
+	if err := CreateTap(nsPath, name); err != nil {
+		return Tap{}, err
+	}
+	t, err := WireTap(nsPath, name)
+	if err != nil {
+		return Tap{}, errors.Join(err, DetachTap(nsPath, name))
+	}
+	return t, nil
+}
+
+// CreateTap creates a persistent tap device named name in the namespace
+// at nsPath (flags NO_PI and VNET_HDR, as QEMU and Firecracker open it),
+// up, wired to nothing yet: a VM can open it before the pod's eth0 exists.
+func CreateTap(nsPath, name string) error {
+	err := WithNetNS(nsPath, func() error {
+		tap := &netlink.Tuntap{
+			LinkAttrs: netlink.LinkAttrs{Name: name},
+			Mode:      netlink.TUNTAP_MODE_TAP,
+			Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
+		}
+		if err := netlink.LinkAdd(tap); err != nil {
+			return fmt.Errorf("create tap %s: %w", name, err)
+		}
+		if err := netlink.LinkSetUp(tap); err != nil {
+			return errors.Join(fmt.Errorf("bring up tap %s: %w", name, err), netlink.LinkDel(tap))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tap in %s: %w", nsPath, err)
+	}
+	return nil
+}
+
+// WireTap gives the tap eth0's MTU and connects the two with tc: an
+// ingress qdisc on each and a match-all u32 filter whose mirred action
+// redirects every frame to the other's egress. It returns eth0's MAC,
+// addresses and routes for the guest. Idempotent.
+func WireTap(nsPath, name string) (Tap, error) {
 	var t Tap
 	err := WithNetNS(nsPath, func() error {
 		eth, err := netlink.LinkByName("eth0")
@@ -31,23 +79,49 @@ func AttachTap(nsPath, name string) (Tap, error) {
 			return fmt.Errorf("pod eth0: %w", err)
 		}
 		t = Tap{Name: name, MTU: eth.Attrs().MTU, MAC: eth.Attrs().HardwareAddr}
-		tap := &netlink.Tuntap{
-			LinkAttrs: netlink.LinkAttrs{Name: name, MTU: t.MTU},
-			Mode:      netlink.TUNTAP_MODE_TAP,
-			Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
-		}
-		if err := netlink.LinkAdd(tap); err != nil {
-			return fmt.Errorf("create tap %s: %w", name, err)
-		}
 		if err := wireTap(eth, name, t.MTU); err != nil {
-			return errors.Join(err, detachTap(name))
+			return err
 		}
-		return nil
+		t.Addrs, t.Routes, err = podAddressing(eth)
+		return err
 	})
 	if err != nil {
-		return Tap{}, fmt.Errorf("attach tap in %s: %w", nsPath, err)
+		return Tap{}, fmt.Errorf("wire tap in %s: %w", nsPath, err)
 	}
 	return t, nil
+}
+
+// podAddressing reads eth's global addresses and the routes through it.
+func podAddressing(eth netlink.Link) ([]string, []TapRoute, error) {
+	addrs, err := netlink.AddrList(eth, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("addresses of eth0: %w", err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if a.IP.IsGlobalUnicast() {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	routes, err := netlink.RouteList(eth, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("routes of eth0: %w", err)
+	}
+	var rs []TapRoute
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL || (r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast()) {
+			continue // the guest makes its own prefix routes
+		}
+		tr := TapRoute{}
+		if r.Dst != nil {
+			tr.Dst = r.Dst.String()
+		}
+		if r.Gw != nil {
+			tr.Gw = r.Gw.String()
+		}
+		rs = append(rs, tr)
+	}
+	return out, rs, nil
 }
 
 func wireTap(eth netlink.Link, name string, mtu int) error {

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/agent/api"
+	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 )
 
@@ -24,6 +28,9 @@ type Machine struct {
 	MemoryMiB int
 	Accel     string // resolved: config.AccelKVM or config.AccelTCG
 	TSCKHz    uint64
+	// Virtiofsd shares each pod's directory with its VM ("" : no shared
+	// directory, hence no containers; boot tests).
+	Virtiofsd string
 	// BootTimeout bounds StartPod's wait for the agent's first Health.
 	BootTimeout time.Duration
 }
@@ -49,49 +56,151 @@ func NewBackend(log *slog.Logger, m Machine) *Backend {
 	return &Backend{log: log, machine: m, vms: map[string]*VM{}}
 }
 
+// tapName is the pod VM's tap device, in the pod's network namespace.
+const tapName = "tap0"
+
 // spec is the VMSpec of pod's VM.
 func (b *Backend) spec(pod *sandbox.Pod) VMSpec {
 	m := b.machine
-	return VMSpec{
+	vcpus, mem := b.size(pod)
+	s := VMSpec{
 		Name: "cradle-pod-" + pod.ID[:min(12, len(pod.ID))], QEMU: m.QEMU, Kernel: m.Kernel, Initramfs: m.Initramfs,
-		VCPUs: m.VCPUs, MemoryMiB: m.MemoryMiB, Accel: m.Accel, TSCKHz: m.TSCKHz,
-		Dir: pod.Dir, NetNS: pod.NetNS,
+		VCPUs: vcpus, MemoryMiB: mem, Accel: m.Accel, TSCKHz: m.TSCKHz,
+		Dir: pod.Dir, NetNS: pod.NetNS, VirtioFS: m.Virtiofsd != "",
 	}
+	if pod.NetNS != "" {
+		s.Tap, s.MAC = tapName, guestMAC(pod.ID)
+	}
+	return s
 }
 
-// StartPod boots the pod's VM and waits (at most BootTimeout) until its
-// agent answers Health. A VM that does not become healthy is stopped.
-func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
+// guestMAC is the address QEMU gives the guest NIC until the agent takes
+// eth0's (JoinNetwork): locally administered, from the pod id.
+func guestMAC(id string) string {
+	b := []byte{0x02, 0, 0, 0, 0, 0}
+	copy(b[1:], id)
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
+}
+
+// checkPod refuses what a VM cannot give a pod: the node's network, PID or
+// IPC namespace (the guest has its own kernel).
+func checkPod(pod *sandbox.Pod) error {
+	c := pod.Config
+	if pod.NetNS == "" || c.Network == sandbox.NamespaceNode || c.PID == sandbox.NamespaceNode || c.IPC == sandbox.NamespaceNode {
+		return fmt.Errorf("a microVM pod cannot share the node's network, PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// StartPod boots the pod's VM: the pod's shared directory and its
+// virtiofsd, a tap in the pod's network namespace, then QEMU; it waits (at
+// most BootTimeout) until the agent answers Health and has set the pod up
+// in the guest. On failure nothing is left.
+func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error) {
+	if err := checkPod(pod); err != nil {
+		return err
+	}
 	spec := b.spec(pod)
-	for _, p := range []string{spec.AgentSocket(), spec.QMPSocket()} {
+	for _, p := range []string{spec.AgentSocket(), spec.QMPSocket(), spec.VirtioFSSocket()} {
 		if len(p) > maxSocketPath {
 			return fmt.Errorf("VM socket path %s is %d bytes, longer than a unix socket path can be (%d): use a shorter state directory: %w",
 				p, len(p), maxSocketPath, errdefs.ErrFailedPrecondition)
 		}
 	}
 	start := time.Now()
+	var undo cleanup.Stack
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, undo.Run())
+		}
+	}()
+	undo.Push(func(context.Context) error { return b.release(pod, spec) })
+	if err := b.startHelpers(ctx, pod, spec); err != nil {
+		return err
+	}
 	vm, err := Start(ctx, spec, b.log)
 	if err != nil {
 		return fmt.Errorf("start the pod's VM: %w", err)
 	}
-	bctx, cancel := context.WithTimeout(ctx, b.machine.BootTimeout)
-	defer cancel()
-	h, err := vm.WaitReady(bctx)
-	if err == nil {
-		pod.PidStart, err = sandbox.ProcessStart(vm.PID())
-	}
+	undo.Push(func(ctx context.Context) error { return vm.Stop(ctx) })
+	h, err := b.boot(ctx, pod, vm)
 	if err != nil {
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
-		defer scancel()
-		return errors.Join(fmt.Errorf("boot the pod's VM: %w", err), vm.Stop(sctx))
+		return err
 	}
 	pod.Pid = vm.PID()
 	b.mu.Lock()
 	b.vms[pod.ID] = vm
 	b.mu.Unlock()
+	undo.Release()
 	b.log.Info("pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start),
-		"accel", spec.Accel, "guest_kernel", h.KernelRelease)
+		"accel", spec.Accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB, "guest_kernel", h.KernelRelease)
 	return nil
+}
+
+// startHelpers makes what QEMU needs before it starts: the tap and the
+// shared directory with its virtiofsd (whose pid joins pod.AuxPids).
+func (b *Backend) startHelpers(ctx context.Context, pod *sandbox.Pod, spec VMSpec) error {
+	if spec.Tap != "" {
+		if err := network.CreateTap(spec.NetNS, spec.Tap); err != nil {
+			return err
+		}
+	}
+	if !spec.VirtioFS {
+		return nil
+	}
+	if err := makeShared(SharedDir(pod)); err != nil {
+		return fmt.Errorf("the pod's shared directory: %w", err)
+	}
+	pid, err := startVirtiofsd(ctx, b.machine.Virtiofsd, SharedDir(pod), spec)
+	if err != nil {
+		return err
+	}
+	pod.AuxPids = []int{pid}
+	return nil
+}
+
+// boot waits for the agent and has it set the pod up in the guest.
+func (b *Backend) boot(ctx context.Context, pod *sandbox.Pod, vm *VM) (*api.HealthResponse, error) {
+	bctx, cancel := context.WithTimeout(ctx, b.machine.BootTimeout)
+	defer cancel()
+	h, err := vm.WaitReady(bctx)
+	if err != nil {
+		return nil, fmt.Errorf("boot the pod's VM: %w", err)
+	}
+	if pod.PidStart, err = sandbox.ProcessStart(vm.PID()); err != nil {
+		return nil, err
+	}
+	req := &api.SetupSandboxRequest{Hostname: pod.Config.Hostname, Sysctls: pod.Config.Sysctls}
+	if b.machine.Virtiofsd != "" {
+		req.SharedTag = api.SharedTag
+	}
+	err = vm.Agent().Call(bctx, func(s api.AgentService) error {
+		_, err := s.SetupSandbox(bctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set the pod up in its VM: %w", err)
+	}
+	return h, nil
+}
+
+// JoinNetwork wires the VM's tap to the pod's eth0 and has the guest take
+// eth0's place: its MAC, MTU, addresses and routes.
+func (b *Backend) JoinNetwork(ctx context.Context, pod *sandbox.Pod) error {
+	tap, err := network.WireTap(pod.NetNS, tapName)
+	if err != nil {
+		return err
+	}
+	req := &api.SetupNetworkRequest{Interfaces: []*api.Interface{{
+		Mac: guestMAC(pod.ID), NewMac: tap.MAC.String(), Name: "eth0", Mtu: int32(tap.MTU), Addresses: tap.Addrs,
+	}}}
+	for _, r := range tap.Routes {
+		req.Routes = append(req.Routes, &api.Route{Destination: r.Dst, Gateway: r.Gw, Device: "eth0"})
+	}
+	return b.call(ctx, pod, func(s api.AgentService) error {
+		_, err := s.SetupNetwork(ctx, req)
+		return err
+	})
 }
 
 // stopTimeout bounds a stop that its caller did not bound: the sum of Stop's
@@ -99,14 +208,16 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
 const stopTimeout = shutdownWait + quitWait + killWait + time.Second
 
 // StopPod shuts the pod's VM down (agent Shutdown, then QMP quit, then
-// SIGKILL) and removes its sockets and pid file. Idempotent.
+// SIGKILL), then its virtiofsd, and removes their sockets and pid file.
+// Idempotent.
 func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error {
 	b.mu.Lock()
 	vm := b.vms[pod.ID]
 	b.mu.Unlock()
+	spec := b.spec(pod)
 	if vm == nil {
 		var err error
-		if vm, err = Attach(b.spec(pod), pod.Pid, pod.PidStart, b.log); err != nil {
+		if vm, err = Attach(spec, pod.Pid, pod.PidStart, b.log); err != nil {
 			return fmt.Errorf("attach to the pod's VM: %w", err)
 		}
 	}
@@ -116,11 +227,27 @@ func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error {
 	b.mu.Lock()
 	delete(b.vms, pod.ID)
 	b.mu.Unlock()
-	return nil
+	return stopVirtiofsd(spec)
 }
 
-// DeletePod stops the VM as StopPod does, from the pod's fields alone (the
-// engine removes the pod's directory). Idempotent.
+// DeletePod stops the VM as StopPod does, then releases what StartPod
+// made, from the pod's fields alone (after a crash mid-boot Pid may be 0:
+// QEMU is found by its pid file). Idempotent.
 func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
-	return b.StopPod(ctx, pod)
+	if err := b.StopPod(ctx, pod); err != nil {
+		return err
+	}
+	return b.release(pod, b.spec(pod))
+}
+
+// release removes the shared directory (every bind under it first: it
+// never removes files under a mount) and the tap.
+func (b *Backend) release(pod *sandbox.Pod, spec VMSpec) error {
+	errs := []error{stopVirtiofsd(spec), unbindTree(SharedDir(pod))}
+	if spec.Tap != "" {
+		if err := network.DetachTap(spec.NetNS, spec.Tap); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/agent/guest"
 )
 
@@ -22,7 +23,7 @@ import (
 // them as modules (Debian's does): virtio-mmio transport, the agent's
 // virtio-serial port, and virtiofs for container rootfs (next milestones).
 func GuestModules() []string {
-	return []string{"virtio_mmio", "virtio_console", "fuse", "virtiofs"}
+	return []string{"virtio_mmio", "virtio_console", "fuse", "virtiofs", "virtio_net"}
 }
 
 // InitramfsSpec is what a guest initramfs holds.
@@ -35,6 +36,10 @@ type InitramfsSpec struct {
 	// Modules are loaded in the guest, with what they depend on; those the
 	// kernel has built in (modules.builtin) are skipped.
 	Modules []string
+	// Runtime is the host's OCI runtime binary (crun) the guest runs
+	// containers with: it goes to api.GuestRuntime, with the shared
+	// libraries it needs at their host paths.
+	Runtime string
 	// Gzip compresses the archive. Uncompressed boots faster under TCG
 	// (the guest does not inflate in emulation) at the cost of host disk
 	// and page cache; see BenchmarkBoot.
@@ -43,7 +48,7 @@ type InitramfsSpec struct {
 
 // initramfsFormat changes whenever the archive layout does, so that cached
 // archives of an older layout are not reused.
-const initramfsFormat = "cradle-initramfs-1"
+const initramfsFormat = "cradle-initramfs-2"
 
 // BuildInitramfs returns the path of the initramfs for spec, cached under
 // cacheDir by the hash of everything in it; a new one is written atomically.
@@ -53,7 +58,14 @@ func BuildInitramfs(ctx context.Context, cacheDir string, spec InitramfsSpec) (s
 		return "", err
 	}
 	release := filepath.Base(spec.ModulesDir)
+	bins, err := guestBinaries(spec.Runtime)
+	if err != nil {
+		return "", err
+	}
 	files := append([]string{spec.Agent}, mods...)
+	for _, b := range bins {
+		files = append(files, b.host) // its guest path follows from it
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\ngzip=%v\nrelease=%s\n%s", initramfsFormat, spec.Gzip, release, dep)
 	for i, f := range files {
@@ -83,7 +95,7 @@ func BuildInitramfs(ctx context.Context, cacheDir string, spec InitramfsSpec) (s
 		return "", fmt.Errorf("initramfs: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after the rename, a no-op
-	if err := writeInitramfs(tmp, spec, release, mods, dep); err != nil {
+	if err := writeInitramfs(tmp, spec, release, mods, dep, bins); err != nil {
 		tmp.Close()
 		return "", err
 	}
@@ -103,7 +115,7 @@ func BuildInitramfs(ctx context.Context, cacheDir string, spec InitramfsSpec) (s
 	return out, nil
 }
 
-func writeInitramfs(f *os.File, spec InitramfsSpec, release string, mods []string, dep string) error {
+func writeInitramfs(f *os.File, spec InitramfsSpec, release string, mods []string, dep string, bins []guestBinary) error {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	var w io.Writer = bw
 	var zw *gzip.Writer
@@ -116,6 +128,9 @@ func writeInitramfs(f *os.File, spec InitramfsSpec, release string, mods []strin
 		c.Dir(d, 0o755)
 	}
 	if err := addFile(c, "init", spec.Agent, 0o755); err != nil {
+		return err
+	}
+	if err := addBinaries(c, bins); err != nil {
 		return err
 	}
 	if len(mods) > 0 {
@@ -244,3 +259,45 @@ func hashFile(h io.Writer, path string) error {
 
 // sortedKeys sorts m's keys: parents come before their children.
 func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
+
+// guestBinary is a host file the guest needs at guest.
+type guestBinary struct{ host, guest string }
+
+// guestBinaries are the OCI runtime (at api.GuestRuntime) and its shared
+// libraries (at their host paths); none when runtime is "".
+func guestBinaries(runtime string) ([]guestBinary, error) {
+	if runtime == "" {
+		return nil, nil
+	}
+	libs, err := sharedLibs(runtime)
+	if err != nil {
+		return nil, fmt.Errorf("guest OCI runtime: %w", err)
+	}
+	out := []guestBinary{{host: runtime, guest: strings.TrimPrefix(api.GuestRuntime, "/")}}
+	for _, l := range libs {
+		out = append(out, guestBinary{host: l, guest: strings.TrimPrefix(l, "/")})
+	}
+	return out, nil
+}
+
+// addBinaries writes bins and the directories they are in (symlinks on
+// the host are followed: the guest gets the files).
+func addBinaries(c *cpioWriter, bins []guestBinary) error {
+	dirs := map[string]bool{}
+	for _, b := range bins {
+		for d := filepath.Dir(b.guest); d != "."; d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	for _, d := range sortedKeys(dirs) {
+		if d != "lib" { // made with the fixed directories
+			c.Dir(d, 0o755)
+		}
+	}
+	for _, b := range bins {
+		if err := addFile(c, b.guest, b.host, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -32,12 +32,23 @@ type VMSpec struct {
 	// ConsoleLog, when set, turns the ISA serial port on and writes the
 	// guest console there (debugging; it slows a TCG boot).
 	ConsoleLog string
+	// VirtioFS adds the pod's shared directory: a vhost-user-fs device on
+	// VirtioFSSocket (virtiofsd's), tag api.SharedTag. Guest RAM is then a
+	// shared memfd, which vhost-user needs.
+	VirtioFS bool
+	// Tap, when set, is the tap device (in QEMU's network namespace) of
+	// the guest's NIC, whose hardware address is MAC.
+	Tap string
+	MAC string
 }
 
 // Paths of a VM's runtime files under its Dir.
 func (s VMSpec) AgentSocket() string { return filepath.Join(s.Dir, "agent.sock") }
 func (s VMSpec) QMPSocket() string   { return filepath.Join(s.Dir, "qmp.sock") }
 func (s VMSpec) PIDFile() string     { return filepath.Join(s.Dir, "qemu.pid") }
+
+// VirtioFSSocket is virtiofsd's vhost-user socket.
+func (s VMSpec) VirtioFSSocket() string { return filepath.Join(s.Dir, "vfs.sock") }
 
 // KernelCmdline is the guest kernel's command line. The arguments after
 // "--" are init's: the kernel runs /init (cradle) as `cradle agent`.
@@ -72,9 +83,13 @@ func QEMUArgs(s VMSpec) []string {
 	if s.ConsoleLog != "" {
 		serial = "on"
 	}
+	machine := "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=" + serial
+	if s.VirtioFS {
+		machine += ",memory-backend=mem"
+	}
 	args := []string{
 		"-name", s.Name,
-		"-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=" + serial,
+		"-M", machine,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 	}
 	switch s.Accel {
@@ -105,6 +120,19 @@ func QEMUArgs(s VMSpec) []string {
 		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", s.PIDFile(),
 	)
+	if s.VirtioFS {
+		args = append(args,
+			"-object", "memory-backend-memfd,id=mem,size="+strconv.Itoa(s.MemoryMiB)+"M,share=on",
+			"-chardev", "socket,id=vfs,path="+s.VirtioFSSocket(),
+			"-device", "vhost-user-fs-device,chardev=vfs,tag="+api.SharedTag,
+		)
+	}
+	if s.Tap != "" {
+		args = append(args,
+			"-netdev", "tap,id=net0,ifname="+s.Tap+",script=no,downscript=no",
+			"-device", "virtio-net-device,netdev=net0,mac="+s.MAC,
+		)
+	}
 	if s.ConsoleLog != "" {
 		args = append(args, "-serial", "file:"+s.ConsoleLog)
 	}

@@ -30,6 +30,9 @@ func TestQEMUArgsGolden(t *testing.T) {
 			s.Accel, s.VCPUs, s.MemoryMiB, s.ConsoleLog = config.AccelTCG, 2, 512, "/run/cradle/vm/0123/console.log"
 		}},
 		{"kvm", func(s *VMSpec) { s.Accel, s.TSCKHz = config.AccelKVM, 2445431 }},
+		{"tcg-pod", func(s *VMSpec) {
+			s.Accel, s.TSCKHz, s.VirtioFS, s.Tap, s.MAC = config.AccelTCG, 2445431, true, "tap0", "02:cd:01:23:45:67"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

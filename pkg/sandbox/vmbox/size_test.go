@@ -1,0 +1,35 @@
+package vmbox
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	criapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestSize(t *testing.T) {
+	m := Machine{VCPUs: 1, MemoryMiB: 256}
+	pod := func(res, overhead *criapi.LinuxContainerResources) *sandbox.Pod {
+		return &sandbox.Pod{Config: sandbox.PodConfig{Raw: &criapi.PodSandboxConfig{
+			Linux: &criapi.LinuxPodSandboxConfig{Resources: res, Overhead: overhead}}}}
+	}
+	tests := []struct {
+		name      string
+		pod       *sandbox.Pod
+		cpus, mem int
+	}{
+		{"no config", &sandbox.Pod{}, 1, 256},
+		{"no resources", pod(nil, nil), 1, 256},
+		{"half a CPU, 100 MiB", pod(&criapi.LinuxContainerResources{CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: 100 << 20}, nil), min(2, runtime.NumCPU()), 356},
+		{"with overhead", pod(&criapi.LinuxContainerResources{MemoryLimitInBytes: 1}, &criapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20}), 1, 256 + 1 + 64},
+		{"more CPUs than the host", pod(&criapi.LinuxContainerResources{CpuQuota: 6400000, CpuPeriod: 100000}, nil), runtime.NumCPU(), 256},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if c, mem := Size(m, tt.pod); c != tt.cpus || mem != tt.mem {
+				t.Errorf("Size = %d vCPUs, %d MiB; want %d, %d", c, mem, tt.cpus, tt.mem)
+			}
+		})
+	}
+}
