@@ -18,6 +18,7 @@ func agentCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	port := fs.String("port", api.PortName, "name of the virtio-serial port to serve the agent API on")
 	debug := fs.Bool("debug", false, "log at debug level")
+	rt := fs.String("runtime", api.GuestRuntime, "the OCI runtime binary that runs the containers")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -27,5 +28,5 @@ func agentCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(guest.KmsgWriter(stderr), &slog.HandlerOptions{Level: level})).
 		With("component", "cradle-agent")
-	return guest.Run(ctx, guest.Options{Version: version, PortName: *port, Log: log})
+	return guest.Run(ctx, guest.Options{Version: version, PortName: *port, Log: log, Runtime: *rt})
 }
