@@ -17,8 +17,8 @@ func agentCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.String("port", api.PortName, "name of the virtio-serial port to serve the agent API on")
+	runtime := fs.String("runtime", api.GuestRuntime, "the OCI runtime binary (crun) that makes the containers")
 	debug := fs.Bool("debug", false, "log at debug level")
-	rt := fs.String("runtime", api.GuestRuntime, "the OCI runtime binary that runs the containers")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -28,5 +28,5 @@ func agentCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(guest.KmsgWriter(stderr), &slog.HandlerOptions{Level: level})).
 		With("component", "cradle-agent")
-	return guest.Run(ctx, guest.Options{Version: version, PortName: *port, Log: log, Runtime: *rt})
+	return guest.Run(ctx, guest.Options{Version: version, PortName: *port, Runtime: *runtime, Log: log})
 }

@@ -22,32 +22,8 @@ import (
 type Options struct {
 	Version  string
 	PortName string // the virtserialport name to serve on
-	Log      *slog.Logger
 	Runtime  string // the OCI runtime binary (api.GuestRuntime)
-}
-
-// stateDir holds the OCI runtime's state and the bundles in the guest.
-const stateDir = "/run/cradle"
-
-// pid1Mounts are what PID 1 of an initramfs must mount itself, in order.
-func pid1Mounts() []struct {
-	source, target, fstype string
-	flags                  uintptr
-	data                   string
-} {
-	return []struct {
-		source, target, fstype string
-		flags                  uintptr
-		data                   string
-	}{
-		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
-		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
-		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
-		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-		{"cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-	}
+	Log      *slog.Logger
 }
 
 // portWait bounds how long the port may take to appear after the modules
@@ -70,9 +46,18 @@ func Run(ctx context.Context, o Options) error {
 func run(ctx context.Context, o Options) error {
 	log := o.Log
 	if os.Getpid() == 1 {
-		if err := setupPID1(); err != nil {
+		if err := setupPID1(log); err != nil {
 			return err
 		}
+	}
+	reaper, err := NewReaper(log)
+	if err != nil {
+		return err
+	}
+	go reaper.Run(ctx)
+	rt, err := NewRuntime(GuestRuntimeConfig(o.Runtime), reaper, log)
+	if err != nil {
+		return err
 	}
 	var u unix.Utsname
 	_ = unix.Uname(&u)
@@ -88,13 +73,7 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	log.Info("serving", "port", port, "release", release)
-	if err := os.MkdirAll(filepath.Join(stateDir, "bundles"), 0o700); err != nil {
-		return err
-	}
-	reaper := NewReaper()
-	go reaper.Run(ctx)
-	svc := &Service{Version: o.Version, Log: log, PowerOff: func() { powerOff(log) },
-		Runtime: o.Runtime, StateDir: stateDir, Reaper: reaper}
+	svc := &Service{Version: o.Version, Log: log, PowerOff: func() { powerOff(log) }, Runtime: rt}
 	for ctx.Err() == nil {
 		// The port is opened once per host session: closing it discards
 		// what the guest has not read, so a new session starts clean.
@@ -109,71 +88,6 @@ func run(ctx context.Context, o Options) error {
 		logSessionEnd(log, ServeSession(ctx, f, svc, svc))
 	}
 	return ctx.Err()
-}
-
-// setupPID1 prepares the guest for containers: a root that pivot_root
-// works on (the initramfs root itself is the one mount it refuses: the
-// root is bind-mounted over itself and entered, as switch_root would),
-// the kernel filesystems, a devpts for terminals, cgroup2 with every
-// controller delegated to the containers' subtree.
-func setupPID1() error {
-	if err := rebindRoot(); err != nil {
-		return fmt.Errorf("root for containers: %w", err)
-	}
-	for _, m := range pid1Mounts() {
-		if err := os.MkdirAll(m.target, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s: %w", m.target, err)
-		}
-	}
-	_ = os.Remove("/dev/ptmx")
-	if err := os.Symlink("pts/ptmx", "/dev/ptmx"); err != nil {
-		return fmt.Errorf("/dev/ptmx: %w", err)
-	}
-	return enableControllers("/sys/fs/cgroup")
-}
-
-// rebindRoot makes / a bind mount of the initramfs and chroots into it.
-func rebindRoot() error {
-	const tmp = "/.root"
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return err
-	}
-	if err := unix.Mount("/", tmp, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind /: %w", err)
-	}
-	if err := unix.Chdir(tmp); err != nil {
-		return err
-	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move the root: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot: %w", err)
-	}
-	return unix.Chdir("/")
-}
-
-// enableControllers turns on, for the root's children, every controller
-// the guest kernel has (crun then limits containers with them).
-func enableControllers(root string) error {
-	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
-	if err != nil {
-		return fmt.Errorf("cgroup2 controllers: %w", err)
-	}
-	var on []string
-	for _, c := range strings.Fields(string(b)) {
-		on = append(on, "+"+c)
-	}
-	if len(on) == 0 {
-		return nil
-	}
-	if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte(strings.Join(on, " ")), 0); err != nil {
-		return fmt.Errorf("enable cgroup controllers %v: %w", on, err)
-	}
-	return nil
 }
 
 // findPort waits for the virtio-serial port called name and returns its

@@ -2,112 +2,101 @@ package guest
 
 import (
 	"context"
-	"io"
+	"errors"
+	"fmt"
 	"net"
-	"os"
-	"strconv"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 )
 
-// ServeAttach connects the stream to the container's stdio from now on:
-// its output as frames, the host's stdin frames to its stdin. It ends with
-// an Exit frame when the container exits; the host ending the stream
-// detaches (closing the container's stdin if it is stdin_once).
-func (s *Service) ServeAttach(ctx context.Context, conn net.Conn, req *api.AttachRequest) {
-	defer conn.Close()
-	out := &frames{conn: conn}
-	c, err := s.get(req.GetContainerId())
+// errLagged ends an attach whose client could not keep up with the
+// container's output.
+var errLagged = errors.New("attach: the client fell behind the container's output and was cut off")
+
+// ServeAttach streams the container's output from now on (the streams asked
+// for; a terminal's is all stdout) and passes the host's stdin and terminal
+// sizes to it. It ends with the exit code once the container has exited;
+// the host closing the stream only detaches (and closes the container's
+// stdin if it is stdin_once).
+func (r *Runtime) ServeAttach(ctx context.Context, conn net.Conn, req *api.AttachRequest) {
+	defer func() { _ = conn.Close() }()
+	fw := &frameWriter{w: conn}
+	c, err := r.get(req.ContainerId)
+	if err == nil && req.Stdin && c.stdin == nil {
+		err = fmt.Errorf("attach to %s: it was created without stdin: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
 	if err != nil {
-		_ = out.send(api.FrameError, []byte(err.Error()))
+		fw.fail(err)
 		return
 	}
-	var stdout, stderr io.Writer
-	if req.Stdout {
-		stdout = out.writer(api.FrameStdout)
-	}
-	if req.Stderr {
-		stderr = out.writer(api.FrameStderr)
-	}
-	sub := c.out.subscribe(stdout, stderr)
+	sub := c.out.subscribe(req.Stdout || (c.tty && req.Stderr), req.Stderr)
 	defer c.out.unsubscribe(sub)
+	if req.Stdin && c.stdinOnce {
+		defer c.closeStdin()
+	}
 	hostGone := make(chan struct{})
 	go func() {
-		input(conn, func() *os.File {
-			if !req.Stdin {
-				return nil
-			}
-			c.stdinMu.Lock()
-			defer c.stdinMu.Unlock()
-			return c.stdin
-		}, func() {
-			if req.Stdin && c.stdinOnce {
-				c.closeStdin()
-			}
-		}, func() *os.File { return c.terminal })
+		_ = readInbound(conn, c.inbound(req.Stdin))
 		close(hostGone)
 	}()
+	defer func() { _ = conn.SetReadDeadline(time.Now()) }() // ends readInbound
+	if !relayOutput(ctx, fw, sub, hostGone) {
+		return // detached
+	}
+	if c.out.isLagged(sub) {
+		fw.fail(errLagged)
+		return
+	}
 	select {
-	case <-c.exited:
-		_ = out.send(api.FrameExit, api.ExitPayload(c.exit.GetExitCode()))
+	case <-c.done:
+		_, exit := c.current()
+		fw.exit(exit.ExitCode)
+	case <-c.removed:
+		fw.fail(fmt.Errorf("container %s was removed: %w", c.id, errdefs.ErrNotFound))
 	case <-hostGone:
-		if req.Stdin && c.stdinOnce {
-			c.closeStdin()
-		}
-	case <-sub.gone:
 	case <-ctx.Done():
 	}
 }
 
-// closeStdin closes the container's stdin (a terminal stays open: its
-// output still flows).
-func (c *container) closeStdin() {
-	c.stdinMu.Lock()
-	defer c.stdinMu.Unlock()
-	if c.stdin != nil && c.stdin != c.terminal {
-		_ = c.stdin.Close()
-	}
-	c.stdin = nil
-}
-
-// ServePort connects to port on the guest's loopback (the pod's network)
-// and copies bytes both ways, each direction ending on its own.
-func (s *Service) ServePort(ctx context.Context, conn net.Conn, req *api.PortForwardRequest) {
-	defer conn.Close()
-	out := &frames{conn: conn}
-	var d net.Dialer
-	port := itoa(req.GetPort())
-	target, err := d.DialContext(ctx, "tcp4", "127.0.0.1:"+port)
-	if err != nil {
-		var err6 error
-		if target, err6 = d.DialContext(ctx, "tcp6", "[::1]:"+port); err6 != nil {
-			_ = out.send(api.FrameError, []byte(err.Error()))
-			return
+// relayOutput writes the subscription's output as frames until it ends
+// (true) or the host goes away (false).
+func relayOutput(ctx context.Context, fw *frameWriter, sub *subscriber, hostGone <-chan struct{}) bool {
+	for {
+		select {
+		case ch, ok := <-sub.ch:
+			if !ok {
+				return true
+			}
+			typ := api.FrameStdout
+			if ch.stream == streamStderr {
+				typ = api.FrameStderr
+			}
+			if fw.frame(typ, ch.data) != nil {
+				return false
+			}
+		case <-hostGone:
+			return false
+		case <-ctx.Done():
+			return false
 		}
 	}
-	defer target.Close()
-	if err := out.send(api.FrameReady, nil); err != nil {
-		return
-	}
-	_ = conn.SetWriteDeadline(noDeadline)
-	done := make(chan struct{}, 2)
-	go func() {
-		_, _ = io.Copy(target, conn)
-		if tc, ok := target.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}()
-	go func() {
-		_, _ = io.Copy(conn, target)
-		_ = conn.Close() // a yamux stream's Close is its half-close
-		done <- struct{}{}
-	}()
-	<-done
-	<-done
 }
 
-var noDeadline = time.Time{}
-
-func itoa(n int32) string { return strconv.Itoa(int(n)) }
+// inbound is what an attach client may do: write to the container's stdin
+// (if it asked to), close it (a stdin_once container), resize a terminal.
+func (c *container) inbound(withStdin bool) inbound {
+	var h inbound
+	if c.tty {
+		h.resize = func(w, ht uint16) { _ = setWinSize(c.stdin, w, ht) }
+	}
+	if withStdin {
+		h.stdin = c.writeStdin
+		if c.stdinOnce {
+			h.closeStdin = c.closeStdin
+		}
+	}
+	return h
+}

@@ -1,73 +1,110 @@
 package guest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// consoleSocket is the unix socket an OCI runtime sends a terminal's
-// master to (--console-socket), as one SCM_RIGHTS message.
+// consoleSocket is the socket crun passes a terminal's pty master on
+// (--console-socket): one connection, one message with the fd in
+// SCM_RIGHTS.
 type consoleSocket struct {
+	dir  string
 	path string
 	l    *net.UnixListener
 }
 
-func listenConsole(path string) (*consoleSocket, error) {
-	_ = os.Remove(path)
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+// newConsoleSocket listens in a fresh directory under tempDir.
+func newConsoleSocket(tempDir string) (*consoleSocket, error) {
+	dir, err := os.MkdirTemp(tempDir, "console-")
 	if err != nil {
 		return nil, fmt.Errorf("console socket: %w", err)
 	}
-	return &consoleSocket{path: path, l: l}, nil
+	path := filepath.Join(dir, "sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: path})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	return &consoleSocket{dir: dir, path: path, l: l}, nil
 }
 
-// consoleWait bounds the wait for the runtime's connection, which it made
-// before it exited: the connection waits in the backlog.
-const consoleWait = 10 * time.Second
-
-// receive accepts the runtime's connection and returns the master.
-func (c *consoleSocket) receive(ctx context.Context) (*os.File, error) {
-	deadline := time.Now().Add(consoleWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+// receive accepts crun's connection and returns the pty master it sends,
+// non-blocking so that reads on it can be interrupted by closing it. It
+// gives up at deadline or when the socket is closed.
+func (s *consoleSocket) receive(deadline time.Time) (*os.File, error) {
+	if err := s.l.SetDeadline(deadline); err != nil {
+		return nil, err
 	}
-	_ = c.l.SetDeadline(deadline)
-	conn, err := c.l.AcceptUnix()
+	conn, err := s.l.AcceptUnix()
 	if err != nil {
-		return nil, fmt.Errorf("terminal from the runtime: %w", err)
+		return nil, fmt.Errorf("receive the terminal: %w", err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(deadline)
+	defer func() { _ = conn.Close() }()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
+	oob := make([]byte, unix.CmsgSpace(4*4))
 	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
 	if err != nil {
-		return nil, fmt.Errorf("terminal from the runtime: %w", err)
+		return nil, fmt.Errorf("receive the terminal: %w", err)
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return nil, errors.Join(errors.New("terminal from the runtime: no file descriptor"), err)
+	fds, err := parseRights(oob[:oobn])
+	if err != nil {
+		return nil, fmt.Errorf("receive the terminal: %w", err)
 	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return nil, errors.Join(errors.New("terminal from the runtime: no file descriptor"), err)
+	for _, fd := range fds[1:] {
+		_ = unix.Close(fd)
 	}
-	unix.CloseOnExec(fds[0])
-	return os.NewFile(uintptr(fds[0]), "terminal"), nil
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		_ = unix.Close(fds[0])
+		return nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
-func (c *consoleSocket) close() {
-	_ = c.l.Close()
-	_ = os.Remove(c.path)
+// parseRights returns the fds of SCM_RIGHTS messages in oob (at least one).
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		if f, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	if len(fds) == 0 {
+		return nil, errors.New("no file descriptor in the message")
+	}
+	return fds, nil
 }
 
-// resize sets a terminal's size.
-func resize(term *os.File, width, height uint16) error {
-	return unix.IoctlSetWinsize(int(term.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: width, Row: height})
+func (s *consoleSocket) close() {
+	_ = s.l.Close()
+	os.RemoveAll(s.dir)
+}
+
+// setWinSize sets a pty's window size (the kernel signals SIGWINCH to the
+// terminal's foreground process group).
+func setWinSize(master *os.File, width, height uint16) error {
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioErr error
+	if err := rc.Control(func(fd uintptr) {
+		ioErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: height, Col: width})
+	}); err != nil {
+		return err
+	}
+	return ioErr
 }

@@ -2,29 +2,113 @@ package guest
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// maxLogLine is the longest CRI log entry: longer lines are split into
-// partial (P) entries, as containerd does.
-const maxLogLine = 16 << 10
+// The CRI log format kubelet reads (containerd and CRI-O write it): one
+// record a line,
+//
+//	<RFC3339Nano time> <stdout|stderr> <P|F> <content>\n
+//
+// F ends a line; P is a part of a line longer than maxLogLine, the rest
+// following in later records.
+const (
+	streamStdout = "stdout"
+	streamStderr = "stderr"
+	maxLogLine   = 16 << 10
+)
 
-// criLog writes a container's output in the CRI log format:
-// "<RFC3339Nano> <stdout|stderr> <P|F> <content>\n". A path of "" discards.
-type criLog struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
+// logRecord is one record: content without its newline.
+type logRecord struct {
+	Partial bool
+	Content []byte
 }
 
-func openCRILog(path string) (*criLog, error) {
-	l := &criLog{path: path}
+// lineSplitter cuts one stream's output into records. It holds at most
+// maxLogLine bytes of a line whose end has not come yet.
+type lineSplitter struct {
+	pending []byte
+}
+
+// split returns the records p completes, keeping an unfinished line.
+func (s *lineSplitter) split(p []byte) []logRecord {
+	var out []logRecord
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.pending = append(s.pending, p...)
+			break
+		}
+		s.pending = append(s.pending, p[:i]...)
+		out = s.cutLong(out)
+		out = append(out, logRecord{Content: s.take(len(s.pending))})
+		p = p[i+1:]
+	}
+	return s.cutLong(out)
+}
+
+// cutLong emits the pending line's leading maxLogLine-byte parts while more
+// than maxLogLine bytes are pending.
+func (s *lineSplitter) cutLong(out []logRecord) []logRecord {
+	for len(s.pending) > maxLogLine {
+		out = append(out, logRecord{Partial: true, Content: s.take(maxLogLine)})
+	}
+	return out
+}
+
+func (s *lineSplitter) take(n int) []byte {
+	c := bytes.Clone(s.pending[:n])
+	s.pending = append(s.pending[:0], s.pending[n:]...)
+	return c
+}
+
+// flush ends the stream: a last line without its newline is a full record.
+func (s *lineSplitter) flush() []logRecord {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	return []logRecord{{Content: s.take(len(s.pending))}}
+}
+
+// appendRecord formats one record.
+func appendRecord(dst []byte, at time.Time, stream string, r logRecord) []byte {
+	dst = at.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, ' ')
+	dst = append(dst, stream...)
+	tag := " F "
+	if r.Partial {
+		tag = " P "
+	}
+	dst = append(dst, tag...)
+	dst = append(dst, r.Content...)
+	return append(dst, '\n')
+}
+
+// criLog is a container's log file. Each batch of records is one write to a
+// file opened O_APPEND: stdout and stderr never interleave inside a record.
+type criLog struct {
+	path string // "": no log
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	f      *os.File
+	failed bool // a write failed: reported once until the next success
+	closed bool // for good: the container's output has ended
+}
+
+func openCRILog(path string, log *slog.Logger) (*criLog, error) {
+	l := &criLog{path: path, log: log}
 	if path == "" {
 		return l, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLogFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -32,44 +116,56 @@ func openCRILog(path string) (*criLog, error) {
 	return l, nil
 }
 
-func (l *criLog) entry(stream string, content []byte, partial bool) {
-	tag := "F"
-	if partial {
-		tag = "P"
+func openLogFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open the container log: %w", err)
 	}
-	var b bytes.Buffer
-	b.Grow(len(content) + 64)
-	b.WriteString(time.Now().UTC().Format(time.RFC3339Nano))
-	b.WriteByte(' ')
-	b.WriteString(stream)
-	b.WriteByte(' ')
-	b.WriteString(tag)
-	b.WriteByte(' ')
-	b.Write(content)
-	b.WriteByte('\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f != nil {
-		_, _ = l.f.Write(b.Bytes())
-	}
+	return f, nil
 }
 
-// reopen closes the file and opens the path anew (the host renamed it).
-// The guest's dentry for the old name may still be cached (virtiofs keeps
-// entries for a second): dropping the dentry cache makes the open look
-// the name up on the host again.
+// write appends records of stream. A failed write (the shared directory
+// gone, a full disk) is logged and the output dropped: the container must
+// not block on its log.
+func (l *criLog) write(stream string, recs []logRecord) {
+	if len(recs) == 0 {
+		return
+	}
+	now := time.Now()
+	var buf []byte
+	for _, r := range recs {
+		buf = appendRecord(buf, now, stream, r)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return
+	}
+	if _, err := l.f.Write(buf); err != nil {
+		if !l.failed {
+			l.log.Warn("write the container log", "path", l.path, "error", err)
+		}
+		l.failed = true
+		return
+	}
+	l.failed = false
+}
+
+// reopen closes the file and opens path anew (log rotation: the host has
+// renamed the file). The guest's cached dentry of the old name is dropped
+// first: virtiofs would otherwise serve the renamed file for a second.
 func (l *criLog) reopen() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.path == "" {
+	if l.path == "" || l.closed {
 		return nil
 	}
 	if l.f != nil {
-		_ = l.f.Close()
+		l.f.Close()
 		l.f = nil
 	}
-	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0)
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	dropDentries(l.log)
+	f, err := openLogFile(l.path)
 	if err != nil {
 		return err
 	}
@@ -77,45 +173,23 @@ func (l *criLog) reopen() error {
 	return nil
 }
 
+// close closes the file for good; later writes are dropped.
 func (l *criLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.f != nil {
-		_ = l.f.Close()
+		l.f.Close()
 		l.f = nil
 	}
 }
 
-// lineSplitter turns one stream's chunks into log entries: whole lines as
-// F entries, and at most maxLogLine bytes of a longer line per P entry.
-type lineSplitter struct {
-	log    *criLog
-	stream string
-	buf    []byte
-}
-
-func (s *lineSplitter) Write(p []byte) (int, error) {
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		switch {
-		case i >= 0 && i <= maxLogLine:
-			s.log.entry(s.stream, s.buf[:i], false)
-			s.buf = s.buf[i+1:]
-		case len(s.buf) > maxLogLine:
-			s.log.entry(s.stream, s.buf[:maxLogLine], true)
-			s.buf = s.buf[maxLogLine:]
-		default:
-			s.buf = append(make([]byte, 0, len(s.buf)), s.buf...) // do not pin a grown array
-			return len(p), nil
-		}
-	}
-}
-
-// flush writes what is left (output that did not end in a newline).
-func (s *lineSplitter) flush() {
-	if len(s.buf) > 0 {
-		s.log.entry(s.stream, s.buf, false)
-		s.buf = nil
+// dropDentries asks the kernel to drop its dentry and inode caches. Not
+// being allowed to (a test run, not PID 1) is fine: it only shortens how
+// long a stale name lives.
+func dropDentries(log *slog.Logger) {
+	err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0)
+	if err != nil && !errors.Is(err, os.ErrPermission) {
+		log.Debug("drop the dentry cache", "error", err)
 	}
 }

@@ -1,113 +1,165 @@
 package guest
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
 	"sync"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// output is a container's stdout and stderr (one stream with a terminal):
-// read by the agent, written to its CRI log and to the attached clients.
+// output carries a container's output from its pipes (or its pty) to its
+// CRI log and to the attach clients subscribed at the time. It reads each
+// stream until EOF; done is closed once all have ended and the log holds
+// everything they wrote.
 type output struct {
-	log  *criLog
+	log     *criLog
+	streams []*os.File
+
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
-	wg   sync.WaitGroup // the readers
+	done chan struct{}
 }
 
-// subscriber is an attached client; a nil writer does not want that stream.
+// subscriberQueue bounds the reads queued for one attach client; a client
+// that falls further behind is cut off rather than stall the container.
+const subscriberQueue = 128
+
+// chunk is one read of a stream.
+type chunk struct {
+	stream string
+	data   []byte
+}
+
+// subscriber is an attach client's view of the output from when it came.
 type subscriber struct {
-	stdout, stderr io.Writer
-	gone           chan struct{} // closed when a write to it failed
-	once           sync.Once
+	stdout, stderr bool
+	ch             chan chunk // closed when the output ends or the client lags
+	lagged         bool       // set before ch is closed for lagging
 }
 
 func newOutput(log *criLog) *output {
-	return &output{log: log, subs: map[*subscriber]struct{}{}}
+	return &output{log: log, subs: map[*subscriber]struct{}{}, done: make(chan struct{})}
 }
 
-// read copies r (a pipe or a terminal's master) to the log and the
-// subscribers until EOF (or EIO: a terminal whose last holder closed it).
-func (o *output) read(stream string, r *os.File) {
-	o.wg.Add(1)
+// start reads the named streams (stream name → reader) until each ends.
+func (o *output) start(files map[string]*os.File) {
+	o.mu.Lock()
+	for _, f := range files {
+		o.streams = append(o.streams, f)
+	}
+	o.mu.Unlock()
+	var wg sync.WaitGroup
+	for name, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.copy(name, f)
+		}()
+	}
 	go func() {
-		defer o.wg.Done()
-		defer r.Close()
-		split := &lineSplitter{log: o.log, stream: stream}
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 {
-				_, _ = split.Write(buf[:n])
-				o.publish(stream, buf[:n])
-			}
-			if err != nil {
-				split.flush()
-				return
-			}
-		}
+		wg.Wait()
+		o.finish()
 	}()
 }
 
-// subscriberWrite bounds a write to an attached client: a stuck client is
-// cut off rather than stall the container.
-const subscriberWrite = 10 * time.Second
+// copy reads one stream to its end: EOF of a pipe, EIO of a pty master
+// whose slave every process has closed, or the file closed under it.
+func (o *output) copy(stream string, f *os.File) {
+	var split lineSplitter
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			o.log.write(stream, split.split(buf[:n]))
+			o.publish(stream, buf[:n])
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, unix.EIO) && !errors.Is(err, os.ErrClosed) {
+				o.log.log.Warn("read container output", "stream", stream, "error", err)
+			}
+			break
+		}
+	}
+	o.log.write(stream, split.flush())
+}
 
+// publish hands a copy of p to the subscribers that want stream.
 func (o *output) publish(stream string, p []byte) {
 	o.mu.Lock()
-	subs := make([]*subscriber, 0, len(o.subs))
-	for s := range o.subs {
-		subs = append(subs, s)
+	defer o.mu.Unlock()
+	if len(o.subs) == 0 {
+		return
 	}
-	o.mu.Unlock()
-	for _, s := range subs {
-		w := s.stdout
-		if stream == "stderr" {
-			w = s.stderr
-		}
-		if w == nil {
+	c := chunk{stream: stream, data: bytes.Clone(p)}
+	for s := range o.subs {
+		if (c.stream == streamStdout && !s.stdout) || (c.stream == streamStderr && !s.stderr) {
 			continue
 		}
-		if err := writeWithin(w, p, subscriberWrite); err != nil {
-			o.unsubscribe(s)
-			s.once.Do(func() { close(s.gone) })
+		select {
+		case s.ch <- c:
+		default:
+			s.lagged = true
+			close(s.ch)
+			delete(o.subs, s)
 		}
 	}
 }
 
-// writeWithin writes p to w, giving up after d when w can have deadlines.
-func writeWithin(w io.Writer, p []byte, d time.Duration) error {
-	if dw, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
-		_ = dw.SetWriteDeadline(time.Now().Add(d))
+// finish ends every subscription once all streams have ended.
+func (o *output) finish() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s := range o.subs {
+		close(s.ch)
+		delete(o.subs, s)
 	}
-	_, err := w.Write(p)
-	return err
+	for _, f := range o.streams {
+		f.Close()
+	}
+	close(o.done)
 }
 
-func (o *output) subscribe(stdout, stderr io.Writer) *subscriber {
-	s := &subscriber{stdout: stdout, stderr: stderr, gone: make(chan struct{})}
+// subscribe returns a subscription to what the streams write from now on;
+// its channel is closed at once if the output has already ended.
+func (o *output) subscribe(stdout, stderr bool) *subscriber {
+	s := &subscriber{stdout: stdout, stderr: stderr, ch: make(chan chunk, subscriberQueue)}
 	o.mu.Lock()
-	o.subs[s] = struct{}{}
-	o.mu.Unlock()
+	defer o.mu.Unlock()
+	select {
+	case <-o.done:
+		close(s.ch)
+	default:
+		o.subs[s] = struct{}{}
+	}
 	return s
 }
 
+// unsubscribe drops s (the client detached).
 func (o *output) unsubscribe(s *subscriber) {
 	o.mu.Lock()
-	delete(o.subs, s)
-	o.mu.Unlock()
+	defer o.mu.Unlock()
+	if _, ok := o.subs[s]; ok {
+		delete(o.subs, s)
+		close(s.ch)
+	}
 }
 
-// drain waits until the readers are done, at most d.
-func (o *output) drain(d time.Duration) error {
-	done := make(chan struct{})
-	go func() { o.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-time.After(d):
-		return errors.New("output still open")
+// isLagged reads s.lagged under the lock that set it.
+func (o *output) isLagged(s *subscriber) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return s.lagged
+}
+
+// abort closes the streams: readers end at once even if a process still
+// holds the other ends (a background child outliving the container's init).
+func (o *output) abort() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.streams {
+		f.Close()
 	}
 }

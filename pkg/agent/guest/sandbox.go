@@ -1,168 +1,114 @@
 package guest
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
-	"github.com/vishvananda/netlink"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 )
 
-// defaultShmSize is the pod's /dev/shm when the host names no size.
+// defaultShmSize is the pod's /dev/shm when the host gives no size
+// (Docker's and containerd's 64 MiB).
 const defaultShmSize = 64 << 20
 
-// SetupSandbox makes the pod in the guest: hostname, the shared directory,
-// the pod's /dev/shm and its sysctls. Idempotent.
-func (s *Service) SetupSandbox(_ context.Context, req *api.SetupSandboxRequest) (*api.Empty, error) {
-	if h := req.GetHostname(); h != "" {
-		if err := unix.Sethostname([]byte(h)); err != nil {
-			return nil, fmt.Errorf("hostname: %w", err)
+// SetupSandbox makes the pod inside the guest: its hostname, its /dev/shm
+// tmpfs, its sysctls and its shared directory. Running it again converges
+// (a new shm size is applied by remounting).
+func (r *Runtime) SetupSandbox(req *api.SetupSandboxRequest) error {
+	if req.Hostname != "" {
+		if err := unix.Sethostname([]byte(req.Hostname)); err != nil {
+			return fmt.Errorf("set the hostname: %w", err)
 		}
 	}
-	if tag := req.GetSharedTag(); tag != "" {
-		if err := mountOnce(tag, api.GuestSharedDir, "virtiofs", 0, ""); err != nil {
-			return nil, fmt.Errorf("shared directory: %w", err)
-		}
-	}
-	size := req.GetShmSizeBytes()
+	size := req.ShmSizeBytes
 	if size <= 0 {
 		size = defaultShmSize
 	}
-	if err := mountOnce("shm", api.GuestShmDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
-		"mode=1777,size="+strconv.FormatInt(size, 10)); err != nil {
-		return nil, fmt.Errorf("pod /dev/shm: %w", err)
-	}
-	for k, v := range req.GetSysctls() {
-		if strings.Contains(k, "..") || strings.ContainsAny(k, "/") && strings.Contains(k, ".") {
-			return nil, fmt.Errorf("sysctl %q: %w", k, errdefs.ErrInvalidArgument)
-		}
-		p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
-		if err := os.WriteFile(p, []byte(v), 0); err != nil {
-			return nil, fmt.Errorf("sysctl %s=%s: %w", k, v, err)
-		}
-	}
-	s.Log.Info("sandbox set up", "hostname", req.GetHostname(), "shared", req.GetSharedTag())
-	return &api.Empty{}, nil
-}
-
-// mountOnce mounts source at target unless something is mounted there.
-func mountOnce(source, target, fstype string, flags uintptr, data string) error {
-	if err := os.MkdirAll(target, 0o755); err != nil {
+	if err := mountShm(r.cfg.ShmDir, size); err != nil {
 		return err
 	}
-	var st, parent unix.Stat_t
-	if unix.Stat(target, &st) == nil && unix.Stat(filepath.Dir(target), &parent) == nil && st.Dev != parent.Dev {
-		return nil
-	}
-	return unix.Mount(source, target, fstype, flags, data)
-}
-
-// SetupNetwork gives the guest the pod's addressing: loopback up, each NIC
-// (found by its MAC) renamed, re-addressed and up, then the routes.
-func (s *Service) SetupNetwork(_ context.Context, req *api.SetupNetworkRequest) (*api.Empty, error) {
-	if lo, err := netlink.LinkByName("lo"); err == nil {
-		_ = netlink.LinkSetUp(lo)
-	}
-	for _, ifc := range req.GetInterfaces() {
-		if err := setupInterface(ifc); err != nil {
-			return nil, err
-		}
-	}
-	for _, r := range req.GetRoutes() {
-		if err := addRoute(r); err != nil {
-			return nil, err
-		}
-	}
-	s.Log.Info("network set up", "interfaces", len(req.GetInterfaces()), "routes", len(req.GetRoutes()))
-	return &api.Empty{}, nil
-}
-
-func setupInterface(ifc *api.Interface) error {
-	link, err := linkByMAC(ifc.GetMac(), ifc.GetNewMac())
-	if err != nil {
+	if err := writeSysctls(req.Sysctls); err != nil {
 		return err
 	}
-	name := link.Attrs().Name
-	_ = netlink.LinkSetDown(link)
-	if m := ifc.GetNewMac(); m != "" {
-		hw, err := net.ParseMAC(m)
-		if err != nil {
-			return fmt.Errorf("MAC %q: %w", m, errdefs.ErrInvalidArgument)
+	if req.SharedTag != "" {
+		if err := mountShared(req.SharedTag, r.cfg.SharedDir); err != nil {
+			return err
 		}
-		if err := netlink.LinkSetHardwareAddr(link, hw); err != nil {
-			return fmt.Errorf("set MAC of %s: %w", name, err)
-		}
-	}
-	if n := ifc.GetName(); n != "" && n != name {
-		if err := netlink.LinkSetName(link, n); err != nil {
-			return fmt.Errorf("rename %s to %s: %w", name, n, err)
-		}
-	}
-	if ifc.GetMtu() > 0 {
-		if err := netlink.LinkSetMTU(link, int(ifc.GetMtu())); err != nil {
-			return fmt.Errorf("MTU of %s: %w", name, err)
-		}
-	}
-	for _, a := range ifc.GetAddresses() {
-		addr, err := netlink.ParseAddr(a)
-		if err != nil {
-			return fmt.Errorf("address %q: %w", a, errdefs.ErrInvalidArgument)
-		}
-		if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("address %s: %w", a, err)
-		}
-	}
-	return netlink.LinkSetUp(link)
-}
-
-// linkByMAC finds the NIC that has mac (or, set up before, newMAC).
-func linkByMAC(macs ...string) (netlink.Link, error) {
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range macs {
-		for _, l := range links {
-			if m != "" && strings.EqualFold(l.Attrs().HardwareAddr.String(), m) {
-				return l, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("no NIC with MAC %v: %w", macs, errdefs.ErrNotFound)
-}
-
-func addRoute(r *api.Route) error {
-	link, err := netlink.LinkByName(r.GetDevice())
-	if err != nil {
-		return fmt.Errorf("route device %q: %w", r.GetDevice(), err)
-	}
-	route := &netlink.Route{LinkIndex: link.Attrs().Index}
-	if d := r.GetDestination(); d != "" {
-		_, dst, err := net.ParseCIDR(d)
-		if err != nil {
-			return fmt.Errorf("route %q: %w", d, errdefs.ErrInvalidArgument)
-		}
-		route.Dst = dst
-	}
-	if g := r.GetGateway(); g != "" {
-		route.Gw = net.ParseIP(g)
-		if route.Gw == nil {
-			return fmt.Errorf("gateway %q: %w", g, errdefs.ErrInvalidArgument)
-		}
-	} else {
-		route.Scope = netlink.SCOPE_LINK
-	}
-	if err := netlink.RouteReplace(route); err != nil {
-		return fmt.Errorf("route %v: %w", r, err)
 	}
 	return nil
+}
+
+// mountShm mounts (or resizes) the pod's shm tmpfs at dir.
+func mountShm(dir string, size int64) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make %s: %w", dir, err)
+	}
+	mounted, err := mountinfo.Mounted(dir)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if mounted {
+		flags |= unix.MS_REMOUNT
+	}
+	data := fmt.Sprintf("mode=1777,size=%d", size)
+	if err := unix.Mount("shm", dir, "tmpfs", flags, data); err != nil {
+		return fmt.Errorf("mount the pod's shm at %s (%s): %w", dir, data, err)
+	}
+	return nil
+}
+
+// mountShared mounts the pod's virtiofs share tag at dir, once.
+func mountShared(tag, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make %s: %w", dir, err)
+	}
+	mounted, err := mountinfo.Mounted(dir)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	}
+	if mounted {
+		return nil
+	}
+	if err := unix.Mount(tag, dir, "virtiofs", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("mount the shared directory (virtiofs %q) at %s: %w", tag, dir, err)
+	}
+	return nil
+}
+
+// writeSysctls writes each sysctl under /proc/sys, in key order.
+func writeSysctls(sysctls map[string]string) error {
+	keys := make([]string, 0, len(sysctls))
+	for k := range sysctls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p, err := sysctlPath(k)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(sysctls[k]), 0); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", k, sysctls[k], err)
+		}
+	}
+	return nil
+}
+
+// sysctlPath is the /proc/sys file of a sysctl name (dots or slashes as
+// separators, as runc takes them).
+func sysctlPath(key string) (string, error) {
+	rel := strings.ReplaceAll(key, ".", "/")
+	p := filepath.Join("/proc/sys", rel)
+	if key == "" || strings.Contains(key, "..") || !strings.HasPrefix(p, "/proc/sys/") {
+		return "", fmt.Errorf("sysctl %q: %w", key, errdefs.ErrInvalidArgument)
+	}
+	return p, nil
 }

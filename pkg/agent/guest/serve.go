@@ -71,7 +71,7 @@ func errorsToGRPC(ctx context.Context, u ttrpc.Unmarshaler, _ *ttrpc.UnaryServer
 // demux accepts the session's streams, reads each one's kind and hands it
 // on; it closes rpc when the session ends.
 func demux(ctx context.Context, sess *yamux.Session, rpc *chanListener, streams Streams) {
-	defer rpc.Close()
+	defer func() { _ = rpc.Close() }()
 	for {
 		conn, err := sess.Accept()
 		if err != nil {

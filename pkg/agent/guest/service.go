@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,22 +11,16 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 )
 
-// Service implements api.AgentService and the process streams inside the
-// guest: containers run by an OCI runtime binary (crun).
+// Service implements api.AgentService inside the guest.
 type Service struct {
 	Version string
 	Log     *slog.Logger
 	// PowerOff stops the VM; it is called after Shutdown's reply had a
 	// moment to leave. Run passes a sync+reboot(POWER_OFF); tests a fake.
 	PowerOff func()
-	// Runtime is the OCI runtime binary; StateDir holds its state and the
-	// bundles; Reaper reaps every child of the agent (it must run).
-	Runtime  string
-	StateDir string
-	Reaper   *Reaper
-
-	mu         sync.Mutex
-	containers map[string]*container
+	// Runtime runs the pod's containers; nil answers their calls with
+	// FailedPrecondition.
+	Runtime *Runtime
 }
 
 var _ api.AgentService = (*Service)(nil)

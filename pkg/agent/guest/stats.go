@@ -2,129 +2,193 @@ package guest
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 )
 
-// Stats reads the cgroups of the containers asked for (all when none is
-// named; unknown or stopped ones are left out) and the guest's memory.
-func (s *Service) Stats(_ context.Context, req *api.StatsRequest) (*api.StatsResponse, error) {
-	cg, err := cgroup.New()
+// Stats reads the cgroups of the containers ids (all when empty) and the
+// guest's memory and CPU time. A container without a cgroup path, or whose
+// cgroup is gone, is listed without figures (as are all where the guest has
+// no cgroups mounted).
+func (r *Runtime) Stats(ids []string) (*api.StatsResponse, error) {
+	cs, err := r.selected(ids)
 	if err != nil {
-		return nil, fmt.Errorf("guest cgroups: %w", err)
+		return nil, err
 	}
-	s.mu.Lock()
-	var cs []*container
-	for id, c := range s.containers {
-		if len(req.GetIds()) == 0 || contains(req.GetIds(), id) {
-			cs = append(cs, c)
-		}
-	}
-	s.mu.Unlock()
 	resp := &api.StatsResponse{}
 	for _, c := range cs {
-		if c.cgroup == "" || exited(c) {
-			continue
+		st := &api.ContainerStats{Id: c.id}
+		if c.cgroup != "" && r.cgroups != nil {
+			if err := containerStats(r.cgroups, c.cgroup, st); err != nil {
+				return nil, fmt.Errorf("stats of %s: %w", c.id, err)
+			}
 		}
-		st, err := cg.Stats(c.cgroup)
-		if err != nil {
-			continue
-		}
-		b, err := json.Marshal(st)
+		resp.Containers = append(resp.Containers, st)
+	}
+	if err := guestStats(resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// selected returns the containers ids, or all.
+func (r *Runtime) selected(ids []string) ([]*container, error) {
+	if len(ids) == 0 {
+		return r.list(), nil
+	}
+	out := make([]*container, 0, len(ids))
+	for _, id := range ids {
+		c, err := r.get(id)
 		if err != nil {
 			return nil, err
 		}
-		cst := &api.ContainerStats{Id: c.id, Cgroup: b}
-		if pids, err := cg.Processes(c.cgroup); err == nil {
-			cst.Processes = uint64(len(pids))
-			cst.Threads, cst.FileDescriptors = threadsAndFDs(pids)
-		}
-		resp.Containers = append(resp.Containers, cst)
+		out = append(out, c)
 	}
-	resp.MemoryTotalBytes, resp.MemoryAvailableBytes = meminfo()
-	resp.CpuUsageNs = cpuUsage()
-	return resp, nil
+	return out, nil
+}
+
+// containerStats fills st from the cgroup at p; a cgroup that is gone
+// leaves it empty.
+func containerStats(cg *cgroup.Manager, p string, st *api.ContainerStats) error {
+	s, err := cg.Stats(p)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Cgroup, err = json.Marshal(s); err != nil {
+		return err
+	}
+	pids, err := cg.Processes(p)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	for _, pid := range pids {
+		threads, fds, ok := processCounts(pid)
+		if !ok {
+			continue // exited meanwhile
+		}
+		st.Processes++
+		st.Threads += threads
+		st.FileDescriptors += fds
+	}
+	return nil
+}
+
+// processCounts counts a process's threads and open fds from /proc.
+func processCounts(pid int) (threads, fds uint64, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	t, err := countEntries(dir + "/task")
+	if err != nil {
+		return 0, 0, false
+	}
+	f, _ := countEntries(dir + "/fd")
+	return t, f, true
+}
+
+func countEntries(dir string) (uint64, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	var n uint64
+	for {
+		names, err := d.Readdirnames(256)
+		n += uint64(len(names))
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// guestStats reads the guest's memory (/proc/meminfo) and its cumulative
+// busy CPU time (/proc/stat).
+func guestStats(resp *api.StatsResponse) error {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	mem, err := parseMeminfo(f)
+	if err != nil {
+		return fmt.Errorf("read /proc/meminfo: %w", err)
+	}
+	resp.MemoryTotalBytes, resp.MemoryAvailableBytes = mem["MemTotal"], mem["MemAvailable"]
+	s, err := os.Open("/proc/stat")
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if resp.CpuUsageNs, err = parseCPUTime(s); err != nil {
+		return fmt.Errorf("read /proc/stat: %w", err)
+	}
+	return nil
+}
+
+// parseMeminfo returns /proc/meminfo's figures in bytes ("MemTotal:
+// 2030000 kB").
+func parseMeminfo(r io.Reader) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		if len(fields) > 1 && fields[1] == "kB" {
+			v *= 1024
+		}
+		out[key] = v
+	}
+	return out, sc.Err()
 }
 
 // userHZ is the unit of /proc/stat's times (USER_HZ, 100 on Linux).
 const userHZ = 100
 
-// cpuUsage is the guest's busy CPU time from /proc/stat's cpu line: every
-// field but idle and iowait (guest time is already in user).
-func cpuUsage() uint64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var busy uint64
-	for i, v := range f[1:min(len(f), 9)] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseUint(v, 10, 64)
-		busy += n
-	}
-	return busy * (1e9 / userHZ)
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// threadsAndFDs sums num_threads and open descriptors over pids.
-func threadsAndFDs(pids []int) (threads, fds uint64) {
-	for _, pid := range pids {
-		p := "/proc/" + strconv.Itoa(pid)
-		if b, err := os.ReadFile(p + "/stat"); err == nil {
-			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
-				f := strings.Fields(string(b)[i+1:])
-				if len(f) > 17 {
-					n, _ := strconv.ParseUint(f[17], 10, 64)
-					threads += n
-				}
-			}
-		}
-		if es, err := os.ReadDir(p + "/fd"); err == nil {
-			fds += uint64(len(es))
-		}
-	}
-	return threads, fds
-}
-
-// meminfo reads MemTotal and MemAvailable, in bytes.
-func meminfo() (total, avail uint64) {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+// parseCPUTime sums the busy times of /proc/stat's "cpu" line (user, nice,
+// system, irq, softirq, steal; guest time is inside user) in nanoseconds.
+func parseCPUTime(r io.Reader) (uint64, error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 2 {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 9 || fields[0] != "cpu" {
 			continue
 		}
-		v, _ := strconv.ParseUint(fs[1], 10, 64)
-		switch fs[0] {
-		case "MemTotal:":
-			total = v << 10
-		case "MemAvailable:":
-			avail = v << 10
+		var ticks uint64
+		for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system irq softirq steal
+			v, err := strconv.ParseUint(fields[i], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("cpu line %q: %w", sc.Text(), err)
+			}
+			ticks += v
 		}
+		return ticks * (1e9 / userHZ), nil
 	}
-	return total, avail
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no cpu line")
 }
