@@ -74,6 +74,7 @@ func GuestSpec(host *specs.Spec, p GuestPaths) (*specs.Spec, []Bind, error) {
 		l.Namespaces = guestNamespaces(host.Linux.Namespaces)
 		l.CgroupsPath = path.Join("/pods", p.PodID, p.ContainerID)
 		l.Resources = GuestResources(host.Linux.Resources)
+		l.Sysctl = guestSysctls(host.Linux.Sysctl)
 		if l.RootfsPropagation == "shared" || l.RootfsPropagation == "rshared" {
 			l.RootfsPropagation = ""
 		}
@@ -141,4 +142,32 @@ func GuestResources(r *specs.LinuxResources) *specs.LinuxResources {
 	mem.Kernel, mem.KernelTCP, mem.Swappiness = nil, nil, nil //nolint:staticcheck // v1 fields are what is dropped
 	c.Memory = &mem
 	return &c
+}
+
+// guestSysctls drops the network and IPC sysctls: the container shares the
+// guest's network and IPC namespaces (the pod's), where the agent applied
+// the pod's sysctls (SetupSandbox); crun refuses them without namespaces
+// of the container's own.
+func guestSysctls(in map[string]string) map[string]string {
+	if in == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for k, v := range in {
+		if isPodSysctl(k) {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// isPodSysctl reports whether k belongs to the network or IPC namespace.
+func isPodSysctl(k string) bool {
+	for _, p := range []string{"net.", "kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -22,6 +22,7 @@ func TestGuestSpec(t *testing.T) {
 		},
 		Hooks: &specs.Hooks{},
 		Linux: &specs.Linux{
+			Sysctl:      map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shmmax": "1", "kernel.domainname": "x"},
 			CgroupsPath: "/cradle/pod-p1/c1",
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
@@ -47,6 +48,7 @@ func TestGuestSpec(t *testing.T) {
 			{Destination: "/data", Source: "/run/cradle/shared/c/c1/m3", Options: []string{"rbind", "ro"}},
 		},
 		Linux: &specs.Linux{
+			Sysctl:      map[string]string{"kernel.domainname": "x"},
 			CgroupsPath: "/pods/p1/c1",
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
