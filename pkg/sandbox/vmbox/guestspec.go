@@ -45,7 +45,7 @@ func guestPath(rel string) string { return path.Join(api.GuestSharedDir, rel) }
 //   - the guest is the pod: its network and IPC namespaces are the pod's,
 //     so the container joins them (no entry); UTS is a new namespace with
 //     the spec's hostname; a PID namespace path (TARGET mode) names a guest
-//     process and is kept;
+//     process and is kept; the container has a cgroup namespace of its own;
 //   - the cgroup is one of the guest's, under /pods/<pod id>;
 //   - mount propagation to or from the host cannot cross virtiofs: asking
 //     for it is InvalidArgument.
@@ -112,8 +112,10 @@ func isBind(m specs.Mount) bool {
 // PID namespace of a guest process; the pod's network, IPC and UTS
 // namespace paths are host paths and the guest's own are the pod's.
 func guestNamespaces(ns []specs.LinuxNamespace) []specs.LinuxNamespace {
-	out := make([]specs.LinuxNamespace, 0, len(ns))
+	out := make([]specs.LinuxNamespace, 0, len(ns)+1)
+	cgroupNS := false
 	for _, n := range ns {
+		cgroupNS = cgroupNS || n.Type == specs.CgroupNamespace
 		switch n.Type {
 		case specs.NetworkNamespace, specs.IPCNamespace:
 			continue
@@ -127,6 +129,11 @@ func guestNamespaces(ns []specs.LinuxNamespace) []specs.LinuxNamespace {
 		default:
 			out = append(out, n)
 		}
+	}
+	if !cgroupNS {
+		// The guest runs cgroup2: a container sees its own cgroup as the
+		// root of /sys/fs/cgroup, as on a cgroup v2 node.
+		out = append(out, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	return out
 }

@@ -51,7 +51,7 @@ func TestGuestSpec(t *testing.T) {
 			Sysctl:      map[string]string{"kernel.domainname": "x"},
 			CgroupsPath: "/pods/p1/c1",
 			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+				{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 			},
 			Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}},
 		},
