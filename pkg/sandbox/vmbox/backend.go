@@ -203,10 +203,6 @@ func (b *Backend) JoinNetwork(ctx context.Context, pod *sandbox.Pod) error {
 	})
 }
 
-// stopTimeout bounds a stop that its caller did not bound: the sum of Stop's
-// escalation steps.
-const stopTimeout = shutdownWait + quitWait + killWait + time.Second
-
 // StopPod shuts the pod's VM down (agent Shutdown, then QMP quit, then
 // SIGKILL), then its virtiofsd, and removes their sockets and pid file.
 // Idempotent.

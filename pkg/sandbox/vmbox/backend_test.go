@@ -20,6 +20,7 @@ func testPod(dir string) *sandbox.Pod {
 func TestBackendRefusesSocketPathsTooLong(t *testing.T) {
 	b := NewBackend(testLogger(t), Machine{QEMU: "/nonexistent/qemu", BootTimeout: time.Second})
 	pod := testPod("/" + strings.Repeat("d", 100))
+	pod.NetNS = "/nonexistent/netns"
 	err := b.StartPod(context.Background(), pod)
 	if !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("StartPod with a %d-byte dir: %v, want FailedPrecondition", len(pod.Dir), err)
@@ -29,10 +30,15 @@ func TestBackendRefusesSocketPathsTooLong(t *testing.T) {
 	}
 }
 
-func TestBackendDialPortNotImplemented(t *testing.T) {
+// A pod with no VM (never booted) cannot be reached, nor can it share the
+// node's namespaces.
+func TestBackendWithoutVMOrNetwork(t *testing.T) {
 	b := NewBackend(testLogger(t), Machine{})
-	if _, err := b.DialPort(context.Background(), testPod(t.TempDir()), 80); !errdefs.IsNotImplemented(err) {
-		t.Fatalf("DialPort: %v, want NotImplemented", err)
+	if _, err := b.DialPort(context.Background(), testPod(t.TempDir()), 80); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("DialPort: %v, want FailedPrecondition", err)
+	}
+	if err := b.StartPod(context.Background(), testPod(t.TempDir())); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("StartPod of a pod on the node's network: %v, want InvalidArgument", err)
 	}
 }
 

@@ -23,7 +23,7 @@ func sharedLibs(binary string) ([]string, error) {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		for _, p := range f.Progs {
 			if p.Type != elf.PT_INTERP {
 				continue

@@ -55,7 +55,7 @@ func (b *Backend) Exec(ctx context.Context, pod *sandbox.Pod, c *sandbox.Contain
 	if err != nil {
 		return -1, fmt.Errorf("exec in the guest: %w", err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	defer abortOnDone(ctx, conn)()
 	go sendInput(ctx, conn, o.Stdin, o.Resize)
 	code, err := receiveOutput(conn, o.Stdout, o.Stderr)
@@ -84,7 +84,7 @@ func (b *Backend) Attach(ctx context.Context, pod *sandbox.Pod, c *sandbox.Conta
 	if err != nil {
 		return fmt.Errorf("attach in the guest: %w", err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	defer abortOnDone(ctx, conn)()
 	go sendInput(ctx, conn, stdin, o.Resize)
 	_, err = receiveOutput(conn, o.Stdout, o.Stderr)
@@ -201,4 +201,4 @@ func (b *Backend) DialPort(ctx context.Context, pod *sandbox.Pod, port int32) (n
 // the guest ends its side.
 type halfCloser struct{ net.Conn }
 
-func (h halfCloser) CloseWrite() error { return h.Conn.Close() }
+func (h halfCloser) CloseWrite() error { return h.Close() }
