@@ -213,6 +213,21 @@ func testVMIsolation(t *testing.T, d *daemon, image string) {
 	if n := strings.Count(mounts, "\n"); n > 40 {
 		t.Errorf("%d mounts in the container", n)
 	}
+	// The guest's clock is the host's (a microvm has no RTC): log entries
+	// and exit times, stamped in the guest, are now.
+	stamp := k.run("stamp", nil, "echo", "hi")
+	st := k.waitExited(stamp)
+	if d := time.Since(time.Unix(0, st.FinishedAt)); d < 0 || d > 10*time.Minute {
+		t.Errorf("finished at %v, %v ago", time.Unix(0, st.FinishedAt), d)
+	}
+	b, err := os.ReadFile(filepath.Join(k.podCfg.LogDirectory, "stamp.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, strings.Fields(string(b))[0])
+	if d := time.Since(at); err != nil || d < -time.Minute || d > 10*time.Minute {
+		t.Errorf("log entry stamped %v (%v), %v ago", at, err, d)
+	}
 }
 
 func podIP(t *testing.T, d *daemon, id string) string {

@@ -257,9 +257,13 @@ type SetupSandboxRequest struct {
 	// Namespaced sysctls (net.*, kernel.shm*, ...) for the guest.
 	Sysctls map[string]string `protobuf:"bytes,3,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The virtiofs tag of the pod's shared directory ("" : none).
-	SharedTag     string `protobuf:"bytes,4,opt,name=shared_tag,json=sharedTag,proto3" json:"shared_tag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SharedTag string `protobuf:"bytes,4,opt,name=shared_tag,json=sharedTag,proto3" json:"shared_tag,omitempty"`
+	// The host's wall clock when it sent this (Unix ns; 0: leave the
+	// guest's): a microvm has no RTC, its clock starts at the epoch, and
+	// logs and exit times are stamped in the guest.
+	HostTimeUnixNs int64 `protobuf:"varint,5,opt,name=host_time_unix_ns,json=hostTimeUnixNs,proto3" json:"host_time_unix_ns,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SetupSandboxRequest) Reset() {
@@ -318,6 +322,13 @@ func (x *SetupSandboxRequest) GetSharedTag() string {
 		return x.SharedTag
 	}
 	return ""
+}
+
+func (x *SetupSandboxRequest) GetHostTimeUnixNs() int64 {
+	if x != nil {
+		return x.HostTimeUnixNs
+	}
+	return 0
 }
 
 type Interface struct {
@@ -1304,13 +1315,14 @@ const file_agent_proto_rawDesc = "" +
 	"\ragent_version\x18\x04 \x01(\tR\fagentVersion\x12\x1a\n" +
 	"\bprotocol\x18\x05 \x01(\rR\bprotocol\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse\"\xff\x01\n" +
+	"\x10ShutdownResponse\"\xaa\x02\n" +
 	"\x13SetupSandboxRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12$\n" +
 	"\x0eshm_size_bytes\x18\x02 \x01(\x03R\fshmSizeBytes\x12K\n" +
 	"\asysctls\x18\x03 \x03(\v21.cradle.agent.v1.SetupSandboxRequest.SysctlsEntryR\asysctls\x12\x1d\n" +
 	"\n" +
-	"shared_tag\x18\x04 \x01(\tR\tsharedTag\x1a:\n" +
+	"shared_tag\x18\x04 \x01(\tR\tsharedTag\x12)\n" +
+	"\x11host_time_unix_ns\x18\x05 \x01(\x03R\x0ehostTimeUnixNs\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
@@ -22,6 +23,9 @@ const defaultShmSize = 64 << 20
 // tmpfs, its sysctls and its shared directory. Running it again converges
 // (a new shm size is applied by remounting).
 func (r *Runtime) SetupSandbox(req *api.SetupSandboxRequest) error {
+	if err := setClock(req.HostTimeUnixNs); err != nil {
+		return err
+	}
 	if req.Hostname != "" {
 		if err := unix.Sethostname([]byte(req.Hostname)); err != nil {
 			return fmt.Errorf("set the hostname: %w", err)
@@ -111,4 +115,25 @@ func sysctlPath(key string) (string, error) {
 		return "", fmt.Errorf("sysctl %q: %w", key, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
+}
+
+// clockSlack is how far the guest's clock may be from the host's before
+// SetupSandbox sets it.
+const clockSlack = time.Second
+
+// setClock sets the guest's wall clock to the host's (the guest has no
+// RTC), unless ns is 0 or the clock is already close.
+func setClock(ns int64) error {
+	if ns <= 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if d := now - ns; d < int64(clockSlack) && d > -int64(clockSlack) {
+		return nil
+	}
+	ts := unix.NsecToTimespec(ns)
+	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+		return fmt.Errorf("set the guest's clock: %w", err)
+	}
+	return nil
 }

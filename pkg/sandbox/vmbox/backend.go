@@ -170,7 +170,8 @@ func (b *Backend) boot(ctx context.Context, pod *sandbox.Pod, vm *VM) (*api.Heal
 	if pod.PidStart, err = sandbox.ProcessStart(vm.PID()); err != nil {
 		return nil, err
 	}
-	req := &api.SetupSandboxRequest{Hostname: pod.Config.Hostname, Sysctls: pod.Config.Sysctls}
+	req := &api.SetupSandboxRequest{Hostname: pod.Config.Hostname, Sysctls: pod.Config.Sysctls,
+		HostTimeUnixNs: time.Now().UnixNano()}
 	if b.machine.Virtiofsd != "" {
 		req.SharedTag = api.SharedTag
 	}
