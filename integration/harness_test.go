@@ -102,6 +102,12 @@ func (d *daemon) Start() {
 	d.cmd = exec.Command(cradleBin, "serve", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.Env = append(os.Environ(), d.env...)
+	// An fd the daemon inherits, as from a starter that held a lock: the
+	// processes it starts must not keep it (inheritedMarker).
+	if f, err := os.OpenFile(filepath.Join(d.dir, inheritedMarker), os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
+		d.cmd.ExtraFiles = []*os.File{f}
+		defer f.Close()
+	}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
@@ -210,5 +216,19 @@ func removeTestNetwork(t testing.TB) {
 	}
 	if err := c.Flush(); err != nil {
 		t.Errorf("remove nftables table: %v", err)
+	}
+}
+
+// inheritedMarker is the file whose fd every test daemon inherits as fd 3.
+const inheritedMarker = "inherited-fd"
+
+// assertNotInherited fails if pid holds the daemon's inherited fd.
+func assertNotInherited(t testing.TB, d *daemon, pid int) {
+	t.Helper()
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fd); l == filepath.Join(d.dir, inheritedMarker) {
+			t.Errorf("process %d holds the daemon's inherited fd (%s)", pid, fd)
+		}
 	}
 }

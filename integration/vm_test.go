@@ -95,6 +95,7 @@ func TestVMPodLifecycle(t *testing.T) {
 		if got := podState(t, id); got != runtime.PodSandboxState_SANDBOX_READY {
 			t.Fatalf("pod is %v", got)
 		}
+		assertNotInherited(t, d, pid)
 		var qemuNS, podNS syscall.Stat_t
 		if err := syscall.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &qemuNS); err != nil {
 			t.Fatal(err)

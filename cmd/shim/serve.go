@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -34,6 +36,10 @@ import (
 const stopGrace = 10 * time.Second
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	// What the daemon inherited (a lock its starter held, a terminal) must
+	// not live on in the processes it starts and that outlive it (QEMU,
+	// virtiofsd, monitors): they would hold it for days.
+	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	cfg, _, err := parseWithConfig("serve", args, stderr, nil)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -120,6 +121,8 @@ func stopVirtiofsd(spec VMSpec) error {
 		}
 	}
 	_ = os.Remove(spec.VirtioFSSocket())
+	// virtiofsd's lock of its socket path, left behind when it was killed.
+	_ = os.Remove(filepath.Join("/run/virtiofsd", strings.ReplaceAll(spec.VirtioFSSocket(), "/", ".")+".pid"))
 	return errors.Join(errs...)
 }
 
