@@ -80,16 +80,10 @@ func TestGuestSpecRefusesPropagation(t *testing.T) {
 	}
 }
 
-func TestParseMountsUnder(t *testing.T) {
-	mi := `22 1 0:21 / / rw - ext4 /dev/sda rw
-30 22 0:40 / /p/shared rw shared:5 - none none rw
-31 30 0:41 / /p/shared/c/x/rootfs rw - overlay overlay rw
-32 30 0:42 / /p/shared/logs rw - ext4 /dev/sda rw
-33 31 0:43 / /p/shared/c/x/rootfs/proc rw - proc proc rw
-34 22 0:44 / /p/shared2 rw - tmpfs t rw
-35 30 0:45 / /p/shared/with\040space rw - tmpfs t rw
-`
-	got := parseMountsUnder(mi, "/p/shared")
+func TestDeepestFirst(t *testing.T) {
+	// In mount order, as mountinfo lists them.
+	in := []string{"/p/shared", "/p/shared/c/x/rootfs", "/p/shared/logs", "/p/shared/c/x/rootfs/proc", "/p/shared/with space"}
+	got := deepestFirst(in)
 	want := []string{"/p/shared/c/x/rootfs/proc", "/p/shared/c/x/rootfs", "/p/shared/with space", "/p/shared/logs", "/p/shared"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
