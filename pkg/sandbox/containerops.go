@@ -360,7 +360,15 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 		copied := *c.Resources
 		next = &copied
 	}
-	if err := oci.UpdateResources(next, res, m.opts.Host); err != nil {
+	pod, _, err := m.podOf(c)
+	if err != nil {
+		return err
+	}
+	host, err := m.hostFor(pod)
+	if err != nil {
+		return err
+	}
+	if _, err := oci.UpdateResources(next, res, host); err != nil {
 		return err
 	}
 	if err := m.updateCgroup(ctx, c, next); err != nil {

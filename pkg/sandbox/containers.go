@@ -62,7 +62,8 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if !ok {
 		return "", fmt.Errorf("handler %s runs no containers yet: %w", pod.Handler, errdefs.ErrNotImplemented)
 	}
-	logPath, err := containerLogPath(pod, cfg)
+	id := newID()
+	logPath, err := m.containerLogPath(pod, id, cfg)
 	if err != nil {
 		return "", err
 	}
@@ -72,7 +73,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := checkPropagation(cfg.GetMounts()); err != nil {
 		return "", err
 	}
-	c := &Container{ID: newID(), PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
+	c := &Container{ID: id, PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
 		CreatedAt: time.Now().UTC(), LogPath: logPath, targetPID: targetPID}
 	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)
 	name := containerName(pod, cfg)
@@ -161,6 +162,10 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 		return oci.Result{}, err
 	}
 	defer func() { _ = root.Close() }()
+	host, err := m.hostFor(pod)
+	if err != nil {
+		return oci.Result{}, err
+	}
 	res, err := oci.Build(ctx, oci.Input{
 		ID: c.ID, SandboxID: pod.ID, Config: c.Config, Sandbox: pod.Config.Raw,
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
@@ -171,11 +176,12 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 			Hostname: filepath.Join(pod.Dir, HostnameFile), Shm: pod.Shm,
 		},
 		CgroupParent: pod.Cgroup,
-		Host:         m.opts.Host,
+		Host:         host,
 	}, oci.WithImageFS(root.FS()), oci.WithProfileLoader(readProfile))
 	if err != nil {
 		return oci.Result{}, err
 	}
+	m.logDropped(pod, res.Dropped)
 	if dropped := limitCapabilities(res.Spec, m.opts.AllowedCaps); len(dropped) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("capabilities this node's runtime lacks were not granted: %v", dropped))
 	}
@@ -185,19 +191,65 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 	return res, nil
 }
 
-// containerLogPath joins the pod's log directory and the container's log
-// path, which must stay inside it.
-func containerLogPath(pod *Pod, cfg *runtime.ContainerConfig) (string, error) {
-	rel := cfg.GetLogPath()
-	if rel == "" || pod.Config.LogDirectory == "" {
-		return "", nil
+// hostFor is what spec building knows of the host for a container of pod:
+// its handler's features, the controllers its pod cgroup can use (a VM's containers have the
+// guest's own cgroups: every controller).
+func (m *Manager) hostFor(pod *Pod) (oci.Host, error) {
+	h := m.opts.Host
+	if f, ok := m.opts.Features[pod.Handler]; ok {
+		h.RecursiveReadOnly, h.UserNamespaces = f.RecursiveReadOnlyMounts, f.UserNamespaces
 	}
-	p := filepath.Join(pod.Config.LogDirectory, rel)
-	if filepath.IsAbs(rel) || !strings.HasPrefix(p, filepath.Clean(pod.Config.LogDirectory)+"/") {
+	if _, guest := m.opts.Backends[pod.Handler].(GuestCgroups); guest || pod.Cgroup == "" {
+		return h, nil
+	}
+	ctrl, err := m.opts.Cgroups.Controllers(pod.Cgroup)
+	if err != nil {
+		return h, fmt.Errorf("pod %s: %w", pod.ID, err)
+	}
+	h.Controllers = ctrl
+	return h, nil
+}
+
+// logDropped logs, once per pod, the resources kubelet set that the pod's
+// cgroup cannot enforce. Callers hold the pod's lock.
+func (m *Manager) logDropped(pod *Pod, dropped []string) {
+	for _, d := range dropped {
+		if pod.logged[d] {
+			continue
+		}
+		if pod.logged == nil {
+			pod.logged = map[string]bool{}
+		}
+		pod.logged[d] = true
+		m.log.Info("resource not enforced: this node's cgroups cannot hold it (kubelet sets it on every container)",
+			"pod", pod.ID, "resource", d)
+	}
+}
+
+// containerLogPath joins the pod's log directory and the container's log
+// path, which must stay inside it. Every container gets an absolute log
+// file: one created with no log path (crictl, critest) logs to <id>.log,
+// and in a pod made with no log directory, under cradle's own (podLogDir).
+// kubelet deletes `<reported log path>*` when it removes a container, so
+// an empty path would be `*` in its working directory.
+func (m *Manager) containerLogPath(pod *Pod, id string, cfg *runtime.ContainerConfig) (string, error) {
+	rel, dir := cfg.GetLogPath(), pod.Config.LogDirectory
+	if rel == "" {
+		rel = id + ".log"
+	}
+	if dir == "" {
+		dir = m.podLogDir(pod.ID)
+	}
+	p := filepath.Join(dir, rel)
+	if filepath.IsAbs(rel) || !strings.HasPrefix(p, filepath.Clean(dir)+"/") {
 		return "", fmt.Errorf("log path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
 }
+
+// podLogDir is where the logs of a pod made with no log directory go,
+// derived from its ID alone, removed with the pod.
+func (m *Manager) podLogDir(podID string) string { return filepath.Join(m.opts.LogDir, podID) }
 
 // checkMountSources fails, before anything is made, when a bind mount's
 // source does not exist (kubelet creates what hostPath volumes ask for).

@@ -456,3 +456,86 @@ func TestLimitedBuffer(t *testing.T) {
 		})
 	}
 }
+
+// A container created with no log path, in a pod made with no log
+// directory (crictl, critest), still gets an absolute log file, under
+// cradle's log directory: kubelet deletes `<log path>*` when it removes a
+// container, and an empty path meant `*` in its working directory.
+func TestContainerWithoutLogPath(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pod, err := e.m.RunPod(ctx, podConfig("p")) // no log directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig("c")
+	cfg.LogPath = ""
+	id, err := e.m.CreateContainer(ctx, pod, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.m.Container(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(e.dir, "logs", pod, id+".log")
+	if c.LogPath != want {
+		t.Errorf("log path = %q, want %q", c.LogPath, want)
+	}
+	if _, err := os.Stat(filepath.Dir(want)); err != nil {
+		t.Errorf("log directory: %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "logs", pod)); !os.IsNotExist(err) {
+		t.Errorf("pod log directory left after RemovePod: %v", err)
+	}
+	e.assertNoContainers(t)
+}
+
+// kubelet sends a hugepage limit of 0 for every page size the node has;
+// where the pod's cgroup has no hugetlb controller (this project's hybrid
+// CI host) they are left out of the spec, while a limit the pod asked for
+// is refused.
+func TestHugepageLimitsTheHostCannotEnforce(t *testing.T) {
+	e := newContainerEnv(t)
+	e.f.controllers = map[string]bool{"cpu": true, "cpuacct": true, "memory": true, "pids": true}
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "podlogs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig("c")
+	cfg.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
+		CpuShares: 2, MemoryLimitInBytes: 64 << 20, HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}}}
+	id, err := e.m.CreateContainer(ctx, pod, cfg)
+	if err != nil {
+		t.Fatalf("kubelet's default hugepage limits: %v", err)
+	}
+	e.rt.mu.Lock()
+	spec := e.rt.created[id]
+	e.rt.mu.Unlock()
+	if got := spec.Linux.Resources.HugepageLimits; len(got) != 0 {
+		t.Errorf("hugepage limits in the spec: %+v", got)
+	}
+	if got := spec.Linux.Resources.Memory; got == nil || *got.Limit != 64<<20 {
+		t.Errorf("memory limit lost: %+v", got)
+	}
+	asked := containerConfig("asked")
+	asked.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
+		HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}}
+	if _, err := e.m.CreateContainer(ctx, pod, asked); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("an explicit hugepage limit: err = %v, want InvalidArgument", err)
+	}
+	if err := e.m.UpdateContainerResources(ctx, id, &runtime.LinuxContainerResources{
+		HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB"}}}); err != nil {
+		t.Errorf("update with kubelet's default hugepage limits: %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}

@@ -21,14 +21,19 @@ type Options struct {
 	StateDir       string             // <state>/pods/<id> directories
 	ContainerDir   string             // <state>/containers/<id> bundles
 	CheckpointDir  string             // <root>/checkpoints
+	LogDir         string             // logs of pods made with no log directory ("": <CheckpointDir>/../logs)
 	DefaultHandler string             // handler for pods that name none
 	Backends       map[string]Backend // by handler name
 	Network        Network
 	Cgroups        Cgroups
 	Images         Images
 	Host           oci.Host // facts of this host for spec building
-	AllowedCaps    []string // capabilities the daemon holds (nil: all)
-	CgroupRoot     string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
+	// Features are what each handler's runtime supports, by handler name
+	// (recursive read-only mounts, user namespaces): a pod's containers
+	// get its handler's.
+	Features    map[string]HandlerFeatures
+	AllowedCaps []string // capabilities the daemon holds (nil: all)
+	CgroupRoot  string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
 	// SystemdCgroups: kubelet uses the systemd cgroup driver, and names pod
 	// cgroups as slices (kubepods-burstable-pod<uid>.slice).
 	SystemdCgroups bool
@@ -65,6 +70,9 @@ func newPodEntry(pod *Pod) *podEntry { return &podEntry{pod: pod, seen: pod.clon
 func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LogDir == "" {
+		opts.LogDir = filepath.Join(filepath.Dir(opts.CheckpointDir), "logs")
 	}
 	ckpt, err := checkpoint.New(opts.CheckpointDir)
 	if err != nil {

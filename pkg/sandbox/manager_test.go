@@ -31,6 +31,8 @@ type fakes struct {
 	started  map[string]bool
 	updates  map[string]*specs.LinuxResources
 	infraPid int // the pid a PID-sharing pod's "infra process" gets; 0: this test's
+	// controllers the fake cgroups can hold limits of (nil: every one)
+	controllers map[string]bool
 }
 
 func newFakes() *fakes {
@@ -137,6 +139,13 @@ func (f *fakes) Processes(p string) ([]int, error) {
 		return nil, errdefs.ErrNotFound
 	}
 	return []int{os.Getpid()}, nil
+}
+
+// Controllers reports f.controllers (nil: every controller).
+func (f *fakes) Controllers(string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.controllers, nil
 }
 
 func (f *fakes) InterfaceStats(context.Context, string) ([]InterfaceStats, error) {

@@ -26,6 +26,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	}
 	pod := &Pod{ID: newID(), Config: cfg, Handler: handler, State: PodCreating, CreatedAt: time.Now().UTC(), NS: map[string]string{}}
 	pod.Dir = m.podDir(pod.ID)
+	if pod.Config.LogDirectory == "" {
+		pod.Config.LogDirectory = m.podLogDir(pod.ID) // made by the first container's create
+	}
 	if err := m.names.reserve(cfg.uniqueName(), pod.ID); err != nil {
 		return "", fmt.Errorf("pod sandbox %q: %w", cfg.uniqueName(), err)
 	}
@@ -312,6 +315,7 @@ func (m *Manager) release(ctx context.Context, pod *Pod) error {
 		// (a VM's shared directory): RemoveAll would walk into it.
 		errs = append(errs, os.RemoveAll(pod.Dir))
 	}
+	errs = append(errs, os.RemoveAll(m.podLogDir(pod.ID)))
 	if err := errors.Join(errs...); err != nil {
 		pod.State = PodUnknown
 		_ = m.save(pod)
