@@ -335,6 +335,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		SystemdCgroups: sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver) == config.CgroupDriverSystemd,
 		EventBuffer:    cfg.Runtime.EventBuffer,
 		Logger:         log.With("component", "pods"),
+		Failpoint:      failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
 	})
 	if err != nil {
 		return nil, err

@@ -80,36 +80,55 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := m.names.reserve(name, c.ID); err != nil {
 		return "", fmt.Errorf("container %q: %w", name, err)
 	}
-	var undo cleanup.Stack
-	defer func() {
-		if retErr != nil {
-			if err := undo.Run(); err != nil {
-				m.log.Error("undo of a failed CreateContainer", "container", c.ID, "error", err)
-			}
-		}
-	}()
-	undo.Push(func(context.Context) error { m.names.release(name, c.ID); return nil })
 	if err := m.saveContainer(c); err != nil {
+		m.names.release(name, c.ID)
 		return "", err
 	}
-	undo.Push(func(context.Context) error { return m.ckpt.Delete(containerKind, c.ID) })
-	if err := m.createSteps(ctx, pod, c, b, &undo); err != nil {
+	defer func() {
+		if retErr != nil {
+			m.abandonContainer(c, pod, b)
+		}
+	}()
+	m.failpoint("createcontainer:recorded")
+	if err := m.createSteps(ctx, pod, c, b); err != nil {
 		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
-	c.State = ContainerCreated
-	if err := m.saveContainer(c); err != nil {
+	if err := m.setContainerState(c, ContainerCreated); err != nil {
 		return "", err
 	}
 	m.mu.Lock()
 	m.containers[c.ID] = newContainerEntry(c)
 	m.mu.Unlock()
-	undo.Release()
 	m.emitContainer(EventCreated, c)
 	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
 	return c.ID, nil
 }
 
-func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend, undo *cleanup.Stack) error {
+// abandonContainer undoes a failed CreateContainer from the container's
+// record (releaseContainer): forgotten once released, else kept and
+// listed as Unknown, so that RemoveContainer and the next start finish it.
+// The caller holds the pod's lock.
+func (m *Manager) abandonContainer(c *Container, pod *Pod, b ContainerBackend) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanup.Timeout)
+	defer cancel()
+	if err := m.releaseContainer(ctx, c, pod, b); err != nil {
+		m.log.Error("undo of a failed CreateContainer; the container stays listed as Unknown until it can be removed", "container", c.ID, "error", err)
+		m.mu.Lock()
+		m.containers[c.ID] = newContainerEntry(c)
+		m.mu.Unlock()
+		return
+	}
+	m.names.release(containerName(pod, c.Config), c.ID)
+	if err := m.ckpt.Delete(containerKind, c.ID); err != nil {
+		m.log.Error("remove the checkpoint of an undone container", "container", c.ID, "error", err)
+	}
+}
+
+// createSteps makes the container. Each resource is derived from the
+// container's ID (its rootfs snapshot, bundle, runtime state) or recorded
+// in its checkpoint before it is made, so releaseContainer undoes any
+// prefix of them.
+func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend) error {
 	img, err := m.opts.Images.Resolve(ctx, c.ImageRef)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", c.ImageRef, err)
@@ -120,15 +139,14 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	if err != nil {
 		return err
 	}
-	undo.Push(func(ctx context.Context) error { return m.opts.Images.RemoveRootfs(ctx, c.ID) })
+	m.failpoint("createcontainer:rootfs")
 	if err := os.MkdirAll(c.Rootfs(), 0o711); err != nil {
 		return err
 	}
-	undo.Push(func(context.Context) error { return os.RemoveAll(c.Bundle) })
 	if err := mount.All(mounts, c.Rootfs()); err != nil {
 		return fmt.Errorf("mount rootfs: %w", err)
 	}
-	undo.Push(func(context.Context) error { return mount.UnmountAll(c.Rootfs(), 0) })
+	m.failpoint("createcontainer:mount")
 	spec, err := m.buildSpec(ctx, pod, c, img)
 	if err != nil {
 		return err
@@ -138,17 +156,21 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 			return err
 		}
 	}
-	undo.Push(func(ctx context.Context) error { return b.DeleteContainer(ctx, pod, c) })
 	if spec.Spec.Linux != nil {
 		c.CgroupPath, c.Resources = spec.Spec.Linux.CgroupsPath, spec.Spec.Linux.Resources
 	}
 	if spec.Spec.Process != nil {
 		c.User = spec.Spec.Process.User
 	}
+	if err := m.saveContainer(c); err != nil {
+		return err
+	}
+	m.failpoint("createcontainer:spec")
 	pid, err := b.CreateContainer(ctx, pod, c, spec.Spec)
 	if err != nil {
 		return err
 	}
+	m.failpoint("createcontainer:runtime")
 	c.Pid = pid
 	return nil
 }

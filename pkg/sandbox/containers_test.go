@@ -47,6 +47,12 @@ func (i *fakeImages) PrepareRootfs(_ context.Context, key, _ string) ([]mount.Mo
 }
 
 func (i *fakeImages) RemoveRootfs(_ context.Context, key string) error {
+	i.f.mu.Lock()
+	failing := i.f.failRelease
+	i.f.mu.Unlock()
+	if failing {
+		return errInjected
+	}
 	i.mu.Lock()
 	delete(i.rootfs, key)
 	i.mu.Unlock()
@@ -70,11 +76,12 @@ type fakeRuntime struct {
 	created map[string]*specs.Spec
 	exited  map[string]chan struct{}
 	done    map[string]ExitStatus
+	started map[string]bool
 }
 
 func newFakeRuntime(f *fakes) *fakeRuntime {
 	return &fakeRuntime{fakeBackend: fakeBackend{f}, created: map[string]*specs.Spec{},
-		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}}
+		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}, started: map[string]bool{}}
 }
 
 func (r *fakeRuntime) CreateContainer(_ context.Context, _ *Pod, c *Container, spec *specs.Spec) (int, error) {
@@ -88,7 +95,12 @@ func (r *fakeRuntime) CreateContainer(_ context.Context, _ *Pod, c *Container, s
 	return 4242, nil
 }
 
-func (r *fakeRuntime) StartContainer(context.Context, *Pod, *Container) error { return nil }
+func (r *fakeRuntime) StartContainer(_ context.Context, _ *Pod, c *Container) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started[c.ID] = true
+	return nil
+}
 
 // exit ends a container's "process" with st.
 func (r *fakeRuntime) exit(id string, st ExitStatus) {
@@ -125,11 +137,19 @@ func (r *fakeRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (
 	}
 }
 
-func (r *fakeRuntime) ContainerExited(_ context.Context, _ *Pod, c *Container) (ExitStatus, bool, error) {
+func (r *fakeRuntime) ContainerState(_ context.Context, _ *Pod, c *Container) (ProcessState, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st, ok := r.done[c.ID]
-	return st, ok, nil
+	if st, ok := r.done[c.ID]; ok {
+		return ProcessState{Status: ProcessExited, Exit: st}, nil
+	}
+	if _, ok := r.exited[c.ID]; !ok {
+		return ProcessState{}, errdefs.ErrNotFound
+	}
+	if r.started[c.ID] {
+		return ProcessState{Status: ProcessRunning}, nil
+	}
+	return ProcessState{Status: ProcessCreated}, nil
 }
 
 func (r *fakeRuntime) DeleteContainer(_ context.Context, _ *Pod, c *Container) error {
@@ -538,4 +558,114 @@ func TestHugepageLimitsTheHostCannotEnforce(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.assertNoContainers(t)
+}
+
+// A CreateContainer whose step fails and whose undo fails too leaves the
+// container listed as Unknown until RemoveContainer can finish it.
+func TestFailedUndoKeepsTheContainerListed(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.f.failAt, e.f.failRelease = "create", true
+	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); !errors.Is(err, errInjected) {
+		t.Fatalf("err = %v", err)
+	}
+	cs := e.m.ListContainers(ContainerFilter{})
+	if len(cs) != 1 || cs[0].State != ContainerUnknown {
+		t.Fatalf("after a failed undo: %+v, want one Unknown container", cs)
+	}
+	e.f.failAt, e.f.failRelease = "", false
+	if err := e.m.RemoveContainer(ctx, cs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); err != nil {
+		t.Errorf("the name is free once it is removed: %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
+// The runtime, not the record, says where a container is: one recorded as
+// Created that runs (a crash right after the runtime started it) is
+// Running after a restart, and starting it again starts nothing.
+func TestRecoverAsksTheRuntime(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt.started[id] = true // started; the record still says Created
+	m2 := e.manager(t)
+	if c, _ := m2.Container(id); c.State != ContainerRunning {
+		t.Fatalf("after the restart: %v, want Running", c.State)
+	}
+	if err := m2.StartContainer(ctx, id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("start again: %v, want FailedPrecondition", err)
+	}
+	if err := m2.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
+// A container whose pod checkpoint is lost is killed and released at the
+// next start, never left running under a pod nobody lists; a container
+// whose own checkpoint is unreadable too.
+func TestRecoverReleasesOrphans(t *testing.T) {
+	for _, kind := range []string{podKind, containerKind} {
+		t.Run(kind, func(t *testing.T) {
+			e := newContainerEnv(t)
+			ctx := context.Background()
+			pcfg := podConfig("p")
+			pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+			pod, err := e.m.RunPod(ctx, pcfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.m.StartContainer(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			victim := pod
+			if kind == containerKind {
+				victim = id
+			}
+			path := filepath.Join(e.dir, "checkpoints", kind, victim+".json")
+			if err := os.WriteFile(path, []byte(`{"version": 1, "data": {"ID": "tru`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m2 := e.manager(t)
+			for _, c := range m2.ListContainers(ContainerFilter{}) {
+				if c.ID == id && kind == podKind {
+					t.Errorf("the container of a lost pod is still listed: %+v", c)
+				}
+			}
+			if kind == podKind {
+				if pods := m2.ListPods(PodFilter{}); len(pods) != 0 {
+					t.Errorf("pods listed: %+v", pods)
+				}
+				assertNothingLeft(t, e.f, e.dir)
+			} else if err := m2.RemovePod(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			e.assertNoContainers(t)
+		})
+	}
 }

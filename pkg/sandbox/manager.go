@@ -39,6 +39,11 @@ type Options struct {
 	SystemdCgroups bool
 	EventBuffer    int // events a subscriber may fall behind by (0: DefaultEventBuffer)
 	Logger         *slog.Logger
+	// Failpoint, when set, is called with the name of each step of the
+	// engine's multi-step operations as it completes ("runpod:cgroup",
+	// "createcontainer:rootfs"…): the crash tests' hook, where the daemon
+	// kills itself (cmd/shim, CRADLE_FAILPOINT).
+	Failpoint func(step string)
 }
 
 // Manager is the pod engine. It is safe for concurrent use; calls on one
@@ -84,6 +89,13 @@ func New(opts Options) (*Manager, error) {
 	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(),
 		events: newBroker(opts.EventBuffer, opts.Logger), samples: cpuSamples{last: map[string]cpuSample{}},
 		pods: map[string]*podEntry{}, containers: map[string]*containerEntry{}}, nil
+}
+
+// failpoint marks a step done for the crash tests (Options.Failpoint).
+func (m *Manager) failpoint(step string) {
+	if m.opts.Failpoint != nil {
+		m.opts.Failpoint(step)
+	}
 }
 
 // save checkpoints pod, and refreshes the snapshot events report it by.
