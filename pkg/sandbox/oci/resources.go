@@ -86,6 +86,9 @@ func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResourc
 		applyCPU(res, &runtime.LinuxContainerResources{CpusetCpus: r.GetCpusetCpus(), CpusetMems: r.GetCpusetMems()})
 	}
 	applyMemory(res, r, host)
+	if swap := r.GetMemorySwapLimitInBytes(); swap != 0 && !host.SwapAccounting {
+		dropped = append(dropped, fmt.Sprintf("swap limit %d (the memory controller accounts no swap)", swap))
+	}
 	for _, h := range r.GetHugepageLimits() {
 		if !host.hugepages(h.GetPageSize()) {
 			dropped = append(dropped, fmt.Sprintf("hugepage limit %s=%d (%s)", h.GetPageSize(), h.GetLimit(), host.hugepageProblem(h.GetPageSize())))
@@ -110,6 +113,10 @@ func checkResources(r *runtime.LinuxContainerResources, host Host) error {
 		return fmt.Errorf("negative memory limit: %w", errdefs.ErrInvalidArgument)
 	case len(r.GetUnified()) > 0 && !host.CgroupV2:
 		return fmt.Errorf("unified cgroup resources on a cgroup v1 host: %w", errdefs.ErrInvalidArgument)
+	case !host.SwapAccounting && r.GetMemorySwapLimitInBytes() != 0 && r.GetMemorySwapLimitInBytes() != r.GetMemoryLimitInBytes():
+		// kubelet's default is swap = memory (no swap); more is asked for.
+		return fmt.Errorf("a swap allowance (swap limit %d over memory limit %d) on a node whose memory controller accounts no swap: %w",
+			r.GetMemorySwapLimitInBytes(), r.GetMemoryLimitInBytes(), errdefs.ErrInvalidArgument)
 	}
 	for _, h := range r.GetHugepageLimits() {
 		switch {

@@ -53,6 +53,8 @@ func TestUpdateResources(t *testing.T) {
 		{name: "unified key of a controller not delegated", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"io.max": "8:0 rbps=1"}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
 		{name: "unified memory key with a memory controller", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "1000000"}}, host: v2Hugetlb, want: specs.LinuxResources{Unified: map[string]string{"memory.high": "1000000"}}},
 		{name: "cpu shares without a cpu controller", cri: &runtime.LinuxContainerResources{CpuShares: 2, CpuPeriod: 100000}, host: Host{Controllers: map[string]bool{"memory": true}}, want: specs.LinuxResources{}, dropped: 1},
+		{name: "kubelet's swap = memory without swap accounting", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 1 << 30}, want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30)}}, dropped: 1},
+		{name: "a swap allowance without swap accounting", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 2 << 30}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "cpu quota without a cpu controller", cri: &runtime.LinuxContainerResources{CpuQuota: 5000}, host: Host{Controllers: map[string]bool{"memory": true}}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "nil", want: specs.LinuxResources{}},
 		{
