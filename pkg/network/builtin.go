@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -55,7 +56,7 @@ func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir st
 		b.subnets = append(b.subnets, p.Masked())
 		b.gateways = append(b.gateways, p.Masked().Addr().Next())
 	}
-	b.nft = nftRules{nsFD: int(m.hostNS), bridge: b.bridge, subnets: b.subnets, masquerade: cfg.Masquerade}
+	b.nft = nftRules{nsFD: int(m.hostNS), table: TableName(b.bridge), bridge: b.bridge, subnets: b.subnets, masquerade: cfg.Masquerade}
 	if err := b.checkOverlap(b.subnets); err != nil {
 		return nil, err
 	}
@@ -65,7 +66,15 @@ func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir st
 	if err := b.nft.ensure(); err != nil {
 		return nil, err
 	}
-	m.log.InfoContext(ctx, "built-in pod network ready", "bridge", b.bridge, "subnets", b.subnets)
+	// Our pods' rules go into our table before they leave the legacy one.
+	ours, err := b.restoreRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.nft.migrateLegacy(ctx, m.log, func(pod string) bool { return slices.Contains(ours, pod) }); err != nil {
+		return nil, err
+	}
+	m.log.InfoContext(ctx, "built-in pod network ready", "bridge", b.bridge, "subnets", b.subnets, "nftables_table", b.nft.table)
 	return b, nil
 }
 
@@ -337,10 +346,19 @@ func (b *builtinNet) checkPorts(podID string, maps []PortMapping) error {
 	if err != nil {
 		return err
 	}
+	others, err := b.nft.othersTagged()
+	if err != nil {
+		return err
+	}
+	existing = append(existing, others...)
 	for i, pm := range maps {
 		for _, r := range existing {
 			if r.proto == pm.Protocol && r.port == pm.HostPort && (r.hostIP == "" || pm.HostIP == "" || r.hostIP == pm.HostIP) {
-				return fmt.Errorf("hostPort %d/%s is already mapped to pod %s: %w", pm.HostPort, pm.Protocol, r.pod, errdefs.ErrAlreadyExists)
+				owner := "pod " + r.pod
+				if r.table != "" {
+					owner += " of another cradle instance (nftables table inet " + r.table + ")"
+				}
+				return fmt.Errorf("hostPort %d/%s is already mapped to %s: %w", pm.HostPort, pm.Protocol, owner, errdefs.ErrAlreadyExists)
 			}
 		}
 		for _, o := range maps[:i] {
