@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -35,6 +36,7 @@ func vethName(podID string) string {
 // from ipam, DNAT and masquerade rules in nftables.
 type builtinNet struct {
 	m        *Manager
+	root     string // the instance's root, which claims the bridge (claim.go)
 	bridge   string
 	mtu      int
 	subnets  []netip.Prefix // IPv4 first, then the optional IPv6 subnet
@@ -43,8 +45,9 @@ type builtinNet struct {
 	nft      nftRules
 }
 
-func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir string) (*builtinNet, error) {
-	b := &builtinNet{m: m, bridge: cfg.Bridge, mtu: cfg.MTU, ipam: ipam{dir: leaseDir}}
+func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, root string) (*builtinNet, error) {
+	leaseDir := filepath.Join(root, "network", "ipam", cfg.Bridge)
+	b := &builtinNet{m: m, root: root, bridge: cfg.Bridge, mtu: cfg.MTU, ipam: ipam{dir: leaseDir}}
 	for _, s := range []string{cfg.Subnet, cfg.SubnetV6} {
 		if s == "" {
 			continue
@@ -57,6 +60,9 @@ func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir st
 		b.gateways = append(b.gateways, p.Masked().Addr().Next())
 	}
 	b.nft = nftRules{nsFD: int(m.hostNS), table: TableName(b.bridge), bridge: b.bridge, subnets: b.subnets, masquerade: cfg.Masquerade}
+	if err := b.checkClaim(root); err != nil {
+		return nil, err
+	}
 	if err := b.checkOverlap(b.subnets); err != nil {
 		return nil, err
 	}
@@ -151,6 +157,9 @@ func (b *builtinNet) ensureBridge() error {
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("bring up bridge %s: %w", b.bridge, err)
+	}
+	if err := b.writeClaim(l); err != nil {
+		return err
 	}
 	return WithNetNS(b.m.hostPath, func() error {
 		// route_localnet: hostPorts reached on 127.0.0.1 (see nft.go).

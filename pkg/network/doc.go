@@ -45,8 +45,10 @@
 // only its own hostport rules and the veths on its own bridge. Other
 // instances' tables are read, never written, so that a hostPort one maps is
 // refused to the others (AlreadyExists). The bridge is the instance's
-// network identity: two instances configured with the same bridge share
-// its leases' address space and are a misconfiguration. The table of older
+// network identity, and the instance claims it (its alias names the root
+// and daemon): a bridge claimed by a live daemon of another root is refused
+// with FailedPrecondition, since the two would hand out the same addresses
+// and sweep each other's veths (claim.go). The table of older
 // versions, "inet cradle", shared by all, is migrated at start (see
 // migrateLegacy): our pods' rules move into our table, and the old table is
 // deleted only when nothing of another instance is left in it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -190,4 +192,42 @@ func (e *testEnv) hasTable(name string) bool {
 		}
 	}
 	return false
+}
+
+// A bridge that a live daemon of another root claims is refused: the two
+// would hand out the same addresses and sweep each other's veths. A claim
+// whose daemon is gone is taken over.
+func TestBridgeClaimedByAnotherLiveInstance(t *testing.T) {
+	e := newEnv(t, nil)
+	e.manager()
+	root2, state2 := filepath.Join(e.dir, "root2"), filepath.Join(e.dir, "state2")
+	_, err := New(context.Background(), e.cfg, root2, state2, quietLog(), WithHostNetNS(e.hostNS))
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("second instance on the bridge: err = %v, want FailedPrecondition", err)
+	}
+	// The claiming daemon is gone (same pid, another start time: the pid
+	// was reused).
+	gone := claim{root: e.root, pid: os.Getpid(), start: 1}
+	e.inHost(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(e.cfg.Bridge)
+		if err != nil {
+			return err
+		}
+		return h.LinkSetAlias(l, gone.String())
+	})
+	m, err := New(context.Background(), e.cfg, root2, state2, quietLog(), WithHostNetNS(e.hostNS))
+	if err != nil {
+		t.Fatalf("taking over a dead instance's bridge: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	e.inHost(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(e.cfg.Bridge)
+		if err != nil {
+			return err
+		}
+		if c, ok := parseClaim(l.Attrs().Alias); !ok || c.root != root2 || c.pid != os.Getpid() || !c.alive() {
+			t.Errorf("bridge alias %q, want a live claim of %s", l.Attrs().Alias, root2)
+		}
+		return nil
+	})
 }
