@@ -105,10 +105,30 @@ func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResourc
 	return dropped, nil
 }
 
+// The CFS bandwidth bounds the kernel accepts (kernel/sched/core.c), in µs.
+const (
+	minCFSQuota  = 1000    // 1 ms, also the smallest period
+	maxCFSPeriod = 1000000 // 1 s
+)
+
+// checkResources refuses values the kernel would refuse, or would read as
+// something else than asked. cpu_quota: 0 is "not set" (what kubelet sends
+// for a container without a CPU limit); -1 is "unlimited" (what kubelet
+// sends to lift the quota of a container with exclusive CPUs, and what
+// runc and crun write as cfs_quota_us -1 on v1 and cpu.max "max" on v2);
+// any other negative value used to reach the kernel, which reads every
+// negative quota as unlimited: -5 silently lifted the limit.
 func checkResources(r *runtime.LinuxContainerResources, host Host) error {
+	q, p := r.GetCpuQuota(), r.GetCpuPeriod()
 	switch {
-	case r.GetCpuPeriod() < 0 || r.GetCpuShares() < 0:
+	case p < 0 || r.GetCpuShares() < 0:
 		return fmt.Errorf("negative cpu period or shares: %w", errdefs.ErrInvalidArgument)
+	case q < -1:
+		return fmt.Errorf("cpu_quota %d: a quota is -1 (unlimited), 0 (not set) or at least %d µs: %w", q, minCFSQuota, errdefs.ErrInvalidArgument)
+	case q > 0 && q < minCFSQuota:
+		return fmt.Errorf("cpu_quota %d µs is below the kernel's minimum of %d µs: %w", q, minCFSQuota, errdefs.ErrInvalidArgument)
+	case p != 0 && (p < minCFSQuota || p > maxCFSPeriod):
+		return fmt.Errorf("cpu_period %d µs is outside the kernel's [%d, %d]: %w", p, minCFSQuota, maxCFSPeriod, errdefs.ErrInvalidArgument)
 	case r.GetMemoryLimitInBytes() < 0 || r.GetMemorySwapLimitInBytes() < 0:
 		return fmt.Errorf("negative memory limit: %w", errdefs.ErrInvalidArgument)
 	case len(r.GetUnified()) > 0 && !host.CgroupV2:
