@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -225,6 +226,34 @@ func TestCrashMatrixVM(t *testing.T) {
 	t.Logf("vm crash matrix: %d steps in %s", n, time.Since(start).Round(time.Second))
 }
 
+// TestCrashMatrixPull: the daemon dies at each step of PullImage (after a
+// layer is unpacked, once everything is fetched, once the image is
+// recorded); after the restart the same pull succeeds, the image can be
+// removed, and no content, snapshot or ingest is left.
+func TestCrashMatrixPull(t *testing.T) {
+	d, _ := startFeatureDaemon(t)
+	reg := fixtures.StartRegistry(t)
+	ref := reg.Ref("crash/large:1")
+	reg.Push(t, ref, fixtures.Large(t, 2, 1<<20))
+	baseline := census(t, d)
+	for _, step := range []string{"pullimage:layer", "pullimage:fetched", "pullimage:recorded"} {
+		t.Run(step, func(t *testing.T) {
+			crashAt(t, d, step, func() {
+				_, _ = d.Images.PullImage(ctxT(t), &runtime.PullImageRequest{Image: spec(ref)})
+			})
+			if _, err := d.Images.PullImage(ctxT(t), &runtime.PullImageRequest{Image: spec(ref)}); err != nil {
+				t.Fatalf("the same pull after the restart: %v", err)
+			}
+			if _, err := d.Images.RemoveImage(ctxT(t), &runtime.RemoveImageRequest{Image: spec(ref)}); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(baseline, census(t, d)); diff != "" {
+				t.Errorf("leaked after the crash at %s (-before +after):\n%s", step, diff)
+			}
+		})
+	}
+}
+
 // crashAt restarts the daemon armed to die at step, runs act (whose RPC
 // must kill it), then starts it again unarmed.
 func crashAt(t *testing.T, d *daemon, step string, act func()) {
@@ -316,6 +345,7 @@ func census(t *testing.T, d *daemon) map[string][]string {
 		"netns": "run/netns", "pod dirs": "run/pods", "bundles": "run/containers", "checkpoints/pods": "root/checkpoints/pods",
 		"checkpoints/containers": "root/checkpoints/containers", "ip leases": "root/network/ipam/" + testBridge,
 		"snapshots": "root/images/snapshots/snapshots", "pod logs": "root/logs",
+		"content": "root/images/content/blobs/sha256", "ingests": "root/images/content/ingest",
 	} {
 		out[name] = testutil.Files(t, filepath.Join(d.dir, dir))
 	}

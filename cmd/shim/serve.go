@@ -97,6 +97,7 @@ func openImages(ctx context.Context, cfg config.Config, log *slog.Logger) (*stor
 		PullProgressTimeout:    cfg.Images.PullProgressTimeout.D(),
 		Pinned:                 append([]string{cfg.Images.SandboxImage}, cfg.Images.Pinned...),
 		Logger:                 log.With("component", "images"),
+		Failpoint:              failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)

@@ -58,6 +58,7 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (_ Image, _ Pu
 		}
 		return Image{}, PullStats{}, classifyPullError(named, err)
 	}
+	s.failpoint("pullimage:fetched")
 	img, err := s.describe(ctx, target)
 	if err != nil {
 		return Image{}, PullStats{}, fmt.Errorf("read pulled image %s: %w", named, err)
@@ -68,6 +69,7 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (_ Image, _ Pu
 	if err != nil {
 		return Image{}, PullStats{}, err
 	}
+	s.failpoint("pullimage:recorded")
 	stats := tr.stats.snapshot(time.Since(start))
 	s.log.Info("pulled image", "ref", named.String(), "id", rec.ID, "bytes", stats.Bytes,
 		"duration", stats.Total, "fetch", stats.Fetch, "verify", stats.Verify, "unpack", stats.Unpack)
@@ -113,7 +115,7 @@ func (s *Store) fetch(ctx context.Context, named reference.Named, auth *Auth, tr
 			Platform:       s.platform,
 			SnapshotterKey: snapshotterName,
 			Snapshotter:    s.sn,
-			Applier:        &safeApplier{content: s.content, stats: &tr.stats},
+			Applier:        &safeApplier{content: s.content, stats: &tr.stats, failpoint: s.failpoint},
 		}),
 		unpack.WithLimiter(limiter),
 		// Fetch layers even when their snapshot exists (a rootfs can keep

@@ -57,6 +57,17 @@ type Options struct {
 	Pinned                 []string      // references reported pinned
 
 	Logger *slog.Logger
+	// Failpoint, when set, is called with the name of each step of a pull
+	// as it completes ("pullimage:layer", "pullimage:fetched",
+	// "pullimage:recorded"): the crash tests' hook.
+	Failpoint func(step string)
+}
+
+// failpoint marks a step done for the crash tests (Options.Failpoint).
+func (s *Store) failpoint(step string) {
+	if s.opts.Failpoint != nil {
+		s.opts.Failpoint(step)
+	}
 }
 
 // Store is the image store. It is safe for concurrent use.

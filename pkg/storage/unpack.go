@@ -26,8 +26,9 @@ import (
 // the snapshot directory (the bind source, or overlay's upperdir with
 // whiteouts converted to overlay's form), so unpacking mounts nothing.
 type safeApplier struct {
-	content content.Provider
-	stats   *pullMeter
+	content   content.Provider
+	stats     *pullMeter
+	failpoint func(string)
 }
 
 var _ diff.Applier = (*safeApplier)(nil)
@@ -57,6 +58,9 @@ func (a *safeApplier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts
 	// The diff ID covers the whole stream, tar padding included.
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, corruptClass(err))
+	}
+	if a.failpoint != nil {
+		a.failpoint("pullimage:layer")
 	}
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digester.Digest()}, nil
 }
