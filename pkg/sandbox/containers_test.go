@@ -209,6 +209,18 @@ func (e *containerEnv) manager(t *testing.T) *Manager {
 	return m
 }
 
+// readyPod runs a pod "p" with a log directory.
+func (e *containerEnv) readyPod(t *testing.T) string {
+	t.Helper()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(context.Background(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
 func containerConfig(name string) *runtime.ContainerConfig {
 	return &runtime.ContainerConfig{
 		Metadata: &runtime.ContainerMetadata{Name: name},
@@ -565,12 +577,7 @@ func TestHugepageLimitsTheHostCannotEnforce(t *testing.T) {
 func TestFailedUndoKeepsTheContainerListed(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()
-	pcfg := podConfig("p")
-	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
-	pod, err := e.m.RunPod(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod := e.readyPod(t)
 	e.f.failAt, e.f.failRelease = "create", true
 	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); !errors.Is(err, errInjected) {
 		t.Fatalf("err = %v", err)
@@ -598,12 +605,7 @@ func TestFailedUndoKeepsTheContainerListed(t *testing.T) {
 func TestRecoverAsksTheRuntime(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()
-	pcfg := podConfig("p")
-	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
-	pod, err := e.m.RunPod(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod := e.readyPod(t)
 	id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
 	if err != nil {
 		t.Fatal(err)
@@ -630,12 +632,7 @@ func TestRecoverReleasesOrphans(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			e := newContainerEnv(t)
 			ctx := context.Background()
-			pcfg := podConfig("p")
-			pcfg.LogDirectory = filepath.Join(e.dir, "logs")
-			pod, err := e.m.RunPod(ctx, pcfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pod := e.readyPod(t)
 			id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
 			if err != nil {
 				t.Fatal(err)
