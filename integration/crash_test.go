@@ -363,9 +363,7 @@ func census(t *testing.T, d *daemon) map[string][]string {
 	out["cgroups"] = cgroups
 	// The allocator's lock and cursor are not leases.
 	out["ip leases"] = slices.DeleteFunc(out["ip leases"], func(f string) bool { return f == "lock" || strings.HasPrefix(f, "last") })
-	for _, pid := range cradleChildren(d) {
-		out["processes"] = append(out["processes"], pid)
-	}
+	out["processes"] = cradleChildren(d)
 	for k, v := range out {
 		if len(v) == 0 {
 			delete(out, k)

@@ -38,7 +38,8 @@ func validLabel(l string) bool {
 		return false
 	}
 	for _, c := range []byte(l) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && c != '-' {
 			return false
 		}
 	}
