@@ -28,6 +28,7 @@ import (
 type safeApplier struct {
 	content content.Provider
 	stats   *pullMeter
+	diffIDs *diffIDs // what the image's configs say; nil checks nothing
 }
 
 var _ diff.Applier = (*safeApplier)(nil)
@@ -57,6 +58,9 @@ func (a *safeApplier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts
 	// The diff ID covers the whole stream, tar padding included.
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, corruptClass(err))
+	}
+	if err := a.diffIDs.checkDiffID(ctx, desc.Digest, digester.Digest()); err != nil {
+		return ocispec.Descriptor{}, err
 	}
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digester.Digest()}, nil
 }
