@@ -38,10 +38,13 @@ func validLabel(l string) bool {
 		return false
 	}
 	for _, c := range []byte(l) {
-		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-		if !alnum && c != '-' {
+		if !hostnameChar(c) {
 			return false
 		}
 	}
 	return true
+}
+
+func hostnameChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
 }

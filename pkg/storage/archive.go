@@ -163,18 +163,19 @@ func archiveName(ann map[string]string, base string) (reference.Named, error) {
 // unpackLocal labels and unpacks an image whose content is already in the
 // store (under the caller's lease) and describes it.
 func (s *Store) unpackLocal(ctx context.Context, target ocispec.Descriptor) (*Image, error) {
+	expect := &diffIDs{content: s.content}
 	unpacker, err := unpack.NewUnpacker(ctx, s.content, unpack.WithUnpackPlatform(unpack.Platform{
 		Platform:       s.platform,
 		SnapshotterKey: snapshotterName,
 		Snapshotter:    s.sn,
-		Applier:        &safeApplier{content: s.content, stats: &pullMeter{}},
+		Applier:        &safeApplier{content: s.content, stats: &pullMeter{}, diffIDs: expect},
 	}))
 	if err != nil {
 		return nil, err
 	}
 	children := images.SetChildrenMappedLabels(s.content, images.ChildrenHandler(s.content), images.ChildGCLabels)
 	children = images.LimitManifests(images.FilterPlatforms(children, s.platform), s.platform, 1)
-	dispatchErr := images.Dispatch(ctx, unpacker.Unpack(children), nil, target)
+	dispatchErr := images.Dispatch(ctx, unpacker.Unpack(images.Handlers(expect.handler(), children)), nil, target)
 	res, waitErr := unpacker.Wait()
 	if err := errors.Join(dispatchErr, waitErr); err != nil {
 		if errdefs.IsNotFound(err) {

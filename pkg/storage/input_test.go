@@ -174,6 +174,7 @@ func TestPullCorruptLayerContent(t *testing.T) {
 			b[len(b)-6] ^= 0xff // CRC32 trailer
 			return b
 		}(),
+		"wrong diff id": zgood, // a valid layer the config describes otherwise
 	} {
 		t.Run(name, func(t *testing.T) {
 			reg := fixtures.StartRegistry(t)

@@ -110,12 +110,13 @@ func (s *Store) fetch(ctx context.Context, named reference.Named, auth *Auth, tr
 		return ocispec.Descriptor{}, fmt.Errorf("fetcher for %s: %w", name, err)
 	}
 	limiter := semaphore.NewWeighted(int64(s.opts.MaxConcurrentDownloads))
+	expect := &diffIDs{content: s.content}
 	unpacker, err := unpack.NewUnpacker(ctx, s.content,
 		unpack.WithUnpackPlatform(unpack.Platform{
 			Platform:       s.platform,
 			SnapshotterKey: snapshotterName,
 			Snapshotter:    s.sn,
-			Applier:        &safeApplier{content: s.content, stats: &tr.stats, failpoint: s.failpoint},
+			Applier:        &safeApplier{content: s.content, stats: &tr.stats, diffIDs: expect, failpoint: s.failpoint},
 		}),
 		unpack.WithLimiter(limiter),
 		// Fetch layers even when their snapshot exists (a rootfs can keep
@@ -133,6 +134,7 @@ func (s *Store) fetch(ctx context.Context, named reference.Named, auth *Auth, tr
 	}
 	handler := unpacker.Unpack(images.Handlers(
 		remotes.FetchHandler(verifyingIngester{Ingester: s.content, meter: &tr.stats}, fetcher),
+		expect.handler(),
 		children,
 		distSource,
 	))

@@ -28,7 +28,8 @@ import (
 type safeApplier struct {
 	content   content.Provider
 	stats     *pullMeter
-	failpoint func(string)
+	diffIDs   *diffIDs     // what the image's configs say; nil checks nothing
+	failpoint func(string) // the crash tests' hook; nil: none
 }
 
 var _ diff.Applier = (*safeApplier)(nil)
@@ -58,6 +59,9 @@ func (a *safeApplier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts
 	// The diff ID covers the whole stream, tar padding included.
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, corruptClass(err))
+	}
+	if err := a.diffIDs.checkDiffID(ctx, desc.Digest, digester.Digest()); err != nil {
+		return ocispec.Descriptor{}, err
 	}
 	if a.failpoint != nil {
 		a.failpoint("pullimage:layer")
