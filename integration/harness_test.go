@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -51,6 +52,8 @@ type daemon struct {
 	config  string
 	Root    string
 	Socket  string
+	Bridge  string // its pod network: testBridge/testSubnet unless newDaemonNet
+	Subnet  string
 	Preload string   // the bake-in directory
 	env     []string // extra environment for the daemon
 	cmd     *exec.Cmd
@@ -73,12 +76,19 @@ func newDaemon(t testing.TB, extra string) *daemon {
 // newDaemonIn is newDaemon under dir, which the caller removes.
 func newDaemonIn(t testing.TB, dir, extra string) *daemon {
 	t.Helper()
+	return newDaemonNet(t, dir, testBridge, testSubnet, extra)
+}
+
+// newDaemonNet is newDaemonIn with the pod network on bridge and subnet
+// (testBridge2/testSubnet2 for a second daemon beside the first).
+func newDaemonNet(t testing.TB, dir, bridge, subnet, extra string) *daemon {
+	t.Helper()
 	testutil.RequireRoot(t)
 	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock"),
-		Preload: filepath.Join(dir, "preload")}
+		Bridge: bridge, Subnet: subnet, Preload: filepath.Join(dir, "preload")}
 	d.config = filepath.Join(dir, "cradle.toml")
 	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[network]\nbridge = %q\nsubnet = %q\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
-		d.Root, filepath.Join(dir, "run"), d.Socket, testBridge, testSubnet,
+		d.Root, filepath.Join(dir, "run"), d.Socket, bridge, subnet,
 		filepath.Join(dir, "certs.d"), filepath.Join(dir, "preload"), extra)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -86,7 +96,7 @@ func newDaemonIn(t testing.TB, dir, extra string) *daemon {
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()
-		removeTestNetwork(t)
+		removeTestNetwork(t, bridge)
 		testutil.AssertNoMounts(t, dir)
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.logs.String())
@@ -186,15 +196,20 @@ func contains(haystack, needle string) bool { return strings.Contains(haystack, 
 
 // The daemons under test build their pod network on a bridge and subnet of
 // their own, which removeTestNetwork takes away again (a real node keeps
-// its bridge and nftables table across restarts).
+// its bridge and nftables table across restarts). A test that runs two
+// daemons side by side gives the second testBridge2 and testSubnet2.
 const (
-	testBridge = "crtest0"
-	testSubnet = "10.231.0.0/24"
+	testBridge  = "crtest0"
+	testSubnet  = "10.231.0.0/24"
+	testBridge2 = "crtest1"
+	testSubnet2 = "10.231.1.0/24"
 )
 
-func removeTestNetwork(t testing.TB) {
+// removeTestNetwork removes bridge and its daemon's nftables table, and
+// the table older versions shared.
+func removeTestNetwork(t testing.TB, bridge string) {
 	t.Helper()
-	if l, err := netlink.LinkByName(testBridge); err == nil {
+	if l, err := netlink.LinkByName(bridge); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			t.Errorf("remove test bridge: %v", err)
 		}
@@ -210,7 +225,7 @@ func removeTestNetwork(t testing.TB) {
 		return
 	}
 	for _, tb := range tables {
-		if tb.Name == "cradle" {
+		if tb.Name == "cradle" || tb.Name == network.TableName(bridge) {
 			c.DelTable(tb)
 		}
 	}

@@ -322,9 +322,11 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		StateDir:       filepath.Join(cfg.State, "pods"),
 		ContainerDir:   filepath.Join(cfg.State, "containers"),
 		Images:         podImages{s: images},
-		Host:           hostFacts(cg, handlers),
+		Host:           hostFacts(cg),
+		Features:       handlerFeatures(handlers),
 		AllowedCaps:    ownCapabilities(log),
 		CheckpointDir:  filepath.Join(cfg.Root, "checkpoints"),
+		LogDir:         filepath.Join(cfg.Root, "logs"),
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Backends:       backends,
 		Network:        podNetwork{m: netw},
@@ -333,6 +335,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		SystemdCgroups: sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver) == config.CgroupDriverSystemd,
 		EventBuffer:    cfg.Runtime.EventBuffer,
 		Logger:         log.With("component", "pods"),
+		Failpoint:      failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
 	})
 	if err != nil {
 		return nil, err

@@ -102,12 +102,15 @@ func (p podImages) RootfsUsage(ctx context.Context, key string) (sandbox.FsUsage
 }
 
 // hostFacts are what spec building needs to know of this host, detected.
-func hostFacts(cg *cgroup.Manager, handlers []sandbox.Handler) oci.Host {
+func hostFacts(cg *cgroup.Manager) oci.Host {
 	h := oci.Host{
 		CgroupV2:              cg.V2(),
 		MinOOMScoreAdj:        minOOMScoreAdj(),
 		RuntimeDefaultSeccomp: oci.SeccompBuiltin,
 		Arch:                  goruntime.GOARCH,
+	}
+	if sizes, err := cgroup.HugePageSizes(); err == nil {
+		h.HugePageSizes = sizes
 	}
 	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
 		h.AppArmor = true
@@ -119,13 +122,16 @@ func hostFacts(cg *cgroup.Manager, handlers []sandbox.Handler) oci.Host {
 		_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 		h.SwapAccounting = err == nil
 	}
-	for _, hd := range handlers {
-		if hd.Name == "runc" {
-			h.RecursiveReadOnly = hd.Features.RecursiveReadOnlyMounts
-			h.UserNamespaces = hd.Features.UserNamespaces
-		}
-	}
 	return h
+}
+
+// handlerFeatures are the probed features of each handler, by name.
+func handlerFeatures(handlers []sandbox.Handler) map[string]sandbox.HandlerFeatures {
+	out := make(map[string]sandbox.HandlerFeatures, len(handlers))
+	for _, h := range handlers {
+		out[h.Name] = h.Features
+	}
+	return out
 }
 
 // minOOMScoreAdj is the lowest oom_score_adj this process can give its

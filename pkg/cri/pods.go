@@ -97,6 +97,9 @@ func toPodConfig(c *runtime.PodSandboxConfig, handler string) (sandbox.PodConfig
 	if c == nil || md == nil {
 		return sandbox.PodConfig{}, fmt.Errorf("pod sandbox config needs metadata: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := validHostname(c.GetHostname()); err != nil {
+		return sandbox.PodConfig{}, err
+	}
 	ns := c.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	cfg := sandbox.PodConfig{
 		Name: md.GetName(), UID: md.GetUid(), Namespace: md.GetNamespace(), Attempt: md.GetAttempt(),

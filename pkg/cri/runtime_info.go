@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/pelletier/go-toml/v2"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -59,15 +60,7 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 		}},
 		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true}, // both policies are applied
 	}
-	for _, h := range s.deps.Handlers {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{
-			Name: h.Name,
-			Features: &runtime.RuntimeHandlerFeatures{
-				RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
-				UserNamespaces:          h.Features.UserNamespaces,
-			},
-		})
-	}
+	resp.RuntimeHandlers = runtimeHandlers(s.deps.Handlers, s.deps.Config.Runtime.DefaultHandler)
 	if req.GetVerbose() {
 		info, err := s.verboseInfo()
 		if err != nil {
@@ -76,6 +69,28 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 		resp.Info = info
 	}
 	return resp, nil
+}
+
+// runtimeHandlers lists the handlers with their features, the default one
+// first under the empty name too: kubelet and critest look a pod without
+// a RuntimeClass up by that name (recursive read-only mounts and user
+// namespaces are refused for a handler they cannot find).
+func runtimeHandlers(handlers []sandbox.Handler, defaultName string) []*runtime.RuntimeHandler {
+	out := make([]*runtime.RuntimeHandler, 0, len(handlers)+1)
+	for _, h := range handlers {
+		rh := &runtime.RuntimeHandler{
+			Name: h.Name,
+			Features: &runtime.RuntimeHandlerFeatures{
+				RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
+				UserNamespaces:          h.Features.UserNamespaces,
+			},
+		}
+		if h.Name == defaultName {
+			out = append([]*runtime.RuntimeHandler{{Name: "", Features: rh.Features}}, out...)
+		}
+		out = append(out, rh)
+	}
+	return out
 }
 
 // verboseInfo is what `crictl info` shows beyond the conditions: the

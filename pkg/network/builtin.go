@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -34,6 +36,7 @@ func vethName(podID string) string {
 // from ipam, DNAT and masquerade rules in nftables.
 type builtinNet struct {
 	m        *Manager
+	root     string // the instance's root, which claims the bridge (claim.go)
 	bridge   string
 	mtu      int
 	subnets  []netip.Prefix // IPv4 first, then the optional IPv6 subnet
@@ -42,8 +45,9 @@ type builtinNet struct {
 	nft      nftRules
 }
 
-func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir string) (*builtinNet, error) {
-	b := &builtinNet{m: m, bridge: cfg.Bridge, mtu: cfg.MTU, ipam: ipam{dir: leaseDir}}
+func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, root string) (*builtinNet, error) {
+	leaseDir := filepath.Join(root, "network", "ipam", cfg.Bridge)
+	b := &builtinNet{m: m, root: root, bridge: cfg.Bridge, mtu: cfg.MTU, ipam: ipam{dir: leaseDir}}
 	for _, s := range []string{cfg.Subnet, cfg.SubnetV6} {
 		if s == "" {
 			continue
@@ -55,7 +59,10 @@ func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir st
 		b.subnets = append(b.subnets, p.Masked())
 		b.gateways = append(b.gateways, p.Masked().Addr().Next())
 	}
-	b.nft = nftRules{nsFD: int(m.hostNS), bridge: b.bridge, subnets: b.subnets, masquerade: cfg.Masquerade}
+	b.nft = nftRules{nsFD: int(m.hostNS), table: TableName(b.bridge), bridge: b.bridge, subnets: b.subnets, masquerade: cfg.Masquerade}
+	if err := b.checkClaim(root); err != nil {
+		return nil, err
+	}
 	if err := b.checkOverlap(b.subnets); err != nil {
 		return nil, err
 	}
@@ -65,7 +72,15 @@ func newBuiltin(ctx context.Context, m *Manager, cfg config.Network, leaseDir st
 	if err := b.nft.ensure(); err != nil {
 		return nil, err
 	}
-	m.log.InfoContext(ctx, "built-in pod network ready", "bridge", b.bridge, "subnets", b.subnets)
+	// Our pods' rules go into our table before they leave the legacy one.
+	ours, err := b.restoreRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.nft.migrateLegacy(ctx, m.log, func(pod string) bool { return slices.Contains(ours, pod) }); err != nil {
+		return nil, err
+	}
+	m.log.InfoContext(ctx, "built-in pod network ready", "bridge", b.bridge, "subnets", b.subnets, "nftables_table", b.nft.table)
 	return b, nil
 }
 
@@ -142,6 +157,9 @@ func (b *builtinNet) ensureBridge() error {
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("bring up bridge %s: %w", b.bridge, err)
+	}
+	if err := b.writeClaim(l); err != nil {
+		return err
 	}
 	return WithNetNS(b.m.hostPath, func() error {
 		// route_localnet: hostPorts reached on 127.0.0.1 (see nft.go).
@@ -337,10 +355,19 @@ func (b *builtinNet) checkPorts(podID string, maps []PortMapping) error {
 	if err != nil {
 		return err
 	}
+	others, err := b.nft.othersTagged()
+	if err != nil {
+		return err
+	}
+	existing = append(existing, others...)
 	for i, pm := range maps {
 		for _, r := range existing {
 			if r.proto == pm.Protocol && r.port == pm.HostPort && (r.hostIP == "" || pm.HostIP == "" || r.hostIP == pm.HostIP) {
-				return fmt.Errorf("hostPort %d/%s is already mapped to pod %s: %w", pm.HostPort, pm.Protocol, r.pod, errdefs.ErrAlreadyExists)
+				owner := "pod " + r.pod
+				if r.table != "" {
+					owner += " of another cradle instance (nftables table inet " + r.table + ")"
+				}
+				return fmt.Errorf("hostPort %d/%s is already mapped to %s: %w", pm.HostPort, pm.Protocol, owner, errdefs.ErrAlreadyExists)
 			}
 		}
 		for _, o := range maps[:i] {

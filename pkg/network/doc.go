@@ -35,6 +35,24 @@
 // kill -9 at any point. Setup, Teardown and Reconcile are idempotent and
 // serialised by one mutex.
 //
+// # Several instances on one host
+//
+// Daemons with different roots, states and bridges share nothing here:
+// leases live under <root>/network/ipam/<bridge>, records and netns mounts
+// under the state dir, veth names are hashed from pod IDs (random per
+// pod), and the nftables table is the instance's own, "inet cradle-<bridge>"
+// (TableName). A start rewrites only its own table's base chains and sweeps
+// only its own hostport rules and the veths on its own bridge. Other
+// instances' tables are read, never written, so that a hostPort one maps is
+// refused to the others (AlreadyExists). The bridge is the instance's
+// network identity, and the instance claims it (its alias names the root
+// and daemon): a bridge claimed by a live daemon of another root is refused
+// with FailedPrecondition, since the two would hand out the same addresses
+// and sweep each other's veths (claim.go). The table of older
+// versions, "inet cradle", shared by all, is migrated at start (see
+// migrateLegacy): our pods' rules move into our table, and the old table is
+// deleted only when nothing of another instance is left in it.
+//
 // # Errors
 //
 // errdefs classes wrapped with %w: InvalidArgument (bad pod input, a pod

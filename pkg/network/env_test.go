@@ -189,7 +189,7 @@ func (e *testEnv) snapshot() hostState {
 			s.Veths = append(s.Veths, l)
 		}
 	}
-	s.Rules = testutil.NftRuleTags(e.t, e.hostNS, nftTable, nftHostPorts)
+	s.Rules = testutil.NftRuleTags(e.t, e.hostNS, TableName(e.cfg.Bridge), nftHostPorts)
 	leaseDir := filepath.Join(e.root, "network", "ipam", e.cfg.Bridge)
 	for _, f := range testutil.Files(e.t, leaseDir) {
 		if f == leaseLock || strings.HasPrefix(f, leaseHint) {

@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg config.Network, root, state string, log *slog.
 	}
 	switch cfg.Mode {
 	case config.NetworkBuiltin:
-		m.builtin, err = newBuiltin(ctx, m, cfg, filepath.Join(root, "network", "ipam", cfg.Bridge))
+		m.builtin, err = newBuiltin(ctx, m, cfg, root)
 	case config.NetworkCNI:
 		m.cni, err = newCNI(cfg, filepath.Join(state, "network", "cni-cache"))
 	default:

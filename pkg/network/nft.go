@@ -13,8 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The built-in network keeps all its packet rules in one nftables table,
-// "inet cradle":
+// The built-in network keeps all its packet rules in one nftables table of
+// its own, "inet cradle-<bridge>" (TableName), which no other instance
+// touches:
 //
 //	prerouting  (nat, dstnat)  fib daddr type local jump hostports
 //	output      (nat, -100)    fib daddr type local jump hostports
@@ -30,16 +31,29 @@ import (
 // loopback services (CVE-2020-8558): only replies pass.
 // Every hostports rule carries user data "cradle pod=<id> <proto> <hostIP|*>:<port>",
 // which is how a pod's rules are found and removed exactly, and how hostPort
-// conflicts between pods are detected from the kernel's own state.
+// conflicts between pods are detected from the kernel's own state, those of
+// other instances' pods included (their tables are read, never written).
+//
+// One table per instance: the bridge is the host-global name that sets an
+// instance's network apart (its leases, veths and rules all hang off it),
+// so the table is named from it, and is the same across restarts. Two
+// daemons with different bridges never flush, sweep or rewrite each
+// other's rules. Tables named before that ("inet cradle", shared by every
+// instance) are handled by migrateLegacy.
 const (
-	nftTable     = "cradle"
-	nftHostPorts = "hostports"
-	nftTagPrefix = "cradle pod="
+	nftTablePrefix = "cradle-"
+	nftHostPorts   = "hostports"
+	nftTagPrefix   = "cradle pod="
 )
+
+// TableName is the nftables table (family inet) of the built-in network on
+// bridge.
+func TableName(bridge string) string { return nftTablePrefix + bridge }
 
 // nftRules manages the table in the host network namespace.
 type nftRules struct {
 	nsFD       int
+	table      string
 	bridge     string
 	subnets    []netip.Prefix
 	masquerade bool
@@ -53,8 +67,8 @@ func (n nftRules) conn() (*nftables.Conn, error) {
 	return c, nil
 }
 
-func table() *nftables.Table {
-	return &nftables.Table{Name: nftTable, Family: nftables.TableFamilyINet}
+func (n nftRules) tbl() *nftables.Table {
+	return &nftables.Table{Name: n.table, Family: nftables.TableFamilyINet}
 }
 
 func hostPortsChain(t *nftables.Table) *nftables.Chain {
@@ -68,7 +82,7 @@ func (n nftRules) ensure() error {
 	if err != nil {
 		return err
 	}
-	t := c.AddTable(table())
+	t := c.AddTable(n.tbl())
 	hp := c.AddChain(hostPortsChain(t))
 	policy := nftables.ChainPolicyAccept
 	base := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
@@ -103,7 +117,7 @@ func (n nftRules) ensure() error {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("write nftables table %s: %w", nftTable, err)
+		return fmt.Errorf("write nftables table %s: %w", n.table, err)
 	}
 	return nil
 }
@@ -114,8 +128,8 @@ func (n nftRules) present() error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.GetRules(table(), hostPortsChain(table())); err != nil {
-		return fmt.Errorf("nftables chain %s/%s: %w", nftTable, nftHostPorts, err)
+	if _, err := c.GetRules(n.tbl(), hostPortsChain(n.tbl())); err != nil {
+		return fmt.Errorf("nftables chain %s/%s: %w", n.table, nftHostPorts, err)
 	}
 	return nil
 }
@@ -127,6 +141,7 @@ type hostPortRule struct {
 	hostIP string // "" = any
 	port   int32
 	handle uint64
+	table  string // set for another instance's rule (othersTagged)
 }
 
 func (r hostPortRule) tag() string {
@@ -161,18 +176,25 @@ func parseTag(b []byte) (hostPortRule, bool) {
 	return hostPortRule{pod: f[0], proto: f[1], hostIP: ip, port: int32(port)}, true
 }
 
-// list returns every tagged hostports rule.
+// list returns every tagged hostports rule of this instance's table.
 func (n nftRules) list() ([]hostPortRule, error) {
 	c, err := n.conn()
 	if err != nil {
 		return nil, err
 	}
-	rules, err := c.GetRules(table(), hostPortsChain(table()))
+	return listTagged(c, n.table)
+}
+
+// listTagged returns the tagged hostports rules of table; a missing table
+// has none.
+func listTagged(c *nftables.Conn, table string) ([]hostPortRule, error) {
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	rules, err := c.GetRules(t, hostPortsChain(t))
 	if errNoTable(err) {
 		return nil, nil // nothing was ever installed
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list nftables hostport rules: %w", err)
+		return nil, fmt.Errorf("list nftables hostport rules of table %s: %w", table, err)
 	}
 	var out []hostPortRule
 	for _, r := range rules {
@@ -192,7 +214,8 @@ func (n nftRules) add(podID string, maps []PortMapping, podIPs []netip.Addr) err
 	if err != nil {
 		return err
 	}
-	t, hp := table(), hostPortsChain(table())
+	t := n.tbl()
+	hp := hostPortsChain(t)
 	for _, pm := range maps {
 		var hostIP netip.Addr
 		if pm.HostIP != "" {
@@ -222,7 +245,8 @@ func (n nftRules) remove(drop func(pod string) bool) error {
 	if err != nil {
 		return err
 	}
-	t, hp := table(), hostPortsChain(table())
+	t := n.tbl()
+	hp := hostPortsChain(t)
 	dirty := false
 	for _, r := range rules {
 		if drop(r.pod) {

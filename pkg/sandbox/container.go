@@ -66,6 +66,25 @@ type ExitStatus struct {
 	OOMKilled  bool
 }
 
+// ProcessState is what the runtime says of a container's process.
+type ProcessState struct {
+	Status ProcessStatus
+	Exit   ExitStatus // when Exited
+}
+
+// ProcessStatus is where a container's process is, as its runtime sees it.
+type ProcessStatus int
+
+// Process statuses.
+const (
+	// ProcessUnsure: it exists and has not exited, but the runtime cannot
+	// tell created from started (a microVM's agent).
+	ProcessUnsure ProcessStatus = iota
+	ProcessCreated
+	ProcessRunning
+	ProcessExited
+)
+
 // ExecResult is the outcome of ExecSync.
 type ExecResult struct {
 	Stdout, Stderr []byte
@@ -145,8 +164,10 @@ type ContainerBackend interface {
 	SignalContainer(ctx context.Context, pod *Pod, c *Container, sig int) error
 	// WaitContainer blocks until the container exits (or ctx ends).
 	WaitContainer(ctx context.Context, pod *Pod, c *Container) (ExitStatus, error)
-	// ContainerExited reports an exit that has happened, without blocking.
-	ContainerExited(ctx context.Context, pod *Pod, c *Container) (ExitStatus, bool, error)
+	// ContainerState asks the runtime, without blocking, where the
+	// container's process is; a container the runtime does not know is
+	// NotFound.
+	ContainerState(ctx context.Context, pod *Pod, c *Container) (ProcessState, error)
 	// DeleteContainer releases the container's runtime state; idempotent.
 	DeleteContainer(ctx context.Context, pod *Pod, c *Container) error
 	// Exec runs o.Cmd in the running container with the container's

@@ -77,14 +77,20 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		return err
 	}
 	if err := b.StartContainer(ctx, pod, c); err != nil {
-		c.State, c.FinishedAt, c.Reason, c.Message = ContainerExited, time.Now().UTC(), "StartError", err.Error()
-		c.ExitCode = 128
-		_ = m.saveContainer(c)
-		m.emitContainer(EventStopped, c)
-		return fmt.Errorf("start container %s: %w", c.ID, err)
+		// The runtime may have started it all the same (a start retried
+		// after a crash, a timeout): ask before calling it failed.
+		if st, serr := b.ContainerState(ctx, pod, c); serr == nil && st.Status == ProcessRunning {
+			m.log.Warn("start reported an error but the container runs", "container", c.ID, "error", err)
+		} else {
+			c.FinishedAt, c.Reason, c.Message, c.ExitCode = time.Now().UTC(), "StartError", err.Error(), 128
+			_ = m.setContainerState(c, ContainerExited)
+			m.emitContainer(EventStopped, c)
+			return fmt.Errorf("start container %s: %w", c.ID, err)
+		}
 	}
-	c.State, c.StartedAt = ContainerRunning, time.Now().UTC()
-	if err := m.saveContainer(c); err != nil {
+	m.failpoint("startcontainer:runtime")
+	c.StartedAt = time.Now().UTC()
+	if err := m.setContainerState(c, ContainerRunning); err != nil {
 		return err
 	}
 	// Published before the watch starts, so its exit event comes after.
@@ -135,7 +141,7 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
 	if c.State == ContainerExited {
 		return
 	}
-	c.State, c.ExitCode, c.FinishedAt = ContainerExited, st.Code, st.FinishedAt
+	c.ExitCode, c.FinishedAt = st.Code, st.FinishedAt
 	switch {
 	case st.OOMKilled:
 		c.Reason = "OOMKilled"
@@ -144,7 +150,7 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
 	default:
 		c.Reason = "Error"
 	}
-	if err := m.saveContainer(c); err != nil {
+	if err := m.setContainerState(c, ContainerExited); err != nil {
 		m.log.Error("record container exit", "container", c.ID, "error", err)
 	}
 	m.emitContainer(EventStopped, c)
@@ -191,6 +197,7 @@ func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod
 		if err := b.SignalContainer(ctx, pod, &c, int(sig)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return fmt.Errorf("signal container %s: %w", c.ID, err)
 		}
+		m.failpoint("stopcontainer:signalled")
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		st, err := b.WaitContainer(wctx, pod, &c)
 		cancel()
@@ -202,6 +209,7 @@ func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod
 	if err := b.SignalContainer(ctx, pod, &c, int(syscall.SIGKILL)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("kill container %s: %w", c.ID, err)
 	}
+	m.failpoint("stopcontainer:killed")
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := b.WaitContainer(wctx, pod, &c)
@@ -241,16 +249,8 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.c
-	var errs []error
-	errs = append(errs, b.DeleteContainer(ctx, pod, c))
-	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, m.opts.Images.RemoveRootfs(ctx, c.ID), os.RemoveAll(c.Bundle))
-	if err := errors.Join(errs...); err != nil {
-		c.State = ContainerUnknown
-		_ = m.saveContainer(c)
-		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	if err := m.releaseContainer(ctx, c, pod, b); err != nil {
+		return err
 	}
 	m.names.release(containerName(pod, c.Config), c.ID)
 	if err := m.ckpt.Delete(containerKind, c.ID); err != nil {
@@ -262,6 +262,33 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	m.samples.forget(c.ID)
 	m.emitContainer(EventDeleted, c)
 	m.log.Info("container removed", "container", c.ID)
+	return nil
+}
+
+// releaseContainer frees what a container holds, from its ID and record
+// alone, each part idempotent: the runtime's state (which kills what
+// still runs), the rootfs mount, its snapshot and its bundle. A failure
+// leaves it Unknown, checkpointed, to be finished later.
+func (m *Manager) releaseContainer(ctx context.Context, c *Container, pod *Pod, b ContainerBackend) error {
+	var errs []error
+	if err := b.DeleteContainer(ctx, pod, c); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	m.failpoint("removecontainer:runtime")
+	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.opts.Images.RemoveRootfs(ctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	m.failpoint("removecontainer:rootfs")
+	errs = append(errs, os.RemoveAll(c.Bundle))
+	if err := errors.Join(errs...); err != nil {
+		if c.State != ContainerUnknown {
+			_ = m.setContainerState(c, ContainerUnknown) // its removal failed
+		}
+		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
 	return nil
 }
 
@@ -360,7 +387,15 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 		copied := *c.Resources
 		next = &copied
 	}
-	if err := oci.UpdateResources(next, res, m.opts.Host); err != nil {
+	pod, _, err := m.podOf(c)
+	if err != nil {
+		return err
+	}
+	host, err := m.hostFor(pod)
+	if err != nil {
+		return err
+	}
+	if _, err := oci.UpdateResources(next, res, host); err != nil {
 		return err
 	}
 	if err := m.updateCgroup(ctx, c, next); err != nil {

@@ -62,7 +62,8 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if !ok {
 		return "", fmt.Errorf("handler %s runs no containers yet: %w", pod.Handler, errdefs.ErrNotImplemented)
 	}
-	logPath, err := containerLogPath(pod, cfg)
+	id := newID()
+	logPath, err := m.containerLogPath(pod, id, cfg)
 	if err != nil {
 		return "", err
 	}
@@ -72,43 +73,62 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := checkPropagation(cfg.GetMounts()); err != nil {
 		return "", err
 	}
-	c := &Container{ID: newID(), PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
+	c := &Container{ID: id, PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
 		CreatedAt: time.Now().UTC(), LogPath: logPath, targetPID: targetPID}
 	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)
 	name := containerName(pod, cfg)
 	if err := m.names.reserve(name, c.ID); err != nil {
 		return "", fmt.Errorf("container %q: %w", name, err)
 	}
-	var undo cleanup.Stack
-	defer func() {
-		if retErr != nil {
-			if err := undo.Run(); err != nil {
-				m.log.Error("undo of a failed CreateContainer", "container", c.ID, "error", err)
-			}
-		}
-	}()
-	undo.Push(func(context.Context) error { m.names.release(name, c.ID); return nil })
 	if err := m.saveContainer(c); err != nil {
+		m.names.release(name, c.ID)
 		return "", err
 	}
-	undo.Push(func(context.Context) error { return m.ckpt.Delete(containerKind, c.ID) })
-	if err := m.createSteps(ctx, pod, c, b, &undo); err != nil {
+	defer func() {
+		if retErr != nil {
+			m.abandonContainer(c, pod, b)
+		}
+	}()
+	m.failpoint("createcontainer:recorded")
+	if err := m.createSteps(ctx, pod, c, b); err != nil {
 		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
-	c.State = ContainerCreated
-	if err := m.saveContainer(c); err != nil {
+	if err := m.setContainerState(c, ContainerCreated); err != nil {
 		return "", err
 	}
 	m.mu.Lock()
 	m.containers[c.ID] = newContainerEntry(c)
 	m.mu.Unlock()
-	undo.Release()
 	m.emitContainer(EventCreated, c)
 	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
 	return c.ID, nil
 }
 
-func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend, undo *cleanup.Stack) error {
+// abandonContainer undoes a failed CreateContainer from the container's
+// record (releaseContainer): forgotten once released, else kept and
+// listed as Unknown, so that RemoveContainer and the next start finish it.
+// The caller holds the pod's lock.
+func (m *Manager) abandonContainer(c *Container, pod *Pod, b ContainerBackend) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanup.Timeout)
+	defer cancel()
+	if err := m.releaseContainer(ctx, c, pod, b); err != nil {
+		m.log.Error("undo of a failed CreateContainer; the container stays listed as Unknown until it can be removed", "container", c.ID, "error", err)
+		m.mu.Lock()
+		m.containers[c.ID] = newContainerEntry(c)
+		m.mu.Unlock()
+		return
+	}
+	m.names.release(containerName(pod, c.Config), c.ID)
+	if err := m.ckpt.Delete(containerKind, c.ID); err != nil {
+		m.log.Error("remove the checkpoint of an undone container", "container", c.ID, "error", err)
+	}
+}
+
+// createSteps makes the container. Each resource is derived from the
+// container's ID (its rootfs snapshot, bundle, runtime state) or recorded
+// in its checkpoint before it is made, so releaseContainer undoes any
+// prefix of them.
+func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend) error {
 	img, err := m.opts.Images.Resolve(ctx, c.ImageRef)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", c.ImageRef, err)
@@ -119,15 +139,14 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	if err != nil {
 		return err
 	}
-	undo.Push(func(ctx context.Context) error { return m.opts.Images.RemoveRootfs(ctx, c.ID) })
+	m.failpoint("createcontainer:rootfs")
 	if err := os.MkdirAll(c.Rootfs(), 0o711); err != nil {
 		return err
 	}
-	undo.Push(func(context.Context) error { return os.RemoveAll(c.Bundle) })
 	if err := mount.All(mounts, c.Rootfs()); err != nil {
 		return fmt.Errorf("mount rootfs: %w", err)
 	}
-	undo.Push(func(context.Context) error { return mount.UnmountAll(c.Rootfs(), 0) })
+	m.failpoint("createcontainer:mount")
 	spec, err := m.buildSpec(ctx, pod, c, img)
 	if err != nil {
 		return err
@@ -137,17 +156,21 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 			return err
 		}
 	}
-	undo.Push(func(ctx context.Context) error { return b.DeleteContainer(ctx, pod, c) })
 	if spec.Spec.Linux != nil {
 		c.CgroupPath, c.Resources = spec.Spec.Linux.CgroupsPath, spec.Spec.Linux.Resources
 	}
 	if spec.Spec.Process != nil {
 		c.User = spec.Spec.Process.User
 	}
+	if err := m.saveContainer(c); err != nil {
+		return err
+	}
+	m.failpoint("createcontainer:spec")
 	pid, err := b.CreateContainer(ctx, pod, c, spec.Spec)
 	if err != nil {
 		return err
 	}
+	m.failpoint("createcontainer:runtime")
 	c.Pid = pid
 	return nil
 }
@@ -161,6 +184,10 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 		return oci.Result{}, err
 	}
 	defer func() { _ = root.Close() }()
+	host, err := m.hostFor(pod)
+	if err != nil {
+		return oci.Result{}, err
+	}
 	res, err := oci.Build(ctx, oci.Input{
 		ID: c.ID, SandboxID: pod.ID, Config: c.Config, Sandbox: pod.Config.Raw,
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
@@ -171,11 +198,12 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 			Hostname: filepath.Join(pod.Dir, HostnameFile), Shm: pod.Shm,
 		},
 		CgroupParent: pod.Cgroup,
-		Host:         m.opts.Host,
+		Host:         host,
 	}, oci.WithImageFS(root.FS()), oci.WithProfileLoader(readProfile))
 	if err != nil {
 		return oci.Result{}, err
 	}
+	m.logDropped(pod, res.Dropped)
 	if dropped := limitCapabilities(res.Spec, m.opts.AllowedCaps); len(dropped) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("capabilities this node's runtime lacks were not granted: %v", dropped))
 	}
@@ -185,19 +213,65 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 	return res, nil
 }
 
-// containerLogPath joins the pod's log directory and the container's log
-// path, which must stay inside it.
-func containerLogPath(pod *Pod, cfg *runtime.ContainerConfig) (string, error) {
-	rel := cfg.GetLogPath()
-	if rel == "" || pod.Config.LogDirectory == "" {
-		return "", nil
+// hostFor is what spec building knows of the host for a container of pod:
+// its handler's features, the controllers its pod cgroup can use (a VM's containers have the
+// guest's own cgroups: every controller).
+func (m *Manager) hostFor(pod *Pod) (oci.Host, error) {
+	h := m.opts.Host
+	if f, ok := m.opts.Features[pod.Handler]; ok {
+		h.RecursiveReadOnly, h.UserNamespaces = f.RecursiveReadOnlyMounts, f.UserNamespaces
 	}
-	p := filepath.Join(pod.Config.LogDirectory, rel)
-	if filepath.IsAbs(rel) || !strings.HasPrefix(p, filepath.Clean(pod.Config.LogDirectory)+"/") {
+	if _, guest := m.opts.Backends[pod.Handler].(GuestCgroups); guest || pod.Cgroup == "" {
+		return h, nil
+	}
+	ctrl, err := m.opts.Cgroups.Controllers(pod.Cgroup)
+	if err != nil {
+		return h, fmt.Errorf("pod %s: %w", pod.ID, err)
+	}
+	h.Controllers = ctrl
+	return h, nil
+}
+
+// logDropped logs, once per pod, the resources kubelet set that the pod's
+// cgroup cannot enforce. Callers hold the pod's lock.
+func (m *Manager) logDropped(pod *Pod, dropped []string) {
+	for _, d := range dropped {
+		if pod.logged[d] {
+			continue
+		}
+		if pod.logged == nil {
+			pod.logged = map[string]bool{}
+		}
+		pod.logged[d] = true
+		m.log.Info("resource not enforced: this node's cgroups cannot hold it (kubelet sets it on every container)",
+			"pod", pod.ID, "resource", d)
+	}
+}
+
+// containerLogPath joins the pod's log directory and the container's log
+// path, which must stay inside it. Every container gets an absolute log
+// file: one created with no log path (crictl, critest) logs to <id>.log,
+// and in a pod made with no log directory, under cradle's own (podLogDir).
+// kubelet deletes `<reported log path>*` when it removes a container, so
+// an empty path would be `*` in its working directory.
+func (m *Manager) containerLogPath(pod *Pod, id string, cfg *runtime.ContainerConfig) (string, error) {
+	rel, dir := cfg.GetLogPath(), pod.Config.LogDirectory
+	if rel == "" {
+		rel = id + ".log"
+	}
+	if dir == "" {
+		dir = m.podLogDir(pod.ID)
+	}
+	p := filepath.Join(dir, rel)
+	if filepath.IsAbs(rel) || !strings.HasPrefix(p, filepath.Clean(dir)+"/") {
 		return "", fmt.Errorf("log path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
 }
+
+// podLogDir is where the logs of a pod made with no log directory go,
+// derived from its ID alone, removed with the pod.
+func (m *Manager) podLogDir(podID string) string { return filepath.Join(m.opts.LogDir, podID) }
 
 // checkMountSources fails, before anything is made, when a bind mount's
 // source does not exist (kubelet creates what hostPath volumes ask for).

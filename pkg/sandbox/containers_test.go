@@ -47,6 +47,12 @@ func (i *fakeImages) PrepareRootfs(_ context.Context, key, _ string) ([]mount.Mo
 }
 
 func (i *fakeImages) RemoveRootfs(_ context.Context, key string) error {
+	i.f.mu.Lock()
+	failing := i.f.failRelease
+	i.f.mu.Unlock()
+	if failing {
+		return errInjected
+	}
 	i.mu.Lock()
 	delete(i.rootfs, key)
 	i.mu.Unlock()
@@ -70,11 +76,12 @@ type fakeRuntime struct {
 	created map[string]*specs.Spec
 	exited  map[string]chan struct{}
 	done    map[string]ExitStatus
+	started map[string]bool
 }
 
 func newFakeRuntime(f *fakes) *fakeRuntime {
 	return &fakeRuntime{fakeBackend: fakeBackend{f}, created: map[string]*specs.Spec{},
-		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}}
+		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}, started: map[string]bool{}}
 }
 
 func (r *fakeRuntime) CreateContainer(_ context.Context, _ *Pod, c *Container, spec *specs.Spec) (int, error) {
@@ -88,7 +95,12 @@ func (r *fakeRuntime) CreateContainer(_ context.Context, _ *Pod, c *Container, s
 	return 4242, nil
 }
 
-func (r *fakeRuntime) StartContainer(context.Context, *Pod, *Container) error { return nil }
+func (r *fakeRuntime) StartContainer(_ context.Context, _ *Pod, c *Container) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started[c.ID] = true
+	return nil
+}
 
 // exit ends a container's "process" with st.
 func (r *fakeRuntime) exit(id string, st ExitStatus) {
@@ -125,11 +137,19 @@ func (r *fakeRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (
 	}
 }
 
-func (r *fakeRuntime) ContainerExited(_ context.Context, _ *Pod, c *Container) (ExitStatus, bool, error) {
+func (r *fakeRuntime) ContainerState(_ context.Context, _ *Pod, c *Container) (ProcessState, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st, ok := r.done[c.ID]
-	return st, ok, nil
+	if st, ok := r.done[c.ID]; ok {
+		return ProcessState{Status: ProcessExited, Exit: st}, nil
+	}
+	if _, ok := r.exited[c.ID]; !ok {
+		return ProcessState{}, errdefs.ErrNotFound
+	}
+	if r.started[c.ID] {
+		return ProcessState{Status: ProcessRunning}, nil
+	}
+	return ProcessState{Status: ProcessCreated}, nil
 }
 
 func (r *fakeRuntime) DeleteContainer(_ context.Context, _ *Pod, c *Container) error {
@@ -453,6 +473,199 @@ func TestLimitedBuffer(t *testing.T) {
 			if l.b.String() != tt.want {
 				t.Errorf("got %q, want %q", l.b.String(), tt.want)
 			}
+		})
+	}
+}
+
+// A container created with no log path, in a pod made with no log
+// directory (crictl, critest), still gets an absolute log file, under
+// cradle's log directory: kubelet deletes `<log path>*` when it removes a
+// container, and an empty path meant `*` in its working directory.
+func TestContainerWithoutLogPath(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pod, err := e.m.RunPod(ctx, podConfig("p")) // no log directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig("c")
+	cfg.LogPath = ""
+	id, err := e.m.CreateContainer(ctx, pod, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.m.Container(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(e.dir, "logs", pod, id+".log")
+	if c.LogPath != want {
+		t.Errorf("log path = %q, want %q", c.LogPath, want)
+	}
+	if _, err := os.Stat(filepath.Dir(want)); err != nil {
+		t.Errorf("log directory: %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "logs", pod)); !os.IsNotExist(err) {
+		t.Errorf("pod log directory left after RemovePod: %v", err)
+	}
+	e.assertNoContainers(t)
+}
+
+// kubelet sends a hugepage limit of 0 for every page size the node has;
+// where the pod's cgroup has no hugetlb controller (this project's hybrid
+// CI host) they are left out of the spec, while a limit the pod asked for
+// is refused.
+func TestHugepageLimitsTheHostCannotEnforce(t *testing.T) {
+	e := newContainerEnv(t)
+	e.f.controllers = map[string]bool{"cpu": true, "cpuacct": true, "memory": true, "pids": true}
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "podlogs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig("c")
+	cfg.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
+		CpuShares: 2, MemoryLimitInBytes: 64 << 20, HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}}}
+	id, err := e.m.CreateContainer(ctx, pod, cfg)
+	if err != nil {
+		t.Fatalf("kubelet's default hugepage limits: %v", err)
+	}
+	e.rt.mu.Lock()
+	spec := e.rt.created[id]
+	e.rt.mu.Unlock()
+	if got := spec.Linux.Resources.HugepageLimits; len(got) != 0 {
+		t.Errorf("hugepage limits in the spec: %+v", got)
+	}
+	if got := spec.Linux.Resources.Memory; got == nil || *got.Limit != 64<<20 {
+		t.Errorf("memory limit lost: %+v", got)
+	}
+	asked := containerConfig("asked")
+	asked.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
+		HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}}
+	if _, err := e.m.CreateContainer(ctx, pod, asked); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("an explicit hugepage limit: err = %v, want InvalidArgument", err)
+	}
+	if err := e.m.UpdateContainerResources(ctx, id, &runtime.LinuxContainerResources{
+		HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB"}}}); err != nil {
+		t.Errorf("update with kubelet's default hugepage limits: %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
+// A CreateContainer whose step fails and whose undo fails too leaves the
+// container listed as Unknown until RemoveContainer can finish it.
+func TestFailedUndoKeepsTheContainerListed(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.f.failAt, e.f.failRelease = "create", true
+	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); !errors.Is(err, errInjected) {
+		t.Fatalf("err = %v", err)
+	}
+	cs := e.m.ListContainers(ContainerFilter{})
+	if len(cs) != 1 || cs[0].State != ContainerUnknown {
+		t.Fatalf("after a failed undo: %+v, want one Unknown container", cs)
+	}
+	e.f.failAt, e.f.failRelease = "", false
+	if err := e.m.RemoveContainer(ctx, cs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); err != nil {
+		t.Errorf("the name is free once it is removed: %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
+// The runtime, not the record, says where a container is: one recorded as
+// Created that runs (a crash right after the runtime started it) is
+// Running after a restart, and starting it again starts nothing.
+func TestRecoverAsksTheRuntime(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pcfg := podConfig("p")
+	pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+	pod, err := e.m.RunPod(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt.started[id] = true // started; the record still says Created
+	m2 := e.manager(t)
+	if c, _ := m2.Container(id); c.State != ContainerRunning {
+		t.Fatalf("after the restart: %v, want Running", c.State)
+	}
+	if err := m2.StartContainer(ctx, id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("start again: %v, want FailedPrecondition", err)
+	}
+	if err := m2.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
+// A container whose pod checkpoint is lost is killed and released at the
+// next start, never left running under a pod nobody lists; a container
+// whose own checkpoint is unreadable too.
+func TestRecoverReleasesOrphans(t *testing.T) {
+	for _, kind := range []string{podKind, containerKind} {
+		t.Run(kind, func(t *testing.T) {
+			e := newContainerEnv(t)
+			ctx := context.Background()
+			pcfg := podConfig("p")
+			pcfg.LogDirectory = filepath.Join(e.dir, "logs")
+			pod, err := e.m.RunPod(ctx, pcfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.m.StartContainer(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			victim := pod
+			if kind == containerKind {
+				victim = id
+			}
+			path := filepath.Join(e.dir, "checkpoints", kind, victim+".json")
+			if err := os.WriteFile(path, []byte(`{"version": 1, "data": {"ID": "tru`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m2 := e.manager(t)
+			for _, c := range m2.ListContainers(ContainerFilter{}) {
+				if c.ID == id && kind == podKind {
+					t.Errorf("the container of a lost pod is still listed: %+v", c)
+				}
+			}
+			if kind == podKind {
+				if pods := m2.ListPods(PodFilter{}); len(pods) != 0 {
+					t.Errorf("pods listed: %+v", pods)
+				}
+				assertNothingLeft(t, e.f, e.dir)
+			} else if err := m2.RemovePod(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			e.assertNoContainers(t)
 		})
 	}
 }

@@ -21,19 +21,29 @@ type Options struct {
 	StateDir       string             // <state>/pods/<id> directories
 	ContainerDir   string             // <state>/containers/<id> bundles
 	CheckpointDir  string             // <root>/checkpoints
+	LogDir         string             // logs of pods made with no log directory ("": <CheckpointDir>/../logs)
 	DefaultHandler string             // handler for pods that name none
 	Backends       map[string]Backend // by handler name
 	Network        Network
 	Cgroups        Cgroups
 	Images         Images
 	Host           oci.Host // facts of this host for spec building
-	AllowedCaps    []string // capabilities the daemon holds (nil: all)
-	CgroupRoot     string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
+	// Features are what each handler's runtime supports, by handler name
+	// (recursive read-only mounts, user namespaces): a pod's containers
+	// get its handler's.
+	Features    map[string]HandlerFeatures
+	AllowedCaps []string // capabilities the daemon holds (nil: all)
+	CgroupRoot  string   // parent of pod cgroups when kubelet gives none, e.g. /cradle
 	// SystemdCgroups: kubelet uses the systemd cgroup driver, and names pod
 	// cgroups as slices (kubepods-burstable-pod<uid>.slice).
 	SystemdCgroups bool
 	EventBuffer    int // events a subscriber may fall behind by (0: DefaultEventBuffer)
 	Logger         *slog.Logger
+	// Failpoint, when set, is called with the name of each step of the
+	// engine's multi-step operations as it completes ("runpod:cgroup",
+	// "createcontainer:rootfs"…): the crash tests' hook, where the daemon
+	// kills itself (cmd/shim, CRADLE_FAILPOINT).
+	Failpoint func(step string)
 }
 
 // Manager is the pod engine. It is safe for concurrent use; calls on one
@@ -66,6 +76,9 @@ func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.LogDir == "" {
+		opts.LogDir = filepath.Join(filepath.Dir(opts.CheckpointDir), "logs")
+	}
 	ckpt, err := checkpoint.New(opts.CheckpointDir)
 	if err != nil {
 		return nil, err
@@ -76,6 +89,13 @@ func New(opts Options) (*Manager, error) {
 	return &Manager{opts: opts, log: opts.Logger, ckpt: ckpt, names: newRegistrar(),
 		events: newBroker(opts.EventBuffer, opts.Logger), samples: cpuSamples{last: map[string]cpuSample{}},
 		pods: map[string]*podEntry{}, containers: map[string]*containerEntry{}}, nil
+}
+
+// failpoint marks a step done for the crash tests (Options.Failpoint).
+func (m *Manager) failpoint(step string) {
+	if m.opts.Failpoint != nil {
+		m.opts.Failpoint(step)
+	}
 }
 
 // save checkpoints pod, and refreshes the snapshot events report it by.

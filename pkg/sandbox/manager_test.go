@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -31,6 +32,11 @@ type fakes struct {
 	started  map[string]bool
 	updates  map[string]*specs.LinuxResources
 	infraPid int // the pid a PID-sharing pod's "infra process" gets; 0: this test's
+	// controllers the fake cgroups can hold limits of (nil: every one)
+	controllers map[string]bool
+	// failRelease makes every cgroup Delete and RemoveRootfs fail: an undo
+	// that cannot finish
+	failRelease bool
 }
 
 func newFakes() *fakes {
@@ -88,6 +94,12 @@ func (f *fakes) Reconcile(_ context.Context, live []string) error {
 			delete(f.networks, id)
 		}
 	}
+	// As the real one sweeps its netns directory.
+	for p := range f.netns {
+		if !slices.Contains(live, strings.TrimPrefix(p, "/ns/")) {
+			delete(f.netns, p)
+		}
+	}
 	return nil
 }
 
@@ -139,14 +151,24 @@ func (f *fakes) Processes(p string) ([]int, error) {
 	return []int{os.Getpid()}, nil
 }
 
+// Controllers reports f.controllers (nil: every controller).
+func (f *fakes) Controllers(string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.controllers, nil
+}
+
 func (f *fakes) InterfaceStats(context.Context, string) ([]InterfaceStats, error) {
 	return []InterfaceStats{{Name: "eth0", RxBytes: 1}, {Name: "lo"}}, nil
 }
 
 func (f *fakes) Delete(_ context.Context, p string) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failRelease {
+		return errInjected
+	}
 	delete(f.cgroups, p)
-	f.mu.Unlock()
 	return nil
 }
 
@@ -310,6 +332,43 @@ func TestPodLifecycle(t *testing.T) {
 		if err := m2.RemovePod(ctx, id); err != nil {
 			t.Errorf("remove %s: %v", id, err)
 		}
+	}
+	assertNothingLeft(t, f, dir)
+}
+
+// A RunPodSandbox whose step fails and whose undo fails too leaves the pod
+// listed as Unknown, checkpointed, across a restart, until RemovePod can
+// finish it: a leaked resource is never described by nothing.
+func TestFailedUndoKeepsThePodListed(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	m := newTestManager(t, f, dir)
+	ctx := context.Background()
+	f.failAt, f.failRelease = "network", true
+	if _, err := m.RunPod(ctx, podConfig("web")); !errors.Is(err, errInjected) {
+		t.Fatalf("err = %v", err)
+	}
+	pods := m.ListPods(PodFilter{})
+	if len(pods) != 1 || pods[0].State != PodUnknown {
+		t.Fatalf("after a failed undo: %+v, want one Unknown pod", pods)
+	}
+	id := pods[0].ID
+	if _, err := m.RunPod(ctx, podConfig("web")); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("its name is still held: %v", err)
+	}
+	f.failAt = ""
+	m2 := newTestManager(t, f, dir) // a restart cannot finish it either
+	if pods := m2.ListPods(PodFilter{}); len(pods) != 1 || pods[0].ID != id || pods[0].State != PodUnknown {
+		t.Fatalf("after a restart: %+v", pods)
+	}
+	if err := m2.RemovePod(ctx, id); !errors.Is(err, errInjected) {
+		t.Errorf("remove while the undo still fails: %v", err)
+	}
+	f.failRelease = false
+	if err := m2.RemovePod(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if pods := m2.ListPods(PodFilter{}); len(pods) != 0 {
+		t.Errorf("listed after removal: %+v", pods)
 	}
 	assertNothingLeft(t, f, dir)
 }

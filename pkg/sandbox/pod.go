@@ -84,6 +84,10 @@ type Pod struct {
 	// virtiofsd): the engine moves them into PidCgroup with Pid. The
 	// backend alone watches and stops them.
 	AuxPids []int
+
+	// logged holds the notes already logged for this pod (resources its
+	// cgroup cannot enforce), so each is said once; not checkpointed.
+	logged map[string]bool
 }
 
 // podCheckpointVersion is the version of the Pod checkpoint format.

@@ -31,11 +31,14 @@ func writePodFiles(pod *Pod) error {
 		}
 		hostname = h
 	}
+	// A hostname given is whole (the CRI edge checked it: kubelet's
+	// setHostnameAsFQDN sends up to 64 characters); the pod name standing in
+	// for one is cut to a DNS label's 63, as kubelet cuts it.
 	if hostname == "" {
 		hostname = cfg.Name
-	}
-	if len(hostname) > 63 {
-		hostname = hostname[:63]
+		if len(hostname) > 63 {
+			hostname = hostname[:63]
+		}
 	}
 	pod.Config.Hostname = hostname
 	hosts := []byte(defaultHosts)

@@ -93,3 +93,34 @@ func countProcesses(pids []int) ProcessCounts {
 	}
 	return out
 }
+
+// processExists says whether pid names a process that is not a zombie.
+func processExists(pid int) bool {
+	start, err := ProcessStart(pid)
+	return err == nil && ProcessAlive(pid, start)
+}
+
+// withDescendants lists pid and every process below it, parents first,
+// from /proc/<pid>/task/<tid>/children (a process gone meanwhile is left
+// out).
+func withDescendants(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(out[i]) + "/task")
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(out[i]) + "/task/" + t.Name() + "/children")
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if child, err := strconv.Atoi(f); err == nil {
+					out = append(out, child)
+				}
+			}
+		}
+	}
+	return out
+}

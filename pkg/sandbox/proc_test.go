@@ -1,17 +1,19 @@
 package sandbox
 
 import (
-	"golang.org/x/sys/unix"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestProcessStartAndAlive(t *testing.T) {
@@ -94,4 +96,31 @@ func waitNanosleep(t *testing.T, pid int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("process %d never reached nanosleep", pid)
+}
+
+// withDescendants finds a child a process forked (virtiofsd forks its
+// sandboxed worker after it starts: moving the parent alone into the
+// pod's cgroup left the worker in the daemon's).
+func TestWithDescendants(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 1000 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var got []int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = withDescendants(cmd.Process.Pid); len(got) == 2 {
+			break
+		}
+	}
+	if len(got) != 2 || got[0] != cmd.Process.Pid {
+		t.Fatalf("descendants of %d = %v, want it and its sleep", cmd.Process.Pid, got)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", got[1]))
+	if !strings.HasPrefix(string(b), "sleep") {
+		t.Errorf("child %d is %q", got[1], b)
+	}
+	for _, p := range got {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
 }

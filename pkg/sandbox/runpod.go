@@ -11,14 +11,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"golang.org/x/sys/unix"
 )
 
-// RunPod makes a pod sandbox and returns its ID: a list of named steps,
-// each pushing its undo, so a failure at any step leaves nothing. The pod is
-// checkpointed as Creating before the first resource exists, so a crash
-// mid-way is undone by Recover.
+// RunPod makes a pod sandbox and returns its ID: a list of named steps.
+// Write-ahead: the pod is checkpointed as Creating before its first
+// resource exists, and every resource a step makes is either derived from
+// the pod's ID and config alone (its directory, cgroups, network
+// namespace, network records, log directory, the backend's mounts and
+// processes) or recorded before it is made. A failed step, like a crash
+// (Recover), is undone by release, from that record; a pod release cannot
+// finish stays listed as Unknown and is retried by RemovePodSandbox and the
+// next start, never forgotten.
 func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr error) {
 	handler, backend, err := m.validatePod(&cfg)
 	if err != nil {
@@ -26,34 +33,31 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	}
 	pod := &Pod{ID: newID(), Config: cfg, Handler: handler, State: PodCreating, CreatedAt: time.Now().UTC(), NS: map[string]string{}}
 	pod.Dir = m.podDir(pod.ID)
+	if pod.Config.LogDirectory == "" {
+		pod.Config.LogDirectory = m.podLogDir(pod.ID) // made by the first container's create
+	}
 	if err := m.names.reserve(cfg.uniqueName(), pod.ID); err != nil {
 		return "", fmt.Errorf("pod sandbox %q: %w", cfg.uniqueName(), err)
 	}
-	var undo cleanup.Stack
-	defer func() {
-		if retErr != nil {
-			if err := undo.Run(); err != nil {
-				m.log.Error("undo of a failed RunPodSandbox", "pod", pod.ID, "error", err)
-			}
-		}
-	}()
-	undo.Push(func(context.Context) error { m.names.release(cfg.uniqueName(), pod.ID); return nil })
 	if err := m.save(pod); err != nil {
+		m.names.release(cfg.uniqueName(), pod.ID)
 		return "", err
 	}
-	undo.Push(func(context.Context) error { return m.ckpt.Delete(podKind, pod.ID) })
-
 	e := newPodEntry(pod)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	m.mu.Lock()
 	m.pods[pod.ID] = e
 	m.mu.Unlock()
-	undo.Push(func(context.Context) error { m.mu.Lock(); delete(m.pods, pod.ID); m.mu.Unlock(); return nil })
-
+	defer func() {
+		if retErr != nil {
+			m.abandonPod(pod)
+		}
+	}()
+	m.failpoint("runpod:recorded")
 	for _, step := range []struct {
 		name string
-		run  func(context.Context, *Pod, Backend, *cleanup.Stack) error
+		run  func(context.Context, *Pod, Backend) error
 	}{
 		{"pod files", m.stepFiles},
 		{"cgroup", m.stepCgroup},
@@ -64,16 +68,15 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 		{"sandbox network", m.stepJoinNetwork},
 	} {
 		start := time.Now()
-		if err := step.run(ctx, pod, backend, &undo); err != nil {
+		if err := step.run(ctx, pod, backend); err != nil {
 			return "", fmt.Errorf("run pod sandbox %s: %s: %w", cfg.uniqueName(), step.name, err)
 		}
+		m.failpoint("runpod:" + step.name)
 		m.log.Debug("pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
 	}
-	pod.State = PodReady
-	if err := m.save(pod); err != nil {
+	if err := m.setPodState(pod, PodReady); err != nil {
 		return "", err
 	}
-	undo.Release()
 	if pod.Pid != 0 {
 		m.watchPodProcess(pod.ID, pod.Pid, pod.PidStart)
 	}
@@ -81,6 +84,21 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	m.emitPod(EventStarted, pod)
 	m.log.Info("pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
 	return pod.ID, nil
+}
+
+// abandonPod undoes a failed RunPod on a fresh bounded context: released
+// and forgotten, or kept as Unknown when release fails (the caller holds
+// the pod's lock).
+func (m *Manager) abandonPod(pod *Pod) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanup.Timeout)
+	defer cancel()
+	if err := m.release(ctx, pod); err != nil {
+		m.log.Error("undo of a failed RunPodSandbox; the pod stays listed as Unknown until it can be removed", "pod", pod.ID, "error", err)
+		return
+	}
+	m.mu.Lock()
+	delete(m.pods, pod.ID)
+	m.mu.Unlock()
 }
 
 // validatePod checks what the CRI edge cannot (handlers, modes) and fills
@@ -110,55 +128,64 @@ func (m *Manager) validatePod(cfg *PodConfig) (string, Backend, error) {
 	return handler, backend, nil
 }
 
-func (m *Manager) stepFiles(_ context.Context, pod *Pod, _ Backend, undo *cleanup.Stack) error {
+func (m *Manager) stepFiles(_ context.Context, pod *Pod, _ Backend) error {
 	if err := os.MkdirAll(pod.Dir, 0o711); err != nil {
 		return err
 	}
-	undo.Push(func(context.Context) error { return os.RemoveAll(pod.Dir) })
 	return writePodFiles(pod)
 }
 
-func (m *Manager) stepCgroup(_ context.Context, pod *Pod, _ Backend, undo *cleanup.Stack) error {
+// podCgroup is the pod's cgroup, from its config and ID alone: kubelet's
+// pod cgroup when it names one (it names the pod's own), else one cradle
+// makes under its cgroup root. owned says whether cradle made it.
+func (m *Manager) podCgroup(pod *Pod) (cg string, owned bool, err error) {
 	parent := pod.Config.CgroupParent
 	if parent == "" {
 		parent = m.opts.CgroupRoot
 	}
 	if m.opts.SystemdCgroups && strings.HasSuffix(parent, ".slice") {
-		p, err := expandSlice(parent)
-		if err != nil {
-			return err
+		if parent, err = expandSlice(parent); err != nil {
+			return "", false, err
 		}
-		parent = p
 	}
-	// kubelet names the pod's own cgroup as the parent.
-	pod.Cgroup = parent
-	if pod.Config.CgroupParent == "" {
-		pod.Cgroup = path.Join(parent, "pod-"+pod.ID[:12])
+	if pod.Config.CgroupParent != "" {
+		return parent, false, nil
 	}
-	if err := m.opts.Cgroups.Create(pod.Cgroup, nil); err != nil {
-		return err
-	}
-	if pod.Config.CgroupParent == "" {
-		undo.Push(func(ctx context.Context) error { return m.opts.Cgroups.Delete(ctx, pod.Cgroup) })
-	}
-	return m.save(pod)
+	return path.Join(parent, "pod-"+pod.ID[:12]), true, nil
 }
 
-func (m *Manager) stepNetNS(_ context.Context, pod *Pod, _ Backend, undo *cleanup.Stack) error {
+// infraCgroup is the leaf of the pod's cgroup that holds its own process.
+func infraCgroup(podCgroup, podID string) string {
+	return path.Join(podCgroup, "pod-"+podID[:12]+"-infra")
+}
+
+func (m *Manager) stepCgroup(_ context.Context, pod *Pod, _ Backend) error {
+	cg, _, err := m.podCgroup(pod)
+	if err != nil {
+		return err
+	}
+	pod.Cgroup = cg
+	if err := m.save(pod); err != nil {
+		return err
+	}
+	return m.opts.Cgroups.Create(pod.Cgroup, nil)
+}
+
+func (m *Manager) stepNetNS(_ context.Context, pod *Pod, _ Backend) error {
 	if pod.Config.Network == NamespaceNode {
 		return nil
 	}
+	// Its path is derived from the pod's ID; Recover sweeps the ones of
+	// pods it does not keep.
 	p, err := m.opts.Network.NewNetNS(pod.ID)
 	if err != nil {
 		return err
 	}
 	pod.NetNS = p
-	undo.Push(func(context.Context) error { return m.opts.Network.RemoveNetNS(p) })
 	return m.save(pod)
 }
 
-func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend, undo *cleanup.Stack) error {
-	undo.Push(func(ctx context.Context) error { return b.DeletePod(ctx, pod) })
+func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend) error {
 	if err := b.StartPod(ctx, pod); err != nil {
 		return err
 	}
@@ -170,15 +197,19 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend, undo *cl
 	}
 	// The pod's own process counts against the pod, in a leaf of its own
 	// (cgroup v2 allows no process beside child cgroups).
-	cg := path.Join(pod.Cgroup, "pod-"+pod.ID[:12]+"-infra")
-	if err := m.opts.Cgroups.Create(cg, nil); err != nil {
+	pod.PidCgroup = infraCgroup(pod.Cgroup, pod.ID)
+	if err := m.save(pod); err != nil {
 		return err
 	}
-	pod.PidCgroup = cg
-	undo.Push(func(ctx context.Context) error { return m.opts.Cgroups.Delete(ctx, cg) })
+	if err := m.opts.Cgroups.Create(pod.PidCgroup, nil); err != nil {
+		return err
+	}
 	for _, pid := range append([]int{pod.Pid}, pod.AuxPids...) {
-		if err := m.opts.Cgroups.AddProcess(cg, pid); err != nil {
-			return fmt.Errorf("move the pod's process %d into %s: %w", pid, cg, err)
+		// With its children (virtiofsd forks its sandboxed worker).
+		for _, p := range withDescendants(pid) {
+			if err := m.opts.Cgroups.AddProcess(pod.PidCgroup, p); err != nil && processExists(p) {
+				return fmt.Errorf("move the pod's process %d into %s: %w", p, pod.PidCgroup, err)
+			}
 		}
 	}
 	return m.save(pod)
@@ -186,7 +217,7 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend, undo *cl
 
 // stepJoinNetwork tells a backend whose sandbox must join the pod network
 // itself (a VM's NIC) that the network is up.
-func (m *Manager) stepJoinNetwork(ctx context.Context, pod *Pod, b Backend, _ *cleanup.Stack) error {
+func (m *Manager) stepJoinNetwork(ctx context.Context, pod *Pod, b Backend) error {
 	j, ok := b.(NetworkJoiner)
 	if !ok || pod.NetNS == "" {
 		return nil
@@ -194,18 +225,19 @@ func (m *Manager) stepJoinNetwork(ctx context.Context, pod *Pod, b Backend, _ *c
 	return j.JoinNetwork(ctx, pod)
 }
 
-func (m *Manager) stepSysctls(_ context.Context, pod *Pod, _ Backend, _ *cleanup.Stack) error {
+func (m *Manager) stepSysctls(_ context.Context, pod *Pod, _ Backend) error {
 	return applySysctls(pod)
 }
 
-func (m *Manager) stepNetwork(ctx context.Context, pod *Pod, _ Backend, undo *cleanup.Stack) error {
-	undo.Push(func(ctx context.Context) error { return m.opts.Network.Teardown(ctx, pod.ID) })
+// stepNetwork wires the pod; the network records what it makes under the
+// pod's ID before making it (Teardown undoes from that).
+func (m *Manager) stepNetwork(ctx context.Context, pod *Pod, _ Backend) error {
 	ips, err := m.opts.Network.Setup(ctx, pod)
 	if err != nil {
 		return err
 	}
 	pod.IPs = ips
-	return nil
+	return m.save(pod)
 }
 
 // StopPod stops the pod's processes and releases its network. Stopping a
@@ -234,23 +266,23 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 			errs = append(errs, m.stopContainer(ctx, e, pod, cb, 0, syscall.SIGKILL))
 		}
 	}
+	m.failpoint("stoppod:containers")
 	if b != nil {
 		errs = append(errs, b.StopPod(ctx, pod))
 	}
+	m.failpoint("stoppod:sandbox")
 	errs = append(errs, m.opts.Network.Teardown(ctx, pod.ID))
+	m.failpoint("stoppod:network")
 	if err := errors.Join(errs...); err != nil {
-		pod.State = PodUnknown
-		_ = m.save(pod)
+		_ = m.setPodState(pod, PodUnknown)
 		return fmt.Errorf("stop pod sandbox %s: %w", pod.ID, err)
 	}
-	if err := CheckPodTransition(pod.ID, pod.State, PodNotReady); err != nil {
+	if err := m.setPodState(pod, PodNotReady); err != nil {
 		return err
 	}
-	pod.State = PodNotReady
 	m.log.Info("pod sandbox stopped", "pod", pod.ID)
-	err := m.save(pod)
 	m.emitPod(EventStopped, pod)
-	return err
+	return nil
 }
 
 // RemovePod removes a pod, stopping it first (forced, as the CRI asks).
@@ -275,6 +307,7 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 			}
 		}
 	}
+	m.failpoint("removepod:containers")
 	if err := m.release(ctx, e.pod); err != nil {
 		return err
 	}
@@ -287,9 +320,10 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	return nil
 }
 
-// release frees everything a pod holds, from its fields alone; used by
-// RemovePod and by recovery of interrupted creates. The checkpoint goes
-// last, so a failure leaves the pod to be finished later.
+// release frees everything a pod holds, from its ID, config and recorded
+// fields alone: used by RemovePod, by a failed RunPod and by recovery of
+// interrupted creates. Each part is idempotent. The checkpoint goes last,
+// so a failure leaves the pod listed as Unknown, to be finished later.
 func (m *Manager) release(ctx context.Context, pod *Pod) error {
 	var errs []error
 	backendErr := error(nil)
@@ -297,27 +331,51 @@ func (m *Manager) release(ctx context.Context, pod *Pod) error {
 		backendErr = b.DeletePod(ctx, pod)
 		errs = append(errs, backendErr)
 	}
+	m.failpoint("removepod:sandbox")
 	errs = append(errs, m.opts.Network.Teardown(ctx, pod.ID))
 	if pod.NetNS != "" {
 		errs = append(errs, m.opts.Network.RemoveNetNS(pod.NetNS))
 	}
-	if pod.PidCgroup != "" {
-		errs = append(errs, m.opts.Cgroups.Delete(ctx, pod.PidCgroup))
+	m.failpoint("removepod:network")
+	cg, owned, err := m.podCgroup(pod)
+	if err != nil {
+		cg, owned = pod.Cgroup, pod.Config.CgroupParent == ""
 	}
-	if pod.Cgroup != "" && pod.Config.CgroupParent == "" {
-		errs = append(errs, m.opts.Cgroups.Delete(ctx, pod.Cgroup))
+	if cg != "" {
+		errs = append(errs, m.opts.Cgroups.Delete(ctx, infraCgroup(cg, pod.ID)))
 	}
+	if cg != "" && owned {
+		errs = append(errs, m.opts.Cgroups.Delete(ctx, cg))
+	}
+	m.failpoint("removepod:cgroup")
 	if backendErr == nil {
 		// Not while the backend may still have something mounted in it
 		// (a VM's shared directory): RemoveAll would walk into it.
-		errs = append(errs, os.RemoveAll(pod.Dir))
+		errs = append(errs, unmountBelow(pod.Dir), os.RemoveAll(pod.Dir))
 	}
+	errs = append(errs, os.RemoveAll(m.podLogDir(pod.ID)))
 	if err := errors.Join(errs...); err != nil {
-		pod.State = PodUnknown
-		_ = m.save(pod)
+		if pod.State != PodUnknown {
+			_ = m.setPodState(pod, PodUnknown)
+		}
 		return fmt.Errorf("remove pod sandbox %s: %w", pod.ID, err)
 	}
+	if err := CheckPodTransition(pod.ID, pod.State, PodRemoved); err != nil {
+		return err
+	}
 	m.names.release(pod.Config.uniqueName(), pod.ID)
-	pod.State = PodRemoved
+	pod.State = PodRemoved // not checkpointed: the checkpoint goes
 	return m.ckpt.Delete(podKind, pod.ID)
+}
+
+// unmountBelow unmounts whatever is still mounted at or below dir, deepest
+// first: what a crash left before its record named it.
+func unmountBelow(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount below %s: %w", dir, err)
+	}
+	return nil
 }

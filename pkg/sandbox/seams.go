@@ -64,4 +64,7 @@ type Cgroups interface {
 	// Processes lists the pids in the cgroup and below it; a missing
 	// cgroup is NotFound.
 	Processes(path string) ([]int, error)
+	// Controllers lists the controllers that can hold limits of cgroups
+	// made below path.
+	Controllers(path string) (map[string]bool, error)
 }

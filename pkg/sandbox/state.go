@@ -10,13 +10,17 @@ import (
 //
 //	 RunPodSandbox            StopPodSandbox           RemovePodSandbox
 //	──────────────▶ Creating ──────▶ Ready ──────────────▶ NotReady ──────────────▶ Removed
-//	                   │   step failed, undone          ▲      │
-//	                   ├──────────────────────────────▶ │      │ (infra process died)
-//	                   │                                       │
-//	                   └──▶ Unknown ◀── undo failed ──── any ──┘  (finished later, never forgotten)
+//	                   │   step failed, released                 ▲           ▲
+//	                   ├─────────────────────────────────────────┼───────────┘
+//	                   │                  (infra process died)   │
+//	                   └──▶ Unknown ◀── stop or release failed ── any
+//	                          │  (listed, retried by Stop/RemovePodSandbox and at start;
+//	                          └──▶ NotReady, Removed              never forgotten)
 //
 // Creating is persisted before the first resource is made, so recovery
-// knows to undo a create that a crash interrupted.
+// knows to undo a create that a crash interrupted. Every change goes
+// through setPodState / setContainerState, which check this table and
+// checkpoint the object.
 type PodState int
 
 // Pod states.
@@ -52,7 +56,11 @@ var podTransitions = map[PodState][]PodState{
 //	────────────────▶ Creating ────────▶ Created ───────────────▶ Running ─────────────────────▶ Exited
 //	                                        │   start failed                                        ▲
 //	                                        └───────────────────────────────────────────────────────┘
-//	  any ──▶ Unknown (its process cannot be found or an undo failed) ──▶ Exited
+//	  any ──▶ Unknown (its process cannot be found, or its removal failed) ──▶ Running, Exited
+//
+// Recovery asks the runtime whatever the record says: a Created container
+// that runs is Running, one recorded Exited whose process still runs is
+// killed.
 //
 // Creating is persisted before the first resource exists, so recovery
 // knows to undo a create that a crash interrupted.
@@ -81,7 +89,7 @@ var containerTransitions = map[ContainerState][]ContainerState{
 	ContainerCreated:  {ContainerRunning, ContainerExited, ContainerUnknown},
 	ContainerRunning:  {ContainerExited, ContainerUnknown},
 	ContainerUnknown:  {ContainerExited, ContainerRunning},
-	ContainerExited:   {},
+	ContainerExited:   {ContainerUnknown},
 }
 
 // TransitionError is returned for a move the state machine does not allow.
@@ -123,4 +131,25 @@ func allowed[S comparable](next []S, to S) bool {
 		}
 	}
 	return false
+}
+
+// setPodState moves pod to `to`, checking the move, and checkpoints it.
+// Callers hold the pod's lock.
+func (m *Manager) setPodState(pod *Pod, to PodState) error {
+	if err := CheckPodTransition(pod.ID, pod.State, to); err != nil {
+		return err
+	}
+	pod.State = to
+	return m.save(pod)
+}
+
+// setContainerState moves c to `to`, checking the move, and checkpoints it
+// (with whatever else the caller changed). Callers hold its entry's lock,
+// or own c alone while it is created.
+func (m *Manager) setContainerState(c *Container, to ContainerState) error {
+	if err := CheckContainerTransition(c.ID, c.State, to); err != nil {
+		return err
+	}
+	c.State = to
+	return m.saveContainer(c)
 }

@@ -25,14 +25,24 @@ var ErrUnsafeLayer = errors.New("unsafe image layer")
 //     same layer: a tar of a real directory tree never has those, they only
 //     serve to write through the link;
 //   - block and character devices, which no layer needs on a node that
-//     gives containers their devices through the runtime spec.
+//     gives containers their devices through the runtime spec;
+//   - whiteouts of nothing, "." or ".." (.wh., .wh.., .wh...): they name no
+//     entry of the directory (the opaque marker .wh..wh..opq is legal).
+//
+// It also finds each hard link's target (linkTarget): copied up from a
+// lower layer when the layer is applied straight into an upperdir, refused
+// (InvalidArgument) when no layer holds it.
 //
 // It is stateful (it remembers the layer's symlinks): one guard per layer.
 type layerGuard struct {
 	symlinks map[string]bool
+	root     string   // where the layer is applied; "" = not known
+	lowers   []string // the layers below root, topmost first, when root is an upperdir
 }
 
-func newLayerGuard() *layerGuard { return &layerGuard{symlinks: map[string]bool{}} }
+func newLayerGuard(root string, lowers []string) *layerGuard {
+	return &layerGuard{symlinks: map[string]bool{}, root: root, lowers: lowers}
+}
 
 // check is an archive.Filter. containerd has already run filepath.Clean on
 // h.Name, so ".." can only appear as leading elements.
@@ -43,6 +53,9 @@ func (g *layerGuard) check(h *tar.Header) (bool, error) {
 	}
 	if link := g.underSymlink(name); link != "" {
 		return false, unsafe(name, "is written through symlink %q created earlier in the layer", link)
+	}
+	if base, ok := strings.CutPrefix(path.Base(name), whiteoutPrefix); ok && (base == "" || base == "." || base == "..") {
+		return false, unsafe(name, "is a whiteout of %q, which is no entry of its directory", base)
 	}
 	switch h.Typeflag {
 	case tar.TypeBlock, tar.TypeChar:
@@ -55,6 +68,9 @@ func (g *layerGuard) check(h *tar.Header) (bool, error) {
 		if link := g.underSymlink(target); link != "" {
 			return false, unsafe(name, "is a hard link through symlink %q", link)
 		}
+		if err := g.linkTarget(name, target); err != nil {
+			return false, err
+		}
 	}
 	if h.Typeflag == tar.TypeSymlink {
 		g.symlinks[name] = true
@@ -62,6 +78,35 @@ func (g *layerGuard) check(h *tar.Header) (bool, error) {
 		delete(g.symlinks, name)
 	}
 	return true, nil
+}
+
+// whiteoutPrefix starts the name of a whiteout entry (OCI image spec).
+const whiteoutPrefix = ".wh."
+
+// linkTarget makes sure the target of hard link name exists where the layer
+// is applied: there already, or copied up from the lower layer that shows
+// it. A target under a symlink of the root is left to containerd, which
+// resolves it inside the root.
+func (g *layerGuard) linkTarget(name, target string) error {
+	if g.root == "" {
+		return nil
+	}
+	parts := strings.Split(target, "/")
+	found, _, err := lookIn(g.root, parts)
+	if err != nil {
+		return fmt.Errorf("hard link %q: %w", name, err)
+	}
+	if found || hasSymlinkAncestor(g.root, parts) {
+		return nil
+	}
+	lower, err := lowerOf(g.lowers, target)
+	if err != nil {
+		return fmt.Errorf("hard link %q: %w", name, err)
+	}
+	if lower == "" {
+		return fmt.Errorf("entry %q: hard link to %q, which no layer holds: %w", name, target, errdefs.ErrInvalidArgument)
+	}
+	return copyUp(g.root, lower, g.lowers, target)
 }
 
 // checkInside rejects absolute paths and paths that leave the root.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"syscall"
 	"time"
 
@@ -179,7 +180,6 @@ func (s *Store) record(ctx context.Context, named reference.Named, img *Image) (
 func classifyPullError(named reference.Named, err error) error {
 	registry := reference.Domain(named)
 	var status remoteerrors.ErrUnexpectedStatus
-	var netErr net.Error
 	switch {
 	case errors.Is(err, ErrUnsafeLayer), errdefs.IsDataLoss(err), errdefs.IsNotImplemented(err):
 		return fmt.Errorf("pull %s: %w", named, err)
@@ -190,12 +190,23 @@ func classifyPullError(named reference.Named, err error) error {
 		return fmt.Errorf("pull %s: registry %s answered %s: %w", named, registry, status.Status, statusClass(status.StatusCode))
 	case errdefs.IsNotFound(err):
 		return fmt.Errorf("pull %s: image not found at registry %s: %w", named, registry, err)
-	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &netErr), errdefs.IsUnavailable(err):
+	case errors.Is(err, syscall.ECONNREFUSED), isNetError(err), errdefs.IsUnavailable(err):
 		return fmt.Errorf("pull %s: registry %s unreachable: %v: %w", named, registry, err, errdefs.ErrUnavailable)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("pull %s: registry %s: %w", named, registry, err)
 	}
 	return fmt.Errorf("pull %s from registry %s: %w", named, registry, err)
+}
+
+// isNetError reports whether err comes from the network: a dial, read or
+// write on a connection, a name lookup or an HTTP request. Not any
+// net.Error: syscall.Errno implements that interface too, so an ENOENT of
+// the unpacker would read as "registry unreachable".
+func isNetError(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	var u *url.Error
+	return errors.As(err, &op) || errors.As(err, &dns) || errors.As(err, &u)
 }
 
 func statusClass(code int) error {

@@ -119,9 +119,14 @@ func (s *Store) openBackends(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open content store: %w", err)
 	}
-	sn, err := overlay.NewSnapshotter(filepath.Join(s.opts.Root, "snapshots"))
+	snRoot := filepath.Join(s.opts.Root, "snapshots")
+	sn, err := overlay.NewSnapshotter(snRoot)
 	if err != nil {
 		return fmt.Errorf("open overlayfs snapshotter: %w", err)
+	}
+	if err := removeUncommittedSnapshots(ctx, sn, snRoot); err != nil {
+		_ = sn.Close()
+		return err
 	}
 	bdb, err := bolt.Open(filepath.Join(s.opts.Root, "metadata.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
@@ -180,6 +185,50 @@ func (s *Store) collectGarbage(ctx context.Context) error {
 		return fmt.Errorf("garbage collect: %w", err)
 	}
 	s.log.Debug("garbage collected", "elapsed", st.Elapsed())
+	return nil
+}
+
+// removeUncommittedSnapshots removes the snapshot directories that the
+// overlay snapshotter's own metadata does not list. Its Prepare makes
+// snapshots/new-N, takes the next ID from its bolt sequence and renames the
+// directory to snapshots/<ID> inside the transaction, before the commit: a
+// kill -9 between the rename and the commit leaves snapshots/<ID> while the
+// sequence is not advanced, so the next Prepare is handed the same ID and
+// fails (rename .../new-N .../<ID>: file exists). The snapshotter's Cleanup
+// removes every directory its metadata does not know (garbage collection
+// calls it only after it removed something); nothing mounts these
+// directories, and no snapshot can be under way while the store is opening.
+func removeUncommittedSnapshots(ctx context.Context, sn snapshots.Snapshotter, root string) error {
+	c, ok := sn.(snapshots.Cleaner)
+	if !ok {
+		return nil
+	}
+	err := c.Cleanup(ctx)
+	if errdefs.IsNotFound(err) {
+		// No snapshot was ever committed (its bucket does not exist yet):
+		// every directory is a leftover.
+		err = removeEntries(filepath.Join(root, "snapshots"))
+	}
+	if err != nil {
+		return fmt.Errorf("remove uncommitted snapshot directories: %w", err)
+	}
+	return nil
+}
+
+// removeEntries removes everything in dir; a missing dir is empty.
+func removeEntries(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

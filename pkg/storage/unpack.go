@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -47,39 +49,37 @@ func (a *safeApplier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts
 	}
 	defer ds.Close()
 	digester := digest.Canonical.Digester()
-	r := io.TeeReader(ds, digester.Hash())
+	r := io.TeeReader(corruptReader{ds}, digester.Hash())
 
 	if err := applyTo(ctx, mounts, r); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, fmt.Errorf("apply layer %s: %w", desc.Digest, corruptClass(err))
 	}
 	// The diff ID covers the whole stream, tar padding included.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, corruptClass(err))
 	}
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digester.Digest()}, nil
 }
 
 // applyTo applies the tar stream r onto the snapshot described by mounts.
 func applyTo(ctx context.Context, mounts []mount.Mount, r io.Reader) error {
-	guard := newLayerGuard()
-	opts := []archive.ApplyOpt{archive.WithFilter(guard.check)}
 	if len(mounts) == 1 {
 		m := mounts[0]
 		switch {
 		case m.Type == "bind" && !hasOption(m.Options, "ro"):
-			_, err := archive.Apply(ctx, m.Source, r, opts...)
+			_, err := archive.Apply(ctx, m.Source, r, archive.WithFilter(newLayerGuard(m.Source, nil).check))
 			return err
 		case m.Type == "overlay":
 			upper, lowers := overlayDirs(m.Options)
 			if upper != "" {
-				opts = append(opts, archive.WithConvertWhiteout(archive.OverlayConvertWhiteout), archive.WithParents(lowers))
-				_, err := archive.Apply(ctx, upper, r, opts...)
+				_, err := archive.Apply(ctx, upper, r, archive.WithFilter(newLayerGuard(upper, lowers).check),
+					archive.WithConvertWhiteout(archive.OverlayConvertWhiteout), archive.WithParents(lowers))
 				return err
 			}
 		}
 	}
 	return mount.WithTempMount(ctx, mounts, func(root string) error {
-		_, err := archive.Apply(ctx, root, r, opts...)
+		_, err := archive.Apply(ctx, root, r, archive.WithFilter(newLayerGuard(root, nil).check))
 		return err
 	})
 }
@@ -93,6 +93,37 @@ func overlayDirs(options []string) (upper string, lowers []string) {
 		}
 	}
 	return upper, lowers
+}
+
+// corruptReader marks every error of the decompressed stream (a bad gzip
+// header or checksum, a truncated or garbled stream) as errCorruptLayer:
+// the blob matched its digest, so it is the image that is broken.
+type corruptReader struct{ r io.Reader }
+
+func (c corruptReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %w", errCorruptLayer, err)
+	}
+	return n, err
+}
+
+// errCorruptLayer is the class of a layer whose content is no valid
+// (compressed) tar stream.
+var errCorruptLayer = fmt.Errorf("layer content is corrupt: %w", errdefs.ErrDataLoss)
+
+// corruptClass gives err the DataLoss class when it says the layer's
+// stream is not a valid tar stream: errors of the decompressor
+// (corruptReader), and those archive/tar makes of a stream that ends early
+// or holds a bad header. Other errors (the filesystem's) keep theirs.
+func corruptClass(err error) error {
+	if errors.Is(err, errCorruptLayer) {
+		return err
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) || errors.Is(err, tar.ErrFieldTooLong) {
+		return fmt.Errorf("%w: %w", errCorruptLayer, err)
+	}
+	return err
 }
 
 func hasOption(opts []string, o string) bool { return slices.Contains(opts, o) }

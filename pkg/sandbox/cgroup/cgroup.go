@@ -41,6 +41,7 @@ type Manager struct {
 
 	v1Mu   sync.Mutex
 	v1Stat []cgroup1.Subsystem // the v1 controllers Stats reads, once found
+	v1Ctrl map[string]bool     // the v1 hierarchies mounted, once read
 }
 
 // New detects the host's layout.

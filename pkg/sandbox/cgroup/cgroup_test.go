@@ -57,10 +57,15 @@ func TestLifecycleAndStats(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	first, err := m.Stats(p)
-	if err != nil {
-		t.Fatal(err)
+	// Until the shell holds its 16 MiB (slow on a loaded machine).
+	var first Stats
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if first, err = m.Stats(p); err != nil {
+			t.Fatal(err)
+		}
+		if first.Memory.RSS >= 16<<20 || time.Now().After(deadline) {
+			break
+		}
 	}
 	time.Sleep(300 * time.Millisecond)
 	second, err := m.Stats(p)

@@ -79,16 +79,26 @@ func (b *Backend) WaitContainer(ctx context.Context, pod *sandbox.Pod, c *sandbo
 	return sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt, OOMKilled: st.OOMKilled}, nil
 }
 
-func (b *Backend) ContainerExited(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, bool, error) {
+// ContainerState combines the OCI runtime's state with conmon's exit file.
+func (b *Backend) ContainerState(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ProcessState, error) {
 	rt, err := b.runtimeFor(pod)
 	if err != nil {
-		return sandbox.ExitStatus{}, false, err
+		return sandbox.ProcessState{}, err
 	}
 	st, err := rt.Status(ctx, c.ID)
 	if err != nil {
-		return sandbox.ExitStatus{}, false, err
+		return sandbox.ProcessState{}, err
 	}
-	return sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt, OOMKilled: st.OOMKilled}, st.Exited, nil
+	switch {
+	case st.Exited:
+		return sandbox.ProcessState{Status: sandbox.ProcessExited,
+			Exit: sandbox.ExitStatus{Code: st.ExitCode, FinishedAt: st.FinishedAt, OOMKilled: st.OOMKilled}}, nil
+	case st.State == ociruntime.StateCreated:
+		return sandbox.ProcessState{Status: sandbox.ProcessCreated}, nil
+	}
+	// Running, or stopped with its exit not yet written by conmon: the
+	// exit watch records it.
+	return sandbox.ProcessState{Status: sandbox.ProcessRunning}, nil
 }
 
 func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {

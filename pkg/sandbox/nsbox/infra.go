@@ -1,12 +1,14 @@
 package nsbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -30,7 +32,9 @@ func (b *Backend) startInfra(pod *sandbox.Pod) error {
 		return fmt.Errorf("no infra command configured for a shared PID namespace")
 	}
 	cmd := exec.Command(b.pause[0], b.pause[1:]...)
-	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off"}
+	// The pod's ID in its environment names it until its pid is recorded
+	// (findInfra).
+	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off", infraEnv + pod.ID}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the pod's infra process: %w", err)
@@ -48,9 +52,39 @@ func (b *Backend) startInfra(pod *sandbox.Pod) error {
 	return nil
 }
 
+// infraEnv prefixes the pod's ID in the infra process's environment.
+const infraEnv = "CRADLE_POD="
+
+// findInfra finds the infra process of a pod whose pid was never recorded
+// (a crash between its start and the checkpoint) by the pod's ID in its
+// environment; 0 when there is none.
+func findInfra(podID string) (pid int, start uint64) {
+	want := []byte(infraEnv + podID + "\x00")
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		n, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + p.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		if st, err := sandbox.ProcessStart(n); err == nil {
+			return n, st
+		}
+	}
+	return 0, 0
+}
+
 // stopInfra kills the pod's infra process, if it still runs, and waits
 // until it is gone; with it go every process of its PID namespace.
 func stopInfra(ctx context.Context, pod *sandbox.Pod) error {
+	if pod.Pid == 0 && pod.Config.PID == sandbox.NamespacePod {
+		p := *pod
+		p.Pid, p.PidStart = findInfra(pod.ID)
+		pod = &p
+	}
 	if pod.Pid == 0 || !sandbox.ProcessAlive(pod.Pid, pod.PidStart) {
 		return nil
 	}

@@ -86,16 +86,16 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
 func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error { return stopInfra(ctx, pod) }
 
 // DeletePod ends the infra process, unmounts the pod's /dev/shm and unpins
-// its namespaces.
+// its namespaces. Everything is found from the pod's directory and ID, not
+// from the fields StartPod fills: a crash may have come before they were
+// recorded.
 func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
 	errs := []error{stopInfra(ctx, pod)}
-	if pod.Shm != "" && pod.Shm != "/dev/shm" {
-		errs = append(errs, unmountRemove(pod.Shm))
+	if pod.Dir == "" {
+		return errors.Join(errs...)
 	}
-	for _, kind := range []string{"ipc", "uts"} {
-		if p := pod.NS[kind]; p != "" {
-			errs = append(errs, unmountRemove(p))
-		}
+	for _, p := range []string{filepath.Join(pod.Dir, "shm"), filepath.Join(pod.Dir, "ns-ipc"), filepath.Join(pod.Dir, "ns-uts")} {
+		errs = append(errs, unmountRemove(p))
 	}
 	return errors.Join(errs...)
 }
@@ -154,8 +154,15 @@ func pin(dir, hostname string, kinds []string) (map[string]string, error) {
 // unmountRemove unmounts p (if mounted) and removes it; a missing p is
 // fine.
 func unmountRemove(p string) error {
-	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", p, err)
+	// Stacked mounts (a retried step) come off one by one.
+	for {
+		err := unix.Unmount(p, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", p, err)
+		}
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

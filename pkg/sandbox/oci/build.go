@@ -97,12 +97,22 @@ type Host struct {
 	// Arch is the GOARCH the container runs on; it picks the seccomp
 	// architectures and arch-specific syscalls ("" means this binary's).
 	Arch string
+	// Controllers are the cgroup controllers that can hold the container's
+	// limits (its pod cgroup's, see cgroup.Manager.Controllers); nil means
+	// every one (the caller does not know, or a VM guest's own cgroups).
+	Controllers map[string]bool
+	// HugePageSizes are the huge page sizes the kernel offers ("2MB");
+	// used only when Controllers is not nil.
+	HugePageSizes []string
 }
 
 // Result is a built spec and what the caller should tell the user about it.
 type Result struct {
 	Spec     *specs.Spec
 	Warnings []string
+	// Dropped lists resources kubelet sets by default that this host's
+	// cgroups cannot enforce and that were left out of the spec.
+	Dropped []string
 }
 
 // Opt changes how Build works.
@@ -142,6 +152,7 @@ type builder struct {
 	opts     options
 	spec     *specs.Spec
 	warnings []string
+	dropped  []string
 }
 
 func (b *builder) warnf(format string, args ...any) {
@@ -187,7 +198,7 @@ func Build(ctx context.Context, in Input, opts ...Opt) (Result, error) {
 			return Result{}, fmt.Errorf("container %q: %s: %w", in.ID, s.name, err)
 		}
 	}
-	return Result{Spec: b.spec, Warnings: b.warnings}, nil
+	return Result{Spec: b.spec, Warnings: b.warnings, Dropped: b.dropped}, nil
 }
 
 func validateInput(in Input) error {

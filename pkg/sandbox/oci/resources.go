@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -17,12 +19,18 @@ const unifiedSwapMax = "memory.swap.max"
 // resources sets the cgroup limits, the pids limit and oom_score_adj.
 func (b *builder) resources(context.Context) error {
 	r := b.in.Config.GetLinux().GetResources()
-	if err := UpdateResources(b.spec.Linux.Resources, r, b.in.Host); err != nil {
+	dropped, err := UpdateResources(b.spec.Linux.Resources, r, b.in.Host)
+	if err != nil {
 		return err
 	}
+	b.dropped = append(b.dropped, dropped...)
 	if b.opts.pidsLimit != 0 {
 		limit := b.opts.pidsLimit
-		b.spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+		if b.in.Host.can("pids") {
+			b.spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+		} else {
+			b.dropped = append(b.dropped, fmt.Sprintf("pids limit %d (no pids controller for the pod's cgroup)", limit))
+		}
 	}
 	if r == nil {
 		return nil
@@ -53,19 +61,39 @@ func oomScoreAdj(want int64, floor int) (int, string, error) {
 // UpdateContainerResources does: zero CRI fields keep the current values,
 // the unified map is merged, device rules and pids are kept. oom_score_adj
 // cannot change after creation and is ignored.
-func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResources, host Host) error {
+//
+// Resources are checked against what the container's cgroup can enforce
+// (Host.Controllers, Host.HugePageSizes). What kubelet sets on every
+// container whatever the pod asks (a hugepage limit of 0 for each page
+// size the node has, CPU shares and period) is dropped where the host
+// cannot apply it, and returned in dropped for the caller to log; what
+// the pod asked for (a hugepage, memory, CPU quota or cpuset limit, a
+// unified key) and cannot have is InvalidArgument.
+func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResources, host Host) (dropped []string, _ error) {
 	if res == nil {
-		return fmt.Errorf("no resources to update: %w", errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("no resources to update: %w", errdefs.ErrInvalidArgument)
 	}
 	if r == nil {
-		return nil
+		return nil, nil
 	}
 	if err := checkResources(r, host); err != nil {
-		return err
+		return nil, err
 	}
-	applyCPU(res, r)
+	if host.can("cpu") {
+		applyCPU(res, r)
+	} else if r.GetCpuShares() != 0 || r.GetCpuPeriod() != 0 {
+		dropped = append(dropped, "cpu shares and period (no cpu controller for the pod's cgroup)")
+		applyCPU(res, &runtime.LinuxContainerResources{CpusetCpus: r.GetCpusetCpus(), CpusetMems: r.GetCpusetMems()})
+	}
 	applyMemory(res, r, host)
+	if swap := r.GetMemorySwapLimitInBytes(); swap != 0 && !host.SwapAccounting {
+		dropped = append(dropped, fmt.Sprintf("swap limit %d (the memory controller accounts no swap)", swap))
+	}
 	for _, h := range r.GetHugepageLimits() {
+		if !host.hugepages(h.GetPageSize()) {
+			dropped = append(dropped, fmt.Sprintf("hugepage limit %s=%d (%s)", h.GetPageSize(), h.GetLimit(), host.hugepageProblem(h.GetPageSize())))
+			continue
+		}
 		res.HugepageLimits = setHugepageLimit(res.HugepageLimits, h.GetPageSize(), h.GetLimit())
 	}
 	if len(r.GetUnified()) > 0 {
@@ -74,24 +102,95 @@ func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResourc
 		}
 		maps.Copy(res.Unified, r.GetUnified())
 	}
-	return nil
+	return dropped, nil
 }
 
+// The CFS bandwidth bounds the kernel accepts (kernel/sched/core.c), in µs.
+const (
+	minCFSQuota  = 1000    // 1 ms, also the smallest period
+	maxCFSPeriod = 1000000 // 1 s
+)
+
+// checkResources refuses values the kernel would refuse, or would read as
+// something else than asked. cpu_quota: 0 is "not set" (what kubelet sends
+// for a container without a CPU limit); -1 is "unlimited" (what kubelet
+// sends to lift the quota of a container with exclusive CPUs, and what
+// runc and crun write as cfs_quota_us -1 on v1 and cpu.max "max" on v2);
+// any other negative value used to reach the kernel, which reads every
+// negative quota as unlimited: -5 silently lifted the limit.
 func checkResources(r *runtime.LinuxContainerResources, host Host) error {
+	q, p := r.GetCpuQuota(), r.GetCpuPeriod()
 	switch {
-	case r.GetCpuPeriod() < 0 || r.GetCpuShares() < 0:
+	case p < 0 || r.GetCpuShares() < 0:
 		return fmt.Errorf("negative cpu period or shares: %w", errdefs.ErrInvalidArgument)
+	case q < -1:
+		return fmt.Errorf("cpu_quota %d: a quota is -1 (unlimited), 0 (not set) or at least %d µs: %w", q, minCFSQuota, errdefs.ErrInvalidArgument)
+	case q > 0 && q < minCFSQuota:
+		return fmt.Errorf("cpu_quota %d µs is below the kernel's minimum of %d µs: %w", q, minCFSQuota, errdefs.ErrInvalidArgument)
+	case p != 0 && (p < minCFSQuota || p > maxCFSPeriod):
+		return fmt.Errorf("cpu_period %d µs is outside the kernel's [%d, %d]: %w", p, minCFSQuota, maxCFSPeriod, errdefs.ErrInvalidArgument)
 	case r.GetMemoryLimitInBytes() < 0 || r.GetMemorySwapLimitInBytes() < 0:
 		return fmt.Errorf("negative memory limit: %w", errdefs.ErrInvalidArgument)
 	case len(r.GetUnified()) > 0 && !host.CgroupV2:
 		return fmt.Errorf("unified cgroup resources on a cgroup v1 host: %w", errdefs.ErrInvalidArgument)
+	case !host.SwapAccounting && r.GetMemorySwapLimitInBytes() != 0 && r.GetMemorySwapLimitInBytes() != r.GetMemoryLimitInBytes():
+		// kubelet's default is swap = memory (no swap); more is asked for.
+		return fmt.Errorf("a swap allowance (swap limit %d over memory limit %d) on a node whose memory controller accounts no swap: %w",
+			r.GetMemorySwapLimitInBytes(), r.GetMemoryLimitInBytes(), errdefs.ErrInvalidArgument)
 	}
 	for _, h := range r.GetHugepageLimits() {
-		if h.GetPageSize() == "" {
+		switch {
+		case h.GetPageSize() == "":
 			return fmt.Errorf("hugepage limit without a page size: %w", errdefs.ErrInvalidArgument)
+		case h.GetLimit() != 0 && !host.hugepages(h.GetPageSize()):
+			return fmt.Errorf("hugepage limit %s=%d cannot be enforced on this node (%s): %w",
+				h.GetPageSize(), h.GetLimit(), host.hugepageProblem(h.GetPageSize()), errdefs.ErrInvalidArgument)
+		}
+	}
+	return checkControllers(r, host)
+}
+
+// checkControllers refuses limits the pod asked for whose controller the
+// container's cgroup lacks.
+func checkControllers(r *runtime.LinuxContainerResources, host Host) error {
+	need := map[string]bool{
+		"memory": r.GetMemoryLimitInBytes() != 0,
+		"cpu":    r.GetCpuQuota() > 0,
+		"cpuset": r.GetCpusetCpus() != "" || r.GetCpusetMems() != "",
+	}
+	for key := range r.GetUnified() {
+		ctrl, _, _ := strings.Cut(key, ".")
+		if ctrl != "cgroup" { // cgroup.* files are the core's, always there
+			need[ctrl] = true
+		}
+	}
+	for _, ctrl := range slices.Sorted(maps.Keys(need)) {
+		if need[ctrl] && !host.can(ctrl) {
+			return fmt.Errorf("the %s controller is not available to the pod's cgroup on this node, so its limits cannot be enforced: %w",
+				ctrl, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil
+}
+
+// can says whether the container's cgroup can hold the controller's limits.
+func (h Host) can(controller string) bool {
+	return h.Controllers == nil || h.Controllers[controller]
+}
+
+// hugepages says whether limits for this huge page size can be enforced.
+func (h Host) hugepages(size string) bool {
+	return h.Controllers == nil || h.can("hugetlb") && slices.Contains(h.HugePageSizes, size)
+}
+
+func (h Host) hugepageProblem(size string) string {
+	if !h.can("hugetlb") {
+		return "no hugetlb controller for the pod's cgroup"
+	}
+	if !slices.Contains(h.HugePageSizes, size) {
+		return fmt.Sprintf("the kernel offers no %s pages", size)
+	}
+	return ""
 }
 
 func applyCPU(res *specs.LinuxResources, r *runtime.LinuxContainerResources) {

@@ -15,14 +15,47 @@ func u64p(v uint64) *uint64 { return &v }
 func TestUpdateResources(t *testing.T) {
 	v1 := Host{SwapAccounting: true}
 	v2 := Host{CgroupV2: true, SwapAccounting: true}
+	// This project's CI host: v1 controllers, hugetlb only in the cgroup2
+	// tree beside them, 2 MB pages.
+	hybrid := Host{SwapAccounting: true, HugePageSizes: []string{"2MB"},
+		Controllers: map[string]bool{"cpu": true, "cpuacct": true, "cpuset": true, "memory": true, "pids": true}}
+	v2NoHugetlb := Host{CgroupV2: true, HugePageSizes: []string{"2MB", "1GB"}, Controllers: map[string]bool{"cpu": true, "memory": true}}
+	v2Hugetlb := Host{CgroupV2: true, HugePageSizes: []string{"2MB"}, Controllers: map[string]bool{"cpu": true, "memory": true, "hugetlb": true}}
+	kubeletDefaults := []*runtime.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}
 	tests := []struct {
 		name    string
 		current specs.LinuxResources
 		cri     *runtime.LinuxContainerResources
 		host    Host
 		want    specs.LinuxResources
+		dropped int
 		wantErr error
 	}{
+		{
+			name:    "kubelet's zero hugepage limits on a host whose v1 controllers lack hugetlb are dropped",
+			cri:     &runtime.LinuxContainerResources{CpuShares: 2, MemoryLimitInBytes: 1 << 30, HugepageLimits: kubeletDefaults},
+			host:    hybrid,
+			want:    specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64p(2)}, Memory: &specs.LinuxMemory{Limit: i64p(1 << 30), Swap: i64p(1 << 30)}},
+			dropped: 2,
+		},
+		{name: "an explicit hugepage limit the host cannot enforce", cri: &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}, host: hybrid, wantErr: errdefs.ErrInvalidArgument},
+		{name: "v2 without hugetlb delegated", cri: &runtime.LinuxContainerResources{HugepageLimits: kubeletDefaults}, host: v2NoHugetlb, want: specs.LinuxResources{}, dropped: 2},
+		{
+			name:    "v2 with hugetlb: the page sizes the kernel has are kept",
+			cri:     &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 2 << 20}, {PageSize: "1GB"}}},
+			host:    v2Hugetlb,
+			want:    specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 2 << 20}}},
+			dropped: 1,
+		},
+		{name: "explicit limit of a page size the kernel lacks", cri: &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "1GB", Limit: 1 << 30}}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
+		{name: "memory limit without a memory controller", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}, host: Host{Controllers: map[string]bool{"cpu": true}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "cpuset without a cpuset controller", cri: &runtime.LinuxContainerResources{CpusetCpus: "0"}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unified key of a controller not delegated", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"io.max": "8:0 rbps=1"}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unified memory key with a memory controller", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "1000000"}}, host: v2Hugetlb, want: specs.LinuxResources{Unified: map[string]string{"memory.high": "1000000"}}},
+		{name: "cpu shares without a cpu controller", cri: &runtime.LinuxContainerResources{CpuShares: 2, CpuPeriod: 100000}, host: Host{Controllers: map[string]bool{"memory": true}}, want: specs.LinuxResources{}, dropped: 1},
+		{name: "kubelet's swap = memory without swap accounting", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 1 << 30}, want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30)}}, dropped: 1},
+		{name: "a swap allowance without swap accounting", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 2 << 30}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "cpu quota without a cpu controller", cri: &runtime.LinuxContainerResources{CpuQuota: 5000}, host: Host{Controllers: map[string]bool{"memory": true}}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "nil", want: specs.LinuxResources{}},
 		{
 			name: "cpu and memory, swap = limit",
@@ -62,6 +95,15 @@ func TestUpdateResources(t *testing.T) {
 			},
 		},
 		{name: "unified on v1", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "1"}}, host: v1, wantErr: errdefs.ErrInvalidArgument},
+		{
+			name: "quota -1 is unlimited (kubelet, exclusive CPUs)",
+			cri:  &runtime.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -1},
+			want: specs.LinuxResources{CPU: &specs.LinuxCPU{Period: u64p(100000), Quota: i64p(-1)}},
+		},
+		{name: "quota -5", cri: &runtime.LinuxContainerResources{CpuQuota: -5}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "quota below 1ms", cri: &runtime.LinuxContainerResources{CpuQuota: 999}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "period below 1ms", cri: &runtime.LinuxContainerResources{CpuPeriod: 999}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "period above 1s", cri: &runtime.LinuxContainerResources{CpuPeriod: 1000001}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "negative shares", cri: &runtime.LinuxContainerResources{CpuShares: -1}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "negative memory", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: -1}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "hugepage without size", cri: &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{Limit: 1}}}, wantErr: errdefs.ErrInvalidArgument},
@@ -69,19 +111,22 @@ func TestUpdateResources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := tt.current
-			err := UpdateResources(&got, tt.cri, tt.host)
+			dropped, err := UpdateResources(&got, tt.cri, tt.host)
 			if !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
 			if err != nil {
 				return
 			}
+			if len(dropped) != tt.dropped {
+				t.Errorf("dropped = %q, want %d", dropped, tt.dropped)
+			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("resources (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if err := UpdateResources(nil, &runtime.LinuxContainerResources{}, v1); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if _, err := UpdateResources(nil, &runtime.LinuxContainerResources{}, v1); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("nil resources: err = %v, want InvalidArgument", err)
 	}
 }

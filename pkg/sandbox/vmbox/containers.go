@@ -161,16 +161,18 @@ func exitStatus(e *api.ContainerExit) sandbox.ExitStatus {
 	return sandbox.ExitStatus{Code: e.GetExitCode(), FinishedAt: time.Unix(0, e.GetFinishedAtUnixNs()), OOMKilled: e.GetOomKilled()}
 }
 
-// ContainerExited asks the agent without blocking; a VM that is gone has
-// no running containers.
-func (b *Backend) ContainerExited(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, bool, error) {
+// ContainerState asks the agent without blocking; a VM that is gone has
+// no running containers. The agent cannot tell created from started
+// (ProcessUnsure).
+func (b *Backend) ContainerState(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ProcessState, error) {
 	vm, err := b.vmOf(pod)
 	if err != nil {
-		return sandbox.ExitStatus{}, false, err
+		return sandbox.ProcessState{}, err
 	}
+	gone := sandbox.ProcessState{Status: sandbox.ProcessExited, Exit: vmGone()}
 	select {
 	case <-vm.Exited():
-		return vmGone(), true, nil
+		return gone, nil
 	default:
 	}
 	var st *api.ContainerStateResponse
@@ -179,15 +181,15 @@ func (b *Backend) ContainerExited(ctx context.Context, pod *sandbox.Pod, c *sand
 		return err
 	})
 	if errdefs.IsNotFound(err) {
-		return vmGone(), true, nil // the guest does not know it: it cannot run
+		return gone, nil // the guest does not know it: it cannot run
 	}
 	if err != nil {
-		return sandbox.ExitStatus{}, false, err
+		return sandbox.ProcessState{}, err
 	}
 	if !st.Exited {
-		return sandbox.ExitStatus{}, false, nil
+		return sandbox.ProcessState{Status: sandbox.ProcessUnsure}, nil
 	}
-	return exitStatus(st.Exit), true, nil
+	return sandbox.ProcessState{Status: sandbox.ProcessExited, Exit: exitStatus(st.Exit)}, nil
 }
 
 // DeleteContainer has the agent forget the container, then removes its
