@@ -21,7 +21,7 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps build run test integration check bench lint lint-install install clean
+.PHONY: all deps build run test integration check bench lint lint-install install clean e2e-kubelet
 
 all: build
 
@@ -57,6 +57,11 @@ check: deps
 	$(GO) vet ./...
 	$(MAKE) build
 	$(GO) test -count=1 -timeout 25m ./...
+
+## e2e-kubelet: a real kubelet (k8s.io/kubernetes through the Go module proxy, cached in _output/tools/kubelet)
+## runs static pods on bin/cradle in a private mount namespace; checks through kubelet's API and the CRI (root)
+e2e-kubelet: build
+	integration/kubelet/run.sh
 
 ## bench: benchmarks (figures, never pass/fail)
 bench:
