@@ -220,11 +220,20 @@ func TestContainerBadInput(t *testing.T) {
 					Mounts: []*runtime.Mount{{ContainerPath: "/data", HostPath: "/nonexistent/cradle"}}}, codes.InvalidArgument},
 				{"relative working dir", &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "wd"}, WorkingDir: "tmp"}, codes.InvalidArgument},
 				{"unknown image", &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "img"}, Image: spec("nosuch/image:1")}, codes.NotFound},
+				// Any negative quota reads as unlimited to the kernel (issue 14, item 8).
+				{"cpu quota -5", &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "quota"},
+					Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -5}}}, codes.InvalidArgument},
 			}
 			for _, tt := range cases {
 				if _, err := k.create(tt.cfg); status.Code(err) != tt.code {
 					t.Errorf("%s: %v, want %v", tt.name, err, tt.code)
 				}
+			}
+			// A hostname that would forge lines of /etc/hostname and /etc/hosts.
+			bad := podSandboxConfig("badhost-" + h)
+			bad.Hostname = "web\n10.0.0.1 evil"
+			if _, err := d.Runtime.RunPodSandbox(k.ctx, &runtime.RunPodSandboxRequest{Config: bad, RuntimeHandler: h}); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("pod hostname with a newline: %v, want InvalidArgument", err)
 			}
 			// The OCI runtime's own error reaches the client; nothing is left.
 			id, err := k.create(&runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "noexec"}, Command: []string{"/no/such/binary"}})
