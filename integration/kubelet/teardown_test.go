@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -197,8 +198,8 @@ func (e *env) removeAllPods() {
 	}
 }
 
-// removeNetwork takes away the test's bridge and cradle's nftables table
-// (host-global: every cradle under the integration lock uses it).
+// removeNetwork takes away the test's bridge and cradle's nftables table of
+// that bridge (a real node keeps both across restarts).
 func removeNetwork(t testing.TB) {
 	t.Helper()
 	if l, err := netlink.LinkByName(bridge); err == nil {
@@ -217,7 +218,7 @@ func removeNetwork(t testing.TB) {
 		return
 	}
 	for _, tb := range tables {
-		if tb.Name == "cradle" {
+		if tb.Name == network.TableName(bridge) {
 			c.DelTable(tb)
 		}
 	}
