@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -174,7 +175,7 @@ func (e *env) noReadySandboxes() error {
 		return err
 	}
 	if n := len(r.GetItems()); n > 0 {
-		return errors.New(strings.Repeat("pod still ready ", 1) + r.GetItems()[0].GetMetadata().GetName())
+		return fmt.Errorf("%d pods still Ready, among them %s", n, r.GetItems()[0].GetMetadata().GetName())
 	}
 	return nil
 }
