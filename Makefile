@@ -60,7 +60,7 @@ check: deps
 
 ## e2e-kubelet: a real kubelet (k8s.io/kubernetes through the Go module proxy, cached in _output/tools/kubelet)
 ## runs static pods on bin/cradle in a private mount namespace; checks through kubelet's API and the CRI (root)
-e2e-kubelet: build
+e2e-kubelet: deps build
 	integration/kubelet/run.sh
 
 ## bench: benchmarks (figures, never pass/fail)

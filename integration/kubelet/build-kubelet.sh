@@ -31,9 +31,11 @@ while read -r m; do
 	go mod edit -replace "$m=$m@$staging"
 done <staging.txt
 go mod edit -require "k8s.io/kubernetes@$version"
-# GOFLAGS=-mod=mod lets `go build` resolve the remaining requirements once; modest parallelism (2 cores).
-GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/kubelet@$version" >&2
-CGO_ENABLED=0 GOFLAGS=-mod=mod go build -p "${KUBELET_BUILD_PARALLEL:-2}" -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version" \
+# -mod=mod lets `go build` resolve the remaining requirements once; -buildvcs=false: the scratch module
+# sits inside cradle's checkout, whose commit is not kubelet's. Modest parallelism (2 cores).
+export GOFLAGS="-mod=mod -buildvcs=false"
+go get "k8s.io/kubernetes/cmd/kubelet@$version" >&2
+CGO_ENABLED=0 go build -p "${KUBELET_BUILD_PARALLEL:-2}" -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version" \
 	-o "$bin.tmp" k8s.io/kubernetes/cmd/kubelet
 mv "$bin.tmp" "$bin"
 echo "kubelet $version: built in $(($(date +%s) - start)) s ($(wc -l <staging.txt) staging modules replaced)" >&2

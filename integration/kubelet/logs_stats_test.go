@@ -86,7 +86,7 @@ func lineNumbers(log string) []int {
 
 // checkStats: /stats/summary has CPU, memory, rootfs and logs of every
 // container, and network of every pod with a network of its own (cradle's
-// stats: kubelet runs with PodAndContainerStatsFromCRI).
+// stats when kubelet runs with PodAndContainerStatsFromCRI, as here by default).
 func checkStats(t *testing.T, pods []string) {
 	var problems []string
 	err := waitFor(45*time.Second, 3*time.Second, func() error {
@@ -123,7 +123,10 @@ func summaryProblems(s *summary, pods []string) []string {
 		if p.CPU == nil || p.CPU.UsageCoreNanoSeconds == nil || p.Memory == nil || p.Memory.WorkingSetBytes == nil {
 			out = append(out, name+": no pod CPU or memory")
 		}
-		if name != "hostnet" && (p.Network == nil || len(p.Network.Interfaces) == 0 || p.Network.Interfaces[0].RxBytes == nil) {
+		// Without PodAndContainerStatsFromCRI kubelet takes pod network stats
+		// from cAdvisor, which knows the network namespaces of containerd's
+		// and CRI-O's pods only.
+		if name != "hostnet" && criStats() && (p.Network == nil || len(p.Network.Interfaces) == 0 || p.Network.Interfaces[0].RxBytes == nil) {
 			out = append(out, name+": no pod network")
 		}
 		if len(p.Containers) == 0 {

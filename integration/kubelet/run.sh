@@ -59,8 +59,10 @@ trap restore EXIT
 
 echo "== waiting for /tmp/cradle-integration.lock"
 cd integration/kubelet
-# The private mount namespace: "/" rshared (as systemd makes it), and a tmpfs on /var/log, where
-# kubelet writes /var/log/containers whatever its configuration says.
+# The private mount namespace: "/" rshared (as systemd makes it), and tmpfs on /var/log and /var/lib,
+# where kubelet writes /var/log/containers and /var/lib/kubelet/device-plugins whatever its
+# configuration says.
 flock /tmp/cradle-integration.lock unshare -m --propagation unchanged -- \
-	sh -c 'mount --make-rshared / && mount -t tmpfs -o mode=0755 cradle-e2e-varlog /var/log && exec "$@"' sh \
+	sh -c 'mount --make-rshared / && mount -t tmpfs -o mode=0755 cradle-e2e-var /var/log &&
+		mount -t tmpfs -o mode=0755 cradle-e2e-var /var/lib && exec "$@"' sh \
 	"../../$out/e2e.test" -test.v -test.count=1 -test.timeout 25m -test.run '^TestKubelet$'

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -173,7 +175,7 @@ func (e *env) noReadySandboxes() error {
 		return err
 	}
 	if n := len(r.GetItems()); n > 0 {
-		return errors.New(strings.Repeat("pod still ready ", 1) + r.GetItems()[0].GetMetadata().GetName())
+		return fmt.Errorf("%d pods still Ready, among them %s", n, r.GetItems()[0].GetMetadata().GetName())
 	}
 	return nil
 }
@@ -197,8 +199,8 @@ func (e *env) removeAllPods() {
 	}
 }
 
-// removeNetwork takes away the test's bridge and cradle's nftables table
-// (host-global: every cradle under the integration lock uses it).
+// removeNetwork takes away the test's bridge and cradle's nftables table of
+// that bridge (a real node keeps both across restarts).
 func removeNetwork(t testing.TB) {
 	t.Helper()
 	if l, err := netlink.LinkByName(bridge); err == nil {
@@ -217,7 +219,7 @@ func removeNetwork(t testing.TB) {
 		return
 	}
 	for _, tb := range tables {
-		if tb.Name == "cradle" {
+		if tb.Name == network.TableName(bridge) {
 			c.DelTable(tb)
 		}
 	}
