@@ -21,7 +21,7 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps build run test integration check bench lint lint-install install clean e2e-kubelet
+.PHONY: all deps build run test integration check bench lint lint-install install clean conformance e2e-kubelet
 
 all: build
 
@@ -86,3 +86,10 @@ install: build
 
 clean:
 	rm -rf bin
+
+# The conformance kit (test images served offline): ../shared/conformance next to the repo, else /work/shared/conformance.
+CONFORMANCE_KIT ?= $(firstword $(wildcard $(abspath ../shared/conformance)) /work/shared/conformance)
+
+## conformance: critest (cri-tools v1.37.0, built through the Go module proxy) against cradle, per handler (root)
+conformance: deps build
+	CONFORMANCE_KIT=$(CONFORMANCE_KIT) integration/conformance/run.sh
