@@ -110,6 +110,9 @@ func (m *Manager) validatePod(cfg *PodConfig) (string, Backend, error) {
 	} else if cfg.CgroupParent != "" && (!path.IsAbs(cfg.CgroupParent) || path.Clean(cfg.CgroupParent) != cfg.CgroupParent) {
 		return "", nil, fmt.Errorf("cgroup parent %q must be an absolute, clean path: %w", cfg.CgroupParent, errdefs.ErrInvalidArgument)
 	}
+	if err := m.checkUserNS(handler, *cfg); err != nil {
+		return "", nil, err
+	}
 	return handler, backend, nil
 }
 
@@ -150,6 +153,9 @@ func (m *Manager) stepCgroup(_ context.Context, pod *Pod, _ Backend, undo *clean
 func (m *Manager) stepNetNS(_ context.Context, pod *Pod, _ Backend, undo *cleanup.Stack) error {
 	if pod.Config.Network == NamespaceNode {
 		return nil
+	}
+	if pod.Config.UserNS != nil {
+		return userNetNS(m.opts.Network, pod, undo)
 	}
 	p, err := m.opts.Network.NewNetNS(pod.ID)
 	if err != nil {
