@@ -126,6 +126,15 @@ func TestUserNamespacePod(t *testing.T) {
 		t.Errorf("the container's file is owned by %d:%d on the host, want 0:0 (idmapped)", st.Uid, st.Gid)
 	}
 
+	// kill -9 of the daemon: the pod keeps its namespaces, and a container
+	// made after the restart joins the same user namespace.
+	d.Kill9()
+	d.Start()
+	late := k.run("late", nil, "sleep", "7334")
+	if ns, _ := k.exec(late, "readlink", "/proc/self/ns/user"); ns != nsA {
+		t.Errorf("a container made after a restart is in user namespace %q, want the pod's %q", ns, nsA)
+	}
+
 	// A pod sharing its PID namespace: the infra process is PID 1 of a PID
 	// namespace the pod's user namespace owns (the containers mount /proc).
 	shared := usernsPodConfig("userns-shared", hostID+65536)
