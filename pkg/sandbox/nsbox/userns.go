@@ -15,7 +15,8 @@ import (
 )
 
 // userNSKinds are the namespaces a pod in a user namespace pins: the user
-// namespace and the ones it owns. Order matters only for the unwinding.
+// namespace and the ones it owns (pinned as ns-<kind> under the pod's
+// directory).
 var userNSKinds = [...]string{"user", "net", "ipc", "uts"}
 
 // startUserNS makes the namespaces of a pod in a user namespace
@@ -23,7 +24,8 @@ var userNSKinds = [...]string{"user", "net", "ipc", "uts"}
 // clone(2) of a helper process makes the user namespace with the pod's ID
 // mappings and, inside it, the pod's network, IPC, UTS and PID namespaces,
 // which the user namespace therefore owns (the containers' root can mount
-// sysfs and mqueue and set the hostname). The helper is the infra process
+// the sysfs of its network namespace and the mqueue of its IPC namespace,
+// which the kernel refuses for namespaces of the host's user namespace). The helper is the infra process
 // (pause) in a fresh PID namespace; its namespaces are pinned by bind mounts
 // under pod.Dir (pod.NetNS is the network namespace's pin). A pod that
 // shares its PID namespace keeps the helper as its infra process; for any
