@@ -115,11 +115,11 @@ func toPodConfig(c *runtime.PodSandboxConfig, handler string) (sandbox.PodConfig
 		Sysctls:      c.GetLinux().GetSysctls(),
 		Raw:          c,
 	}
-	// NamespaceMode's zero value is POD: only explicit options ask for a
-	// user namespace.
-	if ns.GetUsernsOptions() != nil && ns.GetUsernsOptions().GetMode() == runtime.NamespaceMode_POD {
-		return cfg, fmt.Errorf("user namespaces for pods are not supported yet: %w", errdefs.ErrNotImplemented)
+	userNS, err := toUserNS(ns)
+	if err != nil {
+		return cfg, err
 	}
+	cfg.UserNS = userNS
 	if d := c.GetDnsConfig(); d != nil {
 		cfg.DNS = &sandbox.DNSConfig{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
 	}
@@ -174,6 +174,7 @@ func toPodStatus(p sandbox.Pod) *runtime.PodSandboxStatus {
 		CreatedAt: p.CreatedAt.UnixNano(),
 		Linux: &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: &runtime.NamespaceOption{
 			Network: fromMode(p.Config.Network), Pid: fromMode(p.Config.PID), Ipc: fromMode(p.Config.IPC),
+			UsernsOptions: p.Config.Raw.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(),
 		}}},
 		Labels:         p.Config.Labels,
 		Annotations:    p.Config.Annotations,

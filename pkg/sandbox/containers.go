@@ -140,6 +140,9 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 		return err
 	}
 	m.failpoint("createcontainer:rootfs")
+	if mounts, err = idmapRootfs(mounts, pod.Config.UserNS); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(c.Rootfs(), 0o711); err != nil {
 		return err
 	}
@@ -192,7 +195,7 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 		ID: c.ID, SandboxID: pod.ID, Config: c.Config, Sandbox: pod.Config.Raw,
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
 		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"], PID: pod.NS["pid"],
-			TargetPID: c.targetPID},
+			User: pod.NS["user"], TargetPID: c.targetPID},
 		Files: oci.PodFiles{
 			Hosts: filepath.Join(pod.Dir, HostsFile), ResolvConf: filepath.Join(pod.Dir, ResolvConfFile),
 			Hostname: filepath.Join(pod.Dir, HostnameFile), Shm: pod.Shm,

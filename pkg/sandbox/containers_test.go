@@ -77,11 +77,23 @@ type fakeRuntime struct {
 	exited  map[string]chan struct{}
 	done    map[string]ExitStatus
 	started map[string]bool
+	// detached closes when the manager that waits is "killed" (detach):
+	// its waits end as NotFound, so a dead manager records no exit.
+	detached chan struct{}
+}
+
+// detach ends the waits of every manager so far: the daemon they stand
+// for is dead.
+func (r *fakeRuntime) detach() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.detached)
+	r.detached = make(chan struct{})
 }
 
 func newFakeRuntime(f *fakes) *fakeRuntime {
 	return &fakeRuntime{fakeBackend: fakeBackend{f}, created: map[string]*specs.Spec{},
-		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}, started: map[string]bool{}}
+		exited: map[string]chan struct{}{}, done: map[string]ExitStatus{}, started: map[string]bool{}, detached: make(chan struct{})}
 }
 
 func (r *fakeRuntime) CreateContainer(_ context.Context, _ *Pod, c *Container, spec *specs.Spec) (int, error) {
@@ -122,12 +134,14 @@ func (r *fakeRuntime) SignalContainer(_ context.Context, _ *Pod, c *Container, s
 
 func (r *fakeRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (ExitStatus, error) {
 	r.mu.Lock()
-	ch := r.exited[c.ID]
+	ch, detached := r.exited[c.ID], r.detached
 	r.mu.Unlock()
 	if ch == nil {
 		return ExitStatus{}, errdefs.ErrNotFound
 	}
 	select {
+	case <-detached:
+		return ExitStatus{}, errdefs.ErrNotFound
 	case <-ch:
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -400,6 +414,7 @@ func TestContainersFollowTheirPodAndSurviveRestart(t *testing.T) {
 	// "Restart" with b exiting while the daemon is away.
 	// The first manager stands for the killed daemon: its watchers must not
 	// record b's exit, so b exits "while it is down" as far as m2 is told.
+	e.rt.detach()
 	e.rt.exit(b, ExitStatus{Code: 3, FinishedAt: time.Now()})
 	m2 := e.manager(t)
 	cb, err := m2.Container(b)
@@ -611,6 +626,7 @@ func TestRecoverAsksTheRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.rt.started[id] = true // started; the record still says Created
+	e.rt.detach()
 	m2 := e.manager(t)
 	if c, _ := m2.Container(id); c.State != ContainerRunning {
 		t.Fatalf("after the restart: %v, want Running", c.State)
@@ -648,6 +664,7 @@ func TestRecoverReleasesOrphans(t *testing.T) {
 			if err := os.WriteFile(path, []byte(`{"version": 1, "data": {"ID": "tru`), 0o600); err != nil {
 				t.Fatal(err)
 			}
+			e.rt.detach()
 			m2 := e.manager(t)
 			for _, c := range m2.ListContainers(ContainerFilter{}) {
 				if c.ID == id && kind == podKind {

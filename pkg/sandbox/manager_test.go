@@ -223,6 +223,14 @@ func newTestManager(t *testing.T, f *fakes, dir string) *Manager {
 	return m
 }
 
+// kill makes m stand for a dead daemon: it forgets its pods and
+// containers, so its watchers, which find nothing, record nothing.
+func kill(m *Manager) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pods, m.containers = map[string]*podEntry{}, map[string]*containerEntry{}
+}
+
 func podConfig(name string) PodConfig {
 	return PodConfig{Name: name, Namespace: "default", UID: "uid-" + name, Labels: map[string]string{"app": name},
 		Raw: &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name}}}
@@ -436,6 +444,7 @@ func TestRecoverStopsAPodWhoseProcessEnded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kill(m) // its process ends while the daemon is away
 	_ = infra.Process.Kill()
 	_ = infra.Wait()
 	m2 := newTestManager(t, f, dir)

@@ -36,9 +36,26 @@ type PodConfig struct {
 	IPC          NamespaceMode
 	CgroupParent string
 	Sysctls      map[string]string
+	// UserNS are the ID mappings of the pod's user namespace (kubelet's
+	// hostUsers: false); nil runs the pod with the host's users.
+	UserNS *IDMappings `json:",omitempty"`
 	// Raw is the CRI config the pod was made from: container specs are
 	// built from it.
 	Raw *runtime.PodSandboxConfig
+}
+
+// IDMappings are the uid and gid mappings of a user namespace.
+type IDMappings struct {
+	UIDs []IDMapping
+	GIDs []IDMapping
+}
+
+// IDMapping maps Size IDs from ContainerID inside a user namespace to
+// HostID outside.
+type IDMapping struct {
+	ContainerID uint32
+	HostID      uint32
+	Size        uint32
 }
 
 // DNSConfig is the pod's resolv.conf.

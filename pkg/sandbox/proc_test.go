@@ -108,17 +108,16 @@ func TestWithDescendants(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	var got []int
+	var b []byte
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if got = withDescendants(cmd.Process.Pid); len(got) == 2 {
-			break
+			if b, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", got[1])); strings.HasPrefix(string(b), "sleep") {
+				break // the child has exec'd
+			}
 		}
 	}
-	if len(got) != 2 || got[0] != cmd.Process.Pid {
-		t.Fatalf("descendants of %d = %v, want it and its sleep", cmd.Process.Pid, got)
-	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", got[1]))
-	if !strings.HasPrefix(string(b), "sleep") {
-		t.Errorf("child %d is %q", got[1], b)
+	if len(got) != 2 || got[0] != cmd.Process.Pid || !strings.HasPrefix(string(b), "sleep") {
+		t.Fatalf("descendants of %d = %v (child %q), want it and its sleep", cmd.Process.Pid, got, b)
 	}
 	for _, p := range got {
 		_ = syscall.Kill(p, syscall.SIGKILL)

@@ -125,6 +125,9 @@ func (m *Manager) validatePod(cfg *PodConfig) (string, Backend, error) {
 	} else if cfg.CgroupParent != "" && (!path.IsAbs(cfg.CgroupParent) || path.Clean(cfg.CgroupParent) != cfg.CgroupParent) {
 		return "", nil, fmt.Errorf("cgroup parent %q must be an absolute, clean path: %w", cfg.CgroupParent, errdefs.ErrInvalidArgument)
 	}
+	if err := m.checkUserNS(handler, *cfg); err != nil {
+		return "", nil, err
+	}
 	return handler, backend, nil
 }
 
@@ -174,6 +177,9 @@ func (m *Manager) stepCgroup(_ context.Context, pod *Pod, _ Backend) error {
 func (m *Manager) stepNetNS(_ context.Context, pod *Pod, _ Backend) error {
 	if pod.Config.Network == NamespaceNode {
 		return nil
+	}
+	if pod.Config.UserNS != nil {
+		return nil // made by the backend, inside the pod's user namespace (userns.go)
 	}
 	// Its path is derived from the pod's ID; Recover sweeps the ones of
 	// pods it does not keep.

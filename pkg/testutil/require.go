@@ -41,3 +41,13 @@ func RequireBinary(t testing.TB, name string) string {
 	}
 	return p
 }
+
+// RequireExecutable needs the executable file at path (a tool the build
+// makes rather than one on PATH); hint says how to get it.
+func RequireExecutable(t testing.TB, path, hint string) string {
+	t.Helper()
+	if fi, err := os.Stat(path); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		Unmet(t, "needs the executable "+path+" ("+hint+")")
+	}
+	return path
+}

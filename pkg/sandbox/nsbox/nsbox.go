@@ -46,6 +46,12 @@ var _ sandbox.Backend = (*Backend)(nil)
 // namespace and /dev/shm. A pod that shares its PID namespace gets an
 // infra process.
 func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
+	if pod.Config.UserNS != nil {
+		if err := b.startUserNS(ctx, pod); err != nil {
+			return err
+		}
+		return mountShm(pod)
+	}
 	if pod.Config.PID == sandbox.NamespacePod {
 		if err := b.startInfra(pod); err != nil {
 			return err
@@ -71,11 +77,21 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
 		pod.Shm = "/dev/shm"
 		return nil
 	}
+	return mountShm(pod)
+}
+
+// mountShm mounts the pod's /dev/shm, owned by the pod's root: the host's,
+// or the mapped one of a pod in a user namespace.
+func mountShm(pod *sandbox.Pod) error {
 	shm := filepath.Join(pod.Dir, "shm")
 	if err := os.MkdirAll(shm, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+shmSize); err != nil {
+	data := "mode=1777,size=" + shmSize
+	if u := pod.Config.UserNS; u != nil {
+		data += fmt.Sprintf(",uid=%d,gid=%d", u.UIDs[0].HostID, u.GIDs[0].HostID)
+	}
+	if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
 		return fmt.Errorf("mount the pod's /dev/shm: %w", err)
 	}
 	pod.Shm = shm
@@ -96,6 +112,13 @@ func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
 	}
 	for _, p := range []string{filepath.Join(pod.Dir, "shm"), filepath.Join(pod.Dir, "ns-ipc"), filepath.Join(pod.Dir, "ns-uts")} {
 		errs = append(errs, unmountRemove(p))
+	}
+	// The pins of a pod in a user namespace, by path: StartPod may have
+	// made them before the pod's fields were saved (the network
+	// namespace's pin is one of them; the engine's RemoveNetNS then finds
+	// it gone).
+	for _, kind := range userNSKinds {
+		errs = append(errs, unmountRemove(filepath.Join(pod.Dir, "ns-"+kind)))
 	}
 	return errors.Join(errs...)
 }

@@ -29,12 +29,15 @@ func (b *builder) mounts(context.Context) error {
 	}
 	ipcHost := b.namespaceModes().GetIpc() == runtime.NamespaceMode_NODE
 	files := podFileMounts(b.in.Files, ipcHost, b.security().GetReadonlyRootfs())
-	for i := range files {
-		// In a user namespace the pod's files keep their owners through
-		// idmapped mounts; /dev/shm stays unmapped (tmpfs idmaps need 6.3).
-		if files[i].Destination != devShm {
-			files[i].UIDMappings = slices.Clone(b.spec.Linux.UIDMappings)
-			files[i].GIDMappings = slices.Clone(b.spec.Linux.GIDMappings)
+	if u := b.podUserNS(); u != nil {
+		for i := range files {
+			// In a user namespace the pod's files keep their owners through
+			// idmapped mounts: the host's root is the container's. /dev/shm
+			// needs none: the pod's is a tmpfs of the mapped root's (tmpfs
+			// idmaps need Linux 6.3), the host's is the host's.
+			if files[i].Destination != devShm {
+				files[i].UIDMappings, files[i].GIDMappings = idMappings(u.GetUids()), idMappings(u.GetGids())
+			}
 		}
 	}
 	b.spec.Mounts = mergeMounts(append(defaultMounts(b.privileged()), files...), cri)

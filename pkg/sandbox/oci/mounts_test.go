@@ -180,6 +180,7 @@ func TestBuildUserNamespaceMounts(t *testing.T) {
 	in := testInput()
 	mapping := []*runtime.IDMapping{{HostId: 65536, ContainerId: 0, Length: 65536}}
 	in.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping}
+	in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtime.NamespaceOption{UsernsOptions: in.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions}
 	in.Host.UserNamespaces = true
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()))
 	if err != nil {

@@ -39,7 +39,7 @@ func (b *builder) namespaces(context.Context) error {
 	if b.in.Host.CgroupV2 && !b.privileged() {
 		nss = append(nss, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
-	userns, err := b.userNamespace(opts.GetUsernsOptions())
+	userns, err := b.userNamespace()
 	if err != nil {
 		return err
 	}
@@ -68,35 +68,45 @@ func pidNamespace(mode runtime.NamespaceMode, pod PodNamespaces) (*specs.LinuxNa
 	return nil, fmt.Errorf("unknown PID namespace mode %v: %w", mode, errdefs.ErrInvalidArgument)
 }
 
-// userNamespace joins (or creates) the pod's user namespace and sets the
-// id mappings the pod asked for.
-func (b *builder) userNamespace(u *runtime.UserNamespace) (*specs.LinuxNamespace, error) {
+// userNamespace joins the pod's user namespace, which has the pod's ID
+// mappings (runc warns when a spec gives both a path and mappings); without
+// a path (a runtime that makes the namespace itself) the spec carries the
+// mappings. The pod's options decide: kubelet repeats them for each
+// container, and a container cannot have a user namespace of its own.
+func (b *builder) userNamespace() (*specs.LinuxNamespace, error) {
+	u := b.podUserNS()
 	if u == nil {
-		return nil, nil // no options: kubelet without user namespace support
-	}
-	switch u.GetMode() {
-	case runtime.NamespaceMode_NODE:
+		if c := b.security().GetNamespaceOptions().GetUsernsOptions(); c != nil && c.GetMode() != runtime.NamespaceMode_NODE {
+			return nil, fmt.Errorf("container asks for user namespace mode %v in a pod with the host's users: %w", c.GetMode(), errdefs.ErrInvalidArgument)
+		}
 		return nil, nil
-	case runtime.NamespaceMode_POD:
-	default:
-		return nil, fmt.Errorf("user namespace mode %v is not supported: %w", u.GetMode(), errdefs.ErrInvalidArgument)
 	}
 	if !b.in.Host.UserNamespaces {
-		return nil, fmt.Errorf("pod asks for a user namespace but the host has none: %w", errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("pod asks for a user namespace but its runtime handler has none: %w", errdefs.ErrInvalidArgument)
 	}
 	uids, gids := idMappings(u.GetUids()), idMappings(u.GetGids())
 	if len(uids) == 0 || len(gids) == 0 {
 		return nil, fmt.Errorf("user namespace without uid and gid mappings: %w", errdefs.ErrInvalidArgument)
 	}
-	b.spec.Linux.UIDMappings, b.spec.Linux.GIDMappings = uids, gids
+	if b.in.Namespaces.User == "" {
+		b.spec.Linux.UIDMappings, b.spec.Linux.GIDMappings = uids, gids
+	}
 	return &specs.LinuxNamespace{Type: specs.UserNamespace, Path: b.in.Namespaces.User}, nil
 }
 
-// userNamespaced says whether the container runs in a user namespace.
-func (b *builder) userNamespaced() bool {
-	u := b.security().GetNamespaceOptions().GetUsernsOptions()
-	return u != nil && u.GetMode() == runtime.NamespaceMode_POD
+// podUserNS is the pod's user namespace options, nil when its containers
+// run with the host's users. Modes other than POD and NODE were refused
+// when the pod was made.
+func (b *builder) podUserNS() *runtime.UserNamespace {
+	u := b.in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
+	if u == nil || u.GetMode() != runtime.NamespaceMode_POD {
+		return nil
+	}
+	return u
 }
+
+// userNamespaced says whether the container runs in a user namespace.
+func (b *builder) userNamespaced() bool { return b.podUserNS() != nil }
 
 func idMappings(in []*runtime.IDMapping) []specs.LinuxIDMapping {
 	var out []specs.LinuxIDMapping
@@ -117,7 +127,7 @@ func (b *builder) namespaceModes() *runtime.NamespaceOption {
 	ctr := b.security().GetNamespaceOptions()
 	out := &runtime.NamespaceOption{
 		Network: pod.GetNetwork(), Ipc: pod.GetIpc(), Pid: ctr.GetPid(),
-		TargetId: ctr.GetTargetId(), UsernsOptions: ctr.GetUsernsOptions(),
+		TargetId: ctr.GetTargetId(), UsernsOptions: pod.GetUsernsOptions(),
 	}
 	if pod.GetPid() == runtime.NamespaceMode_NODE {
 		out.Pid = runtime.NamespaceMode_NODE
