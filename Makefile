@@ -91,7 +91,7 @@ clean:
 CONFORMANCE_KIT ?= $(firstword $(wildcard $(abspath ../shared/conformance)) /work/shared/conformance)
 
 ## conformance: critest (cri-tools v1.37.0, built through the Go module proxy) against cradle, per handler (root)
-conformance: deps build
+conformance: deps build runc-userns
 	CONFORMANCE_KIT=$(CONFORMANCE_KIT) integration/conformance/run.sh
 
 # runc-userns: a runc new enough for pod user namespaces (idmapped mounts: runc >= 1.2; Debian 12's is
