@@ -33,7 +33,7 @@ cleanup() {
 	m=$(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{ print $2 }')
 	[[ -n $m ]] && leaks+=("veths left on $bridge: ${m//$'\n'/ }")
 	ip link del "$bridge" 2>/dev/null
-	nft delete table inet cradle 2>/dev/null
+	nft delete table inet "cradle-$bridge" 2>/dev/null
 	for d in /sys/fs/cgroup/*"$cgroup_root" /sys/fs/cgroup"$cgroup_root"; do
 		[[ -d $d ]] || continue
 		m=$(find "$d" -mindepth 1 -type d)
