@@ -92,6 +92,10 @@ func (p podImages) PrepareRootfs(ctx context.Context, key, image string) ([]moun
 	return p.s.PrepareRootfs(ctx, key, image)
 }
 
+func (p podImages) PrepareView(ctx context.Context, key, image string) ([]mount.Mount, error) {
+	return p.s.PrepareView(ctx, key, image)
+}
+
 func (p podImages) RemoveRootfs(ctx context.Context, key string) error {
 	return p.s.RemoveRootfs(ctx, key)
 }

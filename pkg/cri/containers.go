@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -113,7 +114,7 @@ func toContainerStatus(c sandbox.Container) *runtime.ContainerStatus {
 		CreatedAt: c.CreatedAt.UnixNano(), StartedAt: unixNano(c.StartedAt), FinishedAt: unixNano(c.FinishedAt),
 		ExitCode: c.ExitCode, Image: &runtime.ImageSpec{Image: c.ImageRef}, ImageRef: c.ImageID, ImageId: c.ImageID,
 		Reason: c.Reason, Message: c.Message, Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-		Mounts: c.Config.GetMounts(), LogPath: c.LogPath,
+		Mounts: statusMounts(c), LogPath: c.LogPath,
 		Resources:  &runtime.ContainerResources{Linux: c.Config.GetLinux().GetResources()},
 		StopSignal: runtime.Signal(runtime.Signal_value["SIGNAL_"+c.StopSignal]),
 		User:       containerUser(c.User),
@@ -149,4 +150,25 @@ func unixNano(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// statusMounts are the container's mounts as kubelet asked for them, with
+// the ID of the image each image volume mounts (ImageSpec.image_ref).
+func statusMounts(c sandbox.Container) []*runtime.Mount {
+	mounts := c.Config.GetMounts()
+	if len(c.ImageVolumes) == 0 {
+		return mounts
+	}
+	out := make([]*runtime.Mount, len(mounts))
+	for i, m := range mounts {
+		id, ok := c.ImageVolumes[i]
+		if !ok {
+			out[i] = m
+			continue
+		}
+		m = proto.Clone(m).(*runtime.Mount)
+		m.Image.ImageRef = id
+		out[i] = m
+	}
+	return out
 }

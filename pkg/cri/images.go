@@ -80,6 +80,9 @@ func (s *imageServer) RemoveImage(ctx context.Context, req *runtime.RemoveImageR
 	if err != nil {
 		return nil, err
 	}
+	if img, err := s.deps.Images.Get(ctx, ref); err == nil && s.deps.Pods.ImagesInUse()[img.ID] {
+		return nil, fmt.Errorf("image %s (%s) is mounted by a container's image volume: %w", ref, img.ID, errdefs.ErrFailedPrecondition)
+	}
 	if err := s.deps.Images.Remove(ctx, ref, false); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,9 @@ type Container struct {
 	Bundle     string                // <state>/containers/<id>: config.json, rootfs/
 	LogPath    string                // absolute; "" when kubelet asks for no log
 	User       specs.User            // the identity its process runs as
+	// ImageVolumes maps the index of each image volume in Config.Mounts to
+	// the ID of the image mounted there.
+	ImageVolumes map[int]string `json:",omitempty"`
 
 	targetPID string // while it is created: the PID namespace of the container it targets
 }
@@ -54,6 +57,9 @@ type ImageInfo struct {
 type Images interface {
 	Resolve(ctx context.Context, ref string) (ImageInfo, error)
 	PrepareRootfs(ctx context.Context, key, image string) ([]mount.Mount, error)
+	// PrepareView makes a read-only snapshot of image named key (an image
+	// volume); RemoveRootfs removes it.
+	PrepareView(ctx context.Context, key, image string) ([]mount.Mount, error)
 	RemoveRootfs(ctx context.Context, key string) error
 	// RootfsUsage measures the writable layer of the rootfs named key.
 	RootfsUsage(ctx context.Context, key string) (FsUsage, error)

@@ -282,7 +282,11 @@ func (m *Manager) releaseContainer(ctx context.Context, c *Container, pod *Pod, 
 		errs = append(errs, err)
 	}
 	m.failpoint("removecontainer:rootfs")
-	errs = append(errs, os.RemoveAll(c.Bundle))
+	if err := m.releaseImageVolumes(ctx, c); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, os.RemoveAll(c.Bundle))
+	}
 	if err := errors.Join(errs...); err != nil {
 		if c.State != ContainerUnknown {
 			_ = m.setContainerState(c, ContainerUnknown) // its removal failed

@@ -73,6 +73,9 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := checkPropagation(cfg.GetMounts()); err != nil {
 		return "", err
 	}
+	if err := checkImageVolumes(cfg.GetMounts()); err != nil {
+		return "", err
+	}
 	c := &Container{ID: id, PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
 		CreatedAt: time.Now().UTC(), LogPath: logPath, targetPID: targetPID}
 	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)
@@ -149,8 +152,12 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	if err := mount.All(mounts, c.Rootfs()); err != nil {
 		return fmt.Errorf("mount rootfs: %w", err)
 	}
+	cfg, err := m.mountImageVolumes(ctx, c)
+	if err != nil {
+		return err
+	}
 	m.failpoint("createcontainer:mount")
-	spec, err := m.buildSpec(ctx, pod, c, img)
+	spec, err := m.buildSpec(ctx, pod, c, cfg, img)
 	if err != nil {
 		return err
 	}
@@ -181,7 +188,7 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 // buildSpec makes the container's OCI spec from its CRI config, its pod
 // and its image; the image's passwd and group files are read through an
 // os.Root, so they cannot lead outside the rootfs.
-func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img ImageInfo) (oci.Result, error) {
+func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg *runtime.ContainerConfig, img ImageInfo) (oci.Result, error) {
 	root, err := os.OpenRoot(c.Rootfs())
 	if err != nil {
 		return oci.Result{}, err
@@ -192,7 +199,7 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, img Ima
 		return oci.Result{}, err
 	}
 	res, err := oci.Build(ctx, oci.Input{
-		ID: c.ID, SandboxID: pod.ID, Config: c.Config, Sandbox: pod.Config.Raw,
+		ID: c.ID, SandboxID: pod.ID, Config: cfg, Sandbox: pod.Config.Raw,
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
 		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"], PID: pod.NS["pid"],
 			User: pod.NS["user"], TargetPID: c.targetPID},

@@ -46,6 +46,10 @@ func (i *fakeImages) PrepareRootfs(_ context.Context, key, _ string) ([]mount.Mo
 	return []mount.Mount{{Type: "bind", Source: i.source, Options: []string{"rbind", "ro"}}}, nil
 }
 
+func (i *fakeImages) PrepareView(ctx context.Context, key, image string) ([]mount.Mount, error) {
+	return i.PrepareRootfs(ctx, key, image)
+}
+
 func (i *fakeImages) RemoveRootfs(_ context.Context, key string) error {
 	i.f.mu.Lock()
 	failing := i.f.failRelease

@@ -35,6 +35,26 @@ func (s *Store) PrepareRootfs(ctx context.Context, key, image string) ([]mount.M
 	return mounts, nil
 }
 
+// PrepareView makes a read-only snapshot named key of image's unpacked
+// layers (an image volume) and returns the mounts that assemble it. Like a
+// rootfs it is a garbage-collection root; RemoveRootfs removes it.
+func (s *Store) PrepareView(ctx context.Context, key, image string) ([]mount.Mount, error) {
+	ctx = s.nsCtx(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, _, err := s.lookup(image)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := s.sn.View(ctx, key, img.ChainID.String(), snapshots.WithLabels(map[string]string{
+		labelGCRoot: time.Now().UTC().Format(time.RFC3339),
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("prepare view %q of image %s: %w", key, img.ID, err)
+	}
+	return mounts, nil
+}
+
 // RootfsMounts returns the mounts of an existing rootfs snapshot.
 func (s *Store) RootfsMounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	return s.sn.Mounts(s.nsCtx(ctx), key)

@@ -125,7 +125,8 @@ func criMounts(in []*runtime.Mount, host Host) ([]specs.Mount, string, error) {
 // criMount converts one CRI mount into a bind mount.
 func criMount(m *runtime.Mount, host Host) (specs.Mount, error) {
 	if m.GetImage().GetImage() != "" {
-		return specs.Mount{}, fmt.Errorf("image volumes are not supported: %w", errdefs.ErrNotImplemented)
+		// The engine mounts image volumes and hands them over as bind mounts.
+		return specs.Mount{}, fmt.Errorf("image volume not mounted by the engine: %w", errdefs.ErrInternal)
 	}
 	src, dst := m.GetHostPath(), m.GetContainerPath()
 	if !path.IsAbs(src) || !path.IsAbs(dst) {
