@@ -23,6 +23,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/cri"
 	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"github.com/cradle-runtime/cradle/pkg/network"
+	"github.com/cradle-runtime/cradle/pkg/nri"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox"
@@ -313,6 +314,14 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		return nil, err
 	}
 	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause)
+	plugins, err := newNRI(cfg.NRI, log)
+	if err != nil {
+		return nil, err
+	}
+	var hooks sandbox.NRI // a nil *nri.Service would be a non-nil interface
+	if plugins != nil {
+		hooks = plugins
+	}
 	backends := vms
 	for name, h := range cfg.Runtime.Handlers {
 		if h.Kind == config.KindOCI {
@@ -337,6 +346,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		EventBuffer:    cfg.Runtime.EventBuffer,
 		Logger:         log.With("component", "pods"),
 		Failpoint:      failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
+		NRI:            hooks,
 	})
 	if err != nil {
 		return nil, err
@@ -344,7 +354,26 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 	if err := pods.Recover(ctx); err != nil {
 		return nil, err
 	}
+	if plugins != nil {
+		if err := plugins.Start(pods); err != nil {
+			return nil, fmt.Errorf("start NRI: %w", err)
+		}
+		log.Info("serving NRI plugins", "socket", cfg.NRI.SocketPath, "plugin_path", cfg.NRI.PluginPath)
+		go func() { <-ctx.Done(); plugins.Stop() }()
+	}
 	return pods, nil
+}
+
+// newNRI makes the NRI plugin host when the configuration enables it
+// (nil otherwise: the engine then has no plugins).
+func newNRI(c config.NRI, log *slog.Logger) (*nri.Service, error) {
+	if !c.Enable {
+		return nil, nil
+	}
+	return nri.New(nri.Config{
+		SocketPath: c.SocketPath, PluginPath: c.PluginPath, PluginConfigPath: c.PluginConfigPath,
+		RegisterTimeout: c.RegistrationTimeout.D(), RequestTimeout: c.RequestTimeout.D(),
+	}, "cradle", version, log.With("component", "nri"))
 }
 
 // ociRuntimes makes the OCI runtime driver of each handler whose binary was

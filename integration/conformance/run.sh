@@ -86,6 +86,7 @@ inns() { nsenter -m -t "$nspid" -- "$@"; }
 mkdir -p "$tmp/certs.d" "$tmp/logs"
 cp -r "$kit/mirrors/." "$tmp/certs.d/"
 sock=$tmp/run/cradle.sock
+nri_sock=$tmp/run/nri.sock # critest's NRI specs connect their plugin stubs here
 cat >"$tmp/cradle.toml" <<EOF
 root = '$tmp/root'
 state = '$tmp/run'
@@ -112,6 +113,13 @@ binary = '$runc_userns'
 [network]
 bridge = '$bridge'
 subnet = '$subnet'
+[nri]
+enable = true
+socket_path = '$nri_sock'
+plugin_path = ''
+# critest's sync specs hold a plugin's Synchronize open for 2 s, NRI's
+# default request timeout: a longer one keeps that plugin connected.
+request_timeout = '10s'
 EOF
 
 log "starting cradle ($tmp)"
@@ -145,7 +153,7 @@ for h in $handlers; do
 	hfocus=("${focus[@]}")
 	[[ $h == runc-userns && -z ${CONFORMANCE_FOCUS:-} ]] && hfocus+=(--ginkgo.focus UserNamespaces)
 	inns "$tools/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
-		--runtime-handler "$h" --ginkgo.skip "$digest_spec" "${hfocus[@]}" --ginkgo.no-color \
+		--runtime-handler "$h" --nri-socket "$nri_sock" --ginkgo.skip "$digest_spec" "${hfocus[@]}" --ginkgo.no-color \
 		--ginkgo.junit-report "$tmp/logs/critest-$h.xml" >"$tmp/logs/critest-$h.log" 2>&1 || rc=$?
 	line=$(grep -Eo '[0-9]+ Passed \| [0-9]+ Failed \| [0-9]+ Pending \| [0-9]+ Skipped' "$tmp/logs/critest-$h.log" | tail -1) || true
 	[[ -n $line ]] || { tail -30 "$tmp/logs/critest-$h.log"; line="no summary (critest exit $rc)"; }

@@ -33,6 +33,17 @@ type Config struct {
 	Runtime   Runtime   `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
 	Network   Network   `toml:"network" comment:"Pod networking: the built-in bridge network, or CNI plugins."`
 	Streaming Streaming `toml:"streaming" comment:"The exec / attach / port-forward server whose single-use URLs the Exec, Attach and PortForward RPCs\nreturn (kubelet proxies them). Its URLs are the only credential: keep it on loopback."`
+	NRI       NRI       `toml:"nri" comment:"Node Resource Interface (github.com/containerd/nri): plugins that see pod and container events and\nadjust containers before they are created (devices, resources, mounts, env). Off by default."`
+}
+
+// NRI configures the NRI plugin host.
+type NRI struct {
+	Enable              bool     `toml:"enable" comment:"Serve NRI plugins."`
+	SocketPath          string   `toml:"socket_path" comment:"Unix socket plugins connect to (root only); NRI plugins look for the default."`
+	PluginPath          string   `toml:"plugin_path" comment:"Executable plugins cradle starts itself, named NN-name (NN orders them); a missing directory is none."`
+	PluginConfigPath    string   `toml:"plugin_config_path" comment:"Configuration drop-ins for those plugins."`
+	RegistrationTimeout Duration `toml:"registration_timeout" comment:"Time a plugin has to register."`
+	RequestTimeout      Duration `toml:"request_timeout" comment:"Time a plugin has to answer one event; one that does not answer delays pod and container\ncreation by at most this long, and is then disconnected."`
 }
 
 // Streaming configures the streaming server.
@@ -220,6 +231,10 @@ func Default() Config {
 			},
 		},
 		Streaming: Streaming{Address: "127.0.0.1:0", IdleTimeout: Duration(4 * time.Hour)},
+		NRI: NRI{
+			SocketPath: "/var/run/nri/nri.sock", PluginPath: "/opt/nri/plugins", PluginConfigPath: "/etc/nri/conf.d",
+			RegistrationTimeout: Duration(5 * time.Second), RequestTimeout: Duration(2 * time.Second),
+		},
 		Network: Network{
 			Mode:       NetworkBuiltin,
 			Bridge:     "cradle0",

@@ -54,6 +54,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Images.validate()...)
 	errs = append(errs, c.Runtime.validate()...)
 	errs = append(errs, c.Network.validate()...)
+	errs = append(errs, c.NRI.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -236,6 +237,25 @@ func (s Streaming) validate() []error {
 	}
 	if s.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("streaming.idle_timeout: must be positive"))
+	}
+	return errs
+}
+
+func (n NRI) validate() []error {
+	if !n.Enable {
+		return nil
+	}
+	var errs []error
+	for key, p := range map[string]string{"nri.socket_path": n.SocketPath, "nri.plugin_config_path": n.PluginConfigPath} {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", key, p))
+		}
+	}
+	if n.PluginPath != "" && !filepath.IsAbs(n.PluginPath) {
+		errs = append(errs, fmt.Errorf("nri.plugin_path: %q is not an absolute path", n.PluginPath))
+	}
+	if n.RegistrationTimeout <= 0 || n.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("nri: registration_timeout and request_timeout must be positive"))
 	}
 	return errs
 }

@@ -76,6 +76,9 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if err := m.opts.NRI.StartContainer(ctx, pod, c); err != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
 	if err := b.StartContainer(ctx, pod, c); err != nil {
 		// The runtime may have started it all the same (a start retried
 		// after a crash, a timeout): ask before calling it failed.
@@ -85,6 +88,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 			c.FinishedAt, c.Reason, c.Message, c.ExitCode = time.Now().UTC(), "StartError", err.Error(), 128
 			_ = m.setContainerState(c, ContainerExited)
 			m.emitContainer(EventStopped, c)
+			m.opts.NRI.StopContainer(ctx, pod, c)
 			return fmt.Errorf("start container %s: %w", c.ID, err)
 		}
 	}
@@ -96,6 +100,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	// Published before the watch starts, so its exit event comes after.
 	m.emitContainer(EventStarted, c)
 	go m.watch(pod, c.ID, b)
+	m.opts.NRI.PostStartContainer(ctx, pod, c)
 	return nil
 }
 
@@ -155,6 +160,9 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
 	}
 	m.emitContainer(EventStopped, c)
 	m.log.Info("container exited", "container", c.ID, "code", st.Code, "reason", c.Reason)
+	if pod, err := m.Pod(c.PodID); err == nil {
+		m.opts.NRI.StopContainer(context.Background(), &pod, c)
+	}
 }
 
 // StopContainer sends the container's stop signal, then SIGKILL once
@@ -260,6 +268,7 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	delete(m.containers, c.ID)
 	m.mu.Unlock()
 	m.samples.forget(c.ID)
+	m.opts.NRI.RemoveContainer(ctx, pod, c)
 	m.emitContainer(EventDeleted, c)
 	m.log.Info("container removed", "container", c.ID)
 	return nil

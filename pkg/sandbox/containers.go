@@ -43,9 +43,17 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if cfg.GetMetadata().GetName() == "" || cfg.GetImage().GetImage() == "" {
 		return "", fmt.Errorf("container config needs a name and an image: %w", errdefs.ErrInvalidArgument)
 	}
+	// Before any lock: a plugin's synchronization lists every container.
+	defer m.opts.NRI.BlockSync()()
 	e, err := m.entry(podID)
 	if err != nil {
 		return "", err
+	}
+	// Refused at once, without waiting for the pod's lock, while the pod is
+	// still being made (an NRI plugin may hold its RunPodSandbox for long)
+	// or is stopped; checked again under the lock below.
+	if st := m.podState(e); st != PodReady {
+		return "", fmt.Errorf("pod sandbox %s is %s: %w", e.pod.ID, st, errdefs.ErrFailedPrecondition)
 	}
 	// Before the pod's lock: the target's lock is never taken under it.
 	targetPID, err := m.targetPID(e.pod.ID, cfg)
@@ -103,6 +111,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	m.containers[c.ID] = newContainerEntry(c)
 	m.mu.Unlock()
 	m.emitContainer(EventCreated, c)
+	m.opts.NRI.PostCreateContainer(ctx, pod, c)
 	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
 	return c.ID, nil
 }
@@ -159,6 +168,9 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	m.failpoint("createcontainer:mount")
 	spec, err := m.buildSpec(ctx, pod, c, cfg, img)
 	if err != nil {
+		return err
+	}
+	if err := m.opts.NRI.CreateContainer(ctx, pod, c, spec.Spec); err != nil {
 		return err
 	}
 	if c.LogPath != "" {

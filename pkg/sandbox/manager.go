@@ -44,6 +44,8 @@ type Options struct {
 	// "createcontainer:rootfs"…): the crash tests' hook, where the daemon
 	// kills itself (cmd/shim, CRADLE_FAILPOINT).
 	Failpoint func(step string)
+	// NRI relays the lifecycle to NRI plugins (nil: none).
+	NRI NRI
 }
 
 // Manager is the pod engine. It is safe for concurrent use; calls on one
@@ -75,6 +77,9 @@ func newPodEntry(pod *Pod) *podEntry { return &podEntry{pod: pod, seen: pod.clon
 func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.NRI == nil {
+		opts.NRI = noNRI{}
 	}
 	if opts.LogDir == "" {
 		opts.LogDir = filepath.Join(filepath.Dir(opts.CheckpointDir), "logs")
@@ -137,15 +142,24 @@ func (m *Manager) entry(id string) (*podEntry, error) {
 	return found, nil
 }
 
-// Pod returns a copy of the pod with this ID (or unique prefix).
+// Pod returns a copy of the pod with this ID (or unique prefix), as last
+// checkpointed: it never waits for a call on the pod (a RunPod, or a
+// StopPod waiting for its containers or an NRI plugin).
 func (m *Manager) Pod(id string) (Pod, error) {
 	e, err := m.entry(id)
 	if err != nil {
 		return Pod{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.pod.clone(), nil
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.seen.clone(), nil
+}
+
+// podState is the pod's state as last checkpointed, read without its lock.
+func (m *Manager) podState(e *podEntry) PodState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.seen.State
 }
 
 // PodFilter selects pods for ListPods; zero fields match everything.
@@ -155,23 +169,17 @@ type PodFilter struct {
 	Labels map[string]string
 }
 
-// ListPods returns the pods that match f, oldest first.
+// ListPods returns the pods that match f, oldest first, as last
+// checkpointed (like Pod, it never waits for a call on a pod).
 func (m *Manager) ListPods(f PodFilter) []Pod {
 	m.mu.Lock()
-	entries := make([]*podEntry, 0, len(m.pods))
-	for _, e := range m.pods {
-		entries = append(entries, e)
-	}
-	m.mu.Unlock()
 	var out []Pod
-	for _, e := range entries {
-		e.mu.Lock()
-		p := e.pod.clone()
-		e.mu.Unlock()
-		if f.matches(p) {
-			out = append(out, p)
+	for _, e := range m.pods {
+		if f.matches(e.seen) {
+			out = append(out, e.seen.clone())
 		}
 	}
+	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out
 }

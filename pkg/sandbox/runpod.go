@@ -31,6 +31,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	if err != nil {
 		return "", err
 	}
+	defer m.opts.NRI.BlockSync()()
 	pod := &Pod{ID: newID(), Config: cfg, Handler: handler, State: PodCreating, CreatedAt: time.Now().UTC(), NS: map[string]string{}}
 	pod.Dir = m.podDir(pod.ID)
 	if pod.Config.LogDirectory == "" {
@@ -73,6 +74,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 		}
 		m.failpoint("runpod:" + step.name)
 		m.log.Debug("pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
+	}
+	if err := m.opts.NRI.RunPod(ctx, pod); err != nil {
+		return "", fmt.Errorf("run pod sandbox %s: %w", cfg.uniqueName(), err)
 	}
 	if err := m.setPodState(pod, PodReady); err != nil {
 		return "", err
@@ -273,6 +277,9 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 		}
 	}
 	m.failpoint("stoppod:containers")
+	if pod.State == PodReady {
+		m.opts.NRI.StopPod(ctx, pod)
+	}
 	if b != nil {
 		errs = append(errs, b.StopPod(ctx, pod))
 	}
@@ -321,6 +328,7 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	delete(m.pods, e.pod.ID)
 	m.mu.Unlock()
 	m.samples.forget(e.pod.ID)
+	m.opts.NRI.RemovePod(ctx, e.pod)
 	m.emitPod(EventDeleted, e.pod)
 	m.log.Info("pod sandbox removed", "pod", e.pod.ID)
 	return nil

@@ -68,3 +68,38 @@ type Cgroups interface {
 	// made below path.
 	Controllers(path string) (map[string]bool, error)
 }
+
+// NRI relays the pod and container lifecycle to Node Resource Interface
+// plugins (pkg/nri). RunPod, CreateContainer and StartContainer may refuse:
+// their error fails the request, and CreateContainer may adjust the spec;
+// the others only notify. Options.NRI nil: no plugins.
+type NRI interface {
+	RunPod(ctx context.Context, pod *Pod) error
+	StopPod(ctx context.Context, pod *Pod)
+	RemovePod(ctx context.Context, pod *Pod)
+	CreateContainer(ctx context.Context, pod *Pod, c *Container, spec *specs.Spec) error
+	PostCreateContainer(ctx context.Context, pod *Pod, c *Container)
+	StartContainer(ctx context.Context, pod *Pod, c *Container) error
+	PostStartContainer(ctx context.Context, pod *Pod, c *Container)
+	// StopContainer is told once per container, however it stopped.
+	StopContainer(ctx context.Context, pod *Pod, c *Container)
+	RemoveContainer(ctx context.Context, pod *Pod, c *Container)
+	// BlockSync holds back a newly connected plugin's synchronization
+	// until unblock, while a pod or container is made: it is then either
+	// in the plugin's sync set or reaches it as an event.
+	BlockSync() (unblock func())
+}
+
+// noNRI is the NRI of a node without plugins.
+type noNRI struct{}
+
+func (noNRI) RunPod(context.Context, *Pod) error                                   { return nil }
+func (noNRI) StopPod(context.Context, *Pod)                                        {}
+func (noNRI) RemovePod(context.Context, *Pod)                                      {}
+func (noNRI) CreateContainer(context.Context, *Pod, *Container, *specs.Spec) error { return nil }
+func (noNRI) PostCreateContainer(context.Context, *Pod, *Container)                {}
+func (noNRI) StartContainer(context.Context, *Pod, *Container) error               { return nil }
+func (noNRI) PostStartContainer(context.Context, *Pod, *Container)                 {}
+func (noNRI) StopContainer(context.Context, *Pod, *Container)                      {}
+func (noNRI) RemoveContainer(context.Context, *Pod, *Container)                    {}
+func (noNRI) BlockSync() func()                                                    { return func() {} }

@@ -1,0 +1,137 @@
+package nri
+
+import (
+	api "github.com/containerd/nri/pkg/api"
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// podSandbox is what plugins see of a pod.
+func podSandbox(p *sandbox.Pod) *api.PodSandbox {
+	out := &api.PodSandbox{
+		Id: p.ID, Name: p.Config.Name, Uid: p.Config.UID, Namespace: p.Config.Namespace,
+		Labels: p.Config.Labels, Annotations: p.Config.Annotations, RuntimeHandler: p.Handler,
+		Ips: p.IPs, Pid: uint32(max(p.Pid, 0)), //nolint:gosec // a pid fits
+		Linux: &api.LinuxPodSandbox{CgroupParent: p.Config.CgroupParent, CgroupsPath: p.Cgroup},
+	}
+	if p.NetNS != "" {
+		out.Linux.Namespaces = append(out.Linux.Namespaces, &api.LinuxNamespace{Type: "network", Path: p.NetNS})
+	}
+	for kind, path := range p.NS {
+		out.Linux.Namespaces = append(out.Linux.Namespaces, &api.LinuxNamespace{Type: kind, Path: path})
+	}
+	if r := p.Config.Raw.GetLinux().GetResources(); r != nil {
+		out.Linux.PodResources = fromCRIResources(r)
+	}
+	if r := p.Config.Raw.GetLinux().GetOverhead(); r != nil {
+		out.Linux.PodOverhead = fromCRIResources(r)
+	}
+	return out
+}
+
+// container is what plugins see of a container: from its spec while it
+// is created, else from its CRI config and recorded state.
+func container(c *sandbox.Container, spec *specs.Spec) *api.Container {
+	cfg := c.Config
+	out := &api.Container{
+		Id: c.ID, PodSandboxId: c.PodID, Name: cfg.GetMetadata().GetName(), State: containerState(c.State),
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+		Pid:       uint32(max(c.Pid, 0)), //nolint:gosec // a pid fits
+		CreatedAt: c.CreatedAt.UnixNano(), ExitCode: c.ExitCode,
+		StatusReason: c.Reason, StatusMessage: c.Message,
+		Linux: &api.LinuxContainer{CgroupsPath: c.CgroupPath},
+	}
+	if !c.StartedAt.IsZero() {
+		out.StartedAt = c.StartedAt.UnixNano()
+	}
+	if !c.FinishedAt.IsZero() {
+		out.FinishedAt = c.FinishedAt.UnixNano()
+	}
+	if spec == nil {
+		out.Args = append(append([]string{}, cfg.GetCommand()...), cfg.GetArgs()...)
+		for _, kv := range cfg.GetEnvs() {
+			out.Env = append(out.Env, kv.GetKey()+"="+string(kv.GetValue()))
+		}
+		if c.Resources != nil {
+			out.Linux.Resources = api.FromOCILinuxResources(c.Resources, nil)
+		}
+		return out
+	}
+	if p := spec.Process; p != nil {
+		out.Args, out.Env = p.Args, p.Env
+		out.Rlimits = fromOCIRlimits(p.Rlimits)
+		if p.OOMScoreAdj != nil {
+			out.Linux.OomScoreAdj = api.Int(*p.OOMScoreAdj)
+		}
+	}
+	out.Mounts = api.FromOCIMounts(spec.Mounts)
+	out.Hooks = api.FromOCIHooks(spec.Hooks)
+	if l := spec.Linux; l != nil {
+		out.Linux.Namespaces = api.FromOCILinuxNamespaces(l.Namespaces)
+		out.Linux.Devices = api.FromOCILinuxDevices(l.Devices)
+		out.Linux.Resources = api.FromOCILinuxResources(l.Resources, spec.Annotations)
+		out.Linux.CgroupsPath = l.CgroupsPath
+		out.Linux.Sysctl = l.Sysctl
+		out.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
+	}
+	return out
+}
+
+func fromOCIRlimits(in []specs.POSIXRlimit) []*api.POSIXRlimit {
+	out := make([]*api.POSIXRlimit, 0, len(in))
+	for _, r := range in {
+		out = append(out, &api.POSIXRlimit{Type: r.Type, Hard: r.Hard, Soft: r.Soft})
+	}
+	return out
+}
+
+func containerState(s sandbox.ContainerState) api.ContainerState {
+	switch s {
+	case sandbox.ContainerCreated:
+		return api.ContainerState_CONTAINER_CREATED
+	case sandbox.ContainerRunning:
+		return api.ContainerState_CONTAINER_RUNNING
+	case sandbox.ContainerExited:
+		return api.ContainerState_CONTAINER_STOPPED
+	}
+	return api.ContainerState_CONTAINER_UNKNOWN
+}
+
+// fromCRIResources converts a pod's resources as kubelet sent them.
+func fromCRIResources(r *runtime.LinuxContainerResources) *api.LinuxResources {
+	out := &api.LinuxResources{
+		Cpu: &api.LinuxCPU{
+			Shares: api.UInt64(uint64(max(r.GetCpuShares(), 0))), //nolint:gosec // non-negative
+			Quota:  api.Int64(r.GetCpuQuota()),
+			Period: api.UInt64(uint64(max(r.GetCpuPeriod(), 0))), //nolint:gosec // non-negative
+			Cpus:   r.GetCpusetCpus(), Mems: r.GetCpusetMems(),
+		},
+		Memory:  &api.LinuxMemory{Limit: api.Int64(r.GetMemoryLimitInBytes())},
+		Unified: r.GetUnified(),
+	}
+	for _, h := range r.GetHugepageLimits() {
+		out.HugepageLimits = append(out.HugepageLimits, &api.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
+	}
+	return out
+}
+
+// toCRIResources converts the resources a plugin asks a container to have.
+func toCRIResources(r *api.LinuxResources) *runtime.LinuxContainerResources {
+	out := &runtime.LinuxContainerResources{
+		CpuPeriod:          int64(r.GetCpu().GetPeriod().GetValue()), //nolint:gosec // a period fits
+		CpuQuota:           r.GetCpu().GetQuota().GetValue(),
+		CpuShares:          int64(r.GetCpu().GetShares().GetValue()), //nolint:gosec // shares fit
+		CpusetCpus:         r.GetCpu().GetCpus(),
+		CpusetMems:         r.GetCpu().GetMems(),
+		MemoryLimitInBytes: r.GetMemory().GetLimit().GetValue(),
+		Unified:            r.GetUnified(),
+	}
+	if s := r.GetMemory().GetSwap(); s != nil {
+		out.MemorySwapLimitInBytes = s.GetValue()
+	}
+	for _, h := range r.GetHugepageLimits() {
+		out.HugepageLimits = append(out.HugepageLimits, &runtime.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
+	}
+	return out
+}
