@@ -137,8 +137,12 @@ func namespaceType(ns string) (specs.LinuxNamespaceType, error) {
 func (e *specEditor) AddPreStartHook(h specs.Hook) {
 	e.hooks().Prestart = append(e.hooks().Prestart, h) //nolint:staticcheck // NRI plugins may still ask for it
 }
-func (e *specEditor) AddPostStartHook(h specs.Hook) { e.hooks().Poststart = append(e.hooks().Poststart, h) }
-func (e *specEditor) AddPostStopHook(h specs.Hook)  { e.hooks().Poststop = append(e.hooks().Poststop, h) }
+func (e *specEditor) AddPostStartHook(h specs.Hook) {
+	e.hooks().Poststart = append(e.hooks().Poststart, h)
+}
+func (e *specEditor) AddPostStopHook(h specs.Hook) {
+	e.hooks().Poststop = append(e.hooks().Poststop, h)
+}
 
 // AddProcessEnv sets name=value, replacing an earlier value of name.
 func (e *specEditor) AddProcessEnv(name, value string) {
