@@ -40,7 +40,19 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build cradle:", err)
 		os.Exit(1)
 	}
+	before := map[string]bool{}
+	for _, cg := range podCgroups() {
+		before[cg] = true
+	}
 	code := m.Run()
+	// Each test checks the pod cgroups made while its daemon ran; this
+	// catches those a test that does not check left behind.
+	for _, cg := range podCgroups() {
+		if !before[cg] {
+			fmt.Fprintln(os.Stderr, "FAIL: a test left pod cgroup", cg)
+			code = 1
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -57,7 +69,9 @@ type daemon struct {
 	Preload string   // the bake-in directory
 	env     []string // extra environment for the daemon
 	cmd     *exec.Cmd
-	logs    *testutil.Buffer
+	logs    *testutil.Buffer // this instance's output
+	earlier string           // the output of the instances before it (restarts)
+	cgroups map[string]bool  // pod cgroups on the host before the daemon first started
 	exited  chan struct{}
 	conn    *grpc.ClientConn
 	Runtime runtime.RuntimeServiceClient
@@ -93,13 +107,17 @@ func newDaemonNet(t testing.TB, dir, bridge, subnet, extra string) *daemon {
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	d.cgroups = map[string]bool{}
+	for _, cg := range podCgroups() {
+		d.cgroups[cg] = true
+	}
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()
 		removeTestNetwork(t, bridge)
 		testutil.AssertNoMounts(t, dir)
 		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.logs.String())
+			t.Logf("daemon log:\n%s%s", d.earlier, d.logs.String())
 		}
 	})
 	return d
@@ -108,6 +126,9 @@ func newDaemonNet(t testing.TB, dir, bridge, subnet, extra string) *daemon {
 // Start runs the daemon and waits until its socket answers.
 func (d *daemon) Start() {
 	d.t.Helper()
+	if d.logs != nil {
+		d.earlier += d.logs.String() + "--- the daemon starts again ---\n"
+	}
 	d.logs = &testutil.Buffer{}
 	d.cmd = exec.Command(cradleBin, "serve", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -46,9 +47,26 @@ func assertNoPodLeaks(t testing.TB, d *daemon) {
 			t.Errorf("veth %s left on the host", l.Attrs().Name)
 		}
 	}
-	if m, _ := filepath.Glob("/sys/fs/cgroup/*/cradle/pod-*"); len(m) > 0 {
-		t.Errorf("pod cgroups left: %v", m)
+	// Only those made since this daemon first started: a test that leaks
+	// fails itself, not every test after it.
+	var left []string
+	for _, cg := range podCgroups() {
+		if !d.cgroups[cg] {
+			procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+			left = append(left, fmt.Sprintf("%s (processes: %q)", cg, strings.Fields(string(procs))))
+		}
 	}
+	if len(left) > 0 {
+		t.Errorf("pod cgroups left: %v", left)
+	}
+}
+
+// podCgroups lists the pod cgroups cradle made under its default root, in
+// every hierarchy.
+func podCgroups() []string {
+	m, _ := filepath.Glob("/sys/fs/cgroup/*/cradle/pod-*")
+	m2, _ := filepath.Glob("/sys/fs/cgroup/cradle/pod-*") // cgroup v2
+	return append(m, m2...)
 }
 
 func TestPodSandboxLifecycle(t *testing.T) {
