@@ -73,7 +73,9 @@ func container(c *sandbox.Container, spec *specs.Spec) *api.Container {
 		out.Linux.Resources = api.FromOCILinuxResources(l.Resources, spec.Annotations)
 		out.Linux.CgroupsPath = l.CgroupsPath
 		out.Linux.Sysctl = l.Sysctl
-		out.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
+		if l.Seccomp != nil { // the nri module's converter dereferences it
+			out.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
+		}
 	}
 	return out
 }

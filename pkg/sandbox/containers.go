@@ -95,8 +95,11 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		m.names.release(name, c.ID)
 		return "", err
 	}
+	created := false
 	defer func() {
-		if retErr != nil {
+		// Also when a step panics (the RPC layer recovers it): nothing
+		// half-made stays behind.
+		if retErr != nil || !created {
 			m.abandonContainer(c, pod, b)
 		}
 	}()
@@ -110,6 +113,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	m.mu.Lock()
 	m.containers[c.ID] = newContainerEntry(c)
 	m.mu.Unlock()
+	created = true
 	m.emitContainer(EventCreated, c)
 	m.opts.NRI.PostCreateContainer(ctx, pod, c)
 	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)

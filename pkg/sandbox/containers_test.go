@@ -296,6 +296,40 @@ func TestCreateContainerRollsBackEachStep(t *testing.T) {
 	}
 }
 
+// panicNRI is an NRI relay that panics where a plugin adjusts a container.
+type panicNRI struct{ noNRI }
+
+func (panicNRI) CreateContainer(context.Context, *Pod, *Container, *specs.Spec) error {
+	panic("injected")
+}
+
+// A step that panics (the RPC layer recovers it) is undone like one that
+// fails: the daemon found a nil dereference in NRI's spec conversion this
+// way, and each such create left its rootfs mounted.
+func TestCreateContainerRollsBackAPanic(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pod := e.readyPod(t)
+	e.m.opts.NRI = panicNRI{}
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("CreateContainer did not panic")
+			}
+		}()
+		_, _ = e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	}()
+	e.assertNoContainers(t)
+	e.m.opts.NRI = noNRI{}
+	if _, err := e.m.CreateContainer(ctx, pod, containerConfig("c")); err != nil {
+		t.Fatalf("create after the panic (the name must be free): %v", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
 func TestContainerLifecycle(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()

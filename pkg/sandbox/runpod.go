@@ -50,8 +50,9 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	m.mu.Lock()
 	m.pods[pod.ID] = e
 	m.mu.Unlock()
+	running := false
 	defer func() {
-		if retErr != nil {
+		if retErr != nil || !running { // !running: a step panicked
 			m.abandonPod(pod)
 		}
 	}()
@@ -81,6 +82,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	if err := m.setPodState(pod, PodReady); err != nil {
 		return "", err
 	}
+	running = true
 	if pod.Pid != 0 {
 		m.watchPodProcess(pod.ID, pod.Pid, pod.PidStart)
 	}
