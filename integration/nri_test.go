@@ -150,7 +150,7 @@ func TestNRIPlugins(t *testing.T) {
 	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"printenv", "NRI_INJECTED"}, Timeout: 10})
+	res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", "echo $NRI_INJECTED"}, Timeout: 10})
 	if err != nil || strings.TrimSpace(string(res.Stdout)) != "by-plugin-app" {
 		t.Errorf("the container's NRI_INJECTED = %q (%v), want by-plugin-app", res.GetStdout(), err)
 	}
@@ -194,7 +194,7 @@ func TestNRIPlugins(t *testing.T) {
 	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: slow}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: slow, Cmd: []string{"printenv", "NRI_INJECTED"}, Timeout: 10})
+	res, err = d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: slow, Cmd: []string{"sh", "-c", "echo $NRI_INJECTED"}, Timeout: 10})
 	if err != nil || strings.TrimSpace(string(res.Stdout)) != "by-plugin-slow" {
 		t.Errorf("after the hung plugin: NRI_INJECTED = %q (%v)", res.GetStdout(), err)
 	}
