@@ -17,6 +17,8 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -223,6 +225,7 @@ func TestContainerAndPodStats(t *testing.T) {
 	t.Run("metrics", func(t *testing.T) { checkPodMetrics(ctx, t, s) })
 	t.Run("critest metrics", func(t *testing.T) { checkCritestMetrics(ctx, t, s) })
 	t.Run("streams", func(t *testing.T) { checkStreams(ctx, t, s) })
+	t.Run("pod resize", func(t *testing.T) { checkPodResize(ctx, t, s) })
 
 	for _, id := range []string{s.work, s.peer} {
 		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
@@ -473,5 +476,39 @@ func checkStreams(ctx context.Context, t *testing.T, s *statsPods) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint([]int{2, 2, 2, 2, 2, 1}) {
 		t.Errorf("streamed pods, containers, container stats, pod stats, pod metrics, images = %v", got)
+	}
+}
+
+// checkPodResize resizes the work pod in place (UpdatePodSandboxResources):
+// its cgroup takes the new limits and PodSandboxStats reports them.
+func checkPodResize(ctx context.Context, t *testing.T, s *statsPods) {
+	podCg := "cradle/pod-" + s.work[:12]
+	for _, limit := range []int64{768 << 20, 512 << 20} {
+		res := &runtime.LinuxContainerResources{MemoryLimitInBytes: limit, CpuPeriod: 100000, CpuQuota: limit >> 12, CpuShares: 1024}
+		if _, err := s.d.Runtime.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: s.work, Resources: res}); err != nil {
+			t.Fatal(err)
+		}
+		if got := cgroupFile(t, "memory", podCg, "memory.limit_in_bytes", ""); got != uint64(limit) {
+			t.Errorf("pod memory.limit_in_bytes = %d, want %d", got, limit)
+		}
+		if got := cgroupFile(t, "cpu", podCg, "cpu.cfs_quota_us", ""); got != uint64(limit>>12) {
+			t.Errorf("pod cpu.cfs_quota_us = %d, want %d", got, limit>>12)
+		}
+		st, err := s.d.Runtime.PodSandboxStats(ctx, &runtime.PodSandboxStatsRequest{PodSandboxId: s.work})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := st.GetStats().GetLinux().GetMemory()
+		avail, ws := mem.GetAvailableBytes().GetValue(), mem.GetWorkingSetBytes().GetValue()
+		// The two are read a moment apart: allow the working set to move.
+		if avail == 0 || avail > uint64(limit) || (avail+ws) < uint64(limit)-(4<<20) || (avail+ws) > uint64(limit)+(4<<20) {
+			t.Errorf("pod stats after resize to %d: available %d + working set %d", limit, avail, ws)
+		}
+	}
+	if _, err := s.d.Runtime.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: "nope", Resources: &runtime.LinuxContainerResources{}}); status.Code(err) != codes.NotFound {
+		t.Errorf("resize of an unknown pod: %v, want NotFound", err)
+	}
+	if _, err := s.d.Runtime.UpdatePodSandboxResources(ctx, &runtime.UpdatePodSandboxResourcesRequest{PodSandboxId: s.work}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("resize without resources: %v, want InvalidArgument", err)
 	}
 }

@@ -31,6 +31,13 @@ func (s *runtimeServer) StopPodSandbox(ctx context.Context, req *runtime.StopPod
 	return &runtime.StopPodSandboxResponse{}, nil
 }
 
+func (s *runtimeServer) UpdatePodSandboxResources(ctx context.Context, req *runtime.UpdatePodSandboxResourcesRequest) (*runtime.UpdatePodSandboxResourcesResponse, error) {
+	if err := s.deps.Pods.UpdatePodResources(ctx, req.GetPodSandboxId(), req.GetResources(), req.GetOverhead()); err != nil {
+		return nil, err
+	}
+	return &runtime.UpdatePodSandboxResourcesResponse{}, nil
+}
+
 func (s *runtimeServer) RemovePodSandbox(ctx context.Context, req *runtime.RemovePodSandboxRequest) (*runtime.RemovePodSandboxResponse, error) {
 	if err := s.deps.Pods.RemovePod(ctx, req.GetPodSandboxId()); err != nil {
 		return nil, err

@@ -173,6 +173,26 @@ func (s *Service) RemovePod(ctx context.Context, pod *sandbox.Pod) {
 	}
 }
 
+// UpdatePod lets plugins see a pod's new resources before they apply; a
+// plugin's error refuses them.
+func (s *Service) UpdatePod(ctx context.Context, pod *sandbox.Pod, res, overhead *runtime.LinuxContainerResources) error {
+	req := &api.UpdatePodSandboxRequest{Pod: podSandbox(pod), LinuxResources: fromCRIResources(res)}
+	if overhead != nil {
+		req.OverheadLinuxResources = fromCRIResources(overhead)
+	}
+	if _, err := s.a.UpdatePodSandbox(ctx, req); err != nil {
+		return fmt.Errorf("NRI plugin refused the pod's resources: %w", err)
+	}
+	return nil
+}
+
+// PostUpdatePod tells plugins the pod's resources changed.
+func (s *Service) PostUpdatePod(ctx context.Context, pod *sandbox.Pod) {
+	if err := s.a.PostUpdatePodSandbox(ctx, &api.PostUpdatePodSandboxRequest{Pod: podSandbox(pod)}); err != nil {
+		s.log.Warn("NRI PostUpdatePodSandbox", "pod", pod.ID, "error", err)
+	}
+}
+
 // CreateContainer lets plugins adjust the container's spec before it is
 // made, and applies the updates and evictions of other containers they
 // ask for. A plugin's error fails CreateContainer.

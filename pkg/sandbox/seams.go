@@ -6,6 +6,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Backend makes the sandboxes of one kind real: namespace+cgroup pods run
@@ -77,6 +78,10 @@ type NRI interface {
 	RunPod(ctx context.Context, pod *Pod) error
 	StopPod(ctx context.Context, pod *Pod)
 	RemovePod(ctx context.Context, pod *Pod)
+	// UpdatePod is told a pod's new resources before they apply (an
+	// error refuses them); PostUpdatePod after.
+	UpdatePod(ctx context.Context, pod *Pod, res, overhead *runtime.LinuxContainerResources) error
+	PostUpdatePod(ctx context.Context, pod *Pod)
 	CreateContainer(ctx context.Context, pod *Pod, c *Container, spec *specs.Spec) error
 	PostCreateContainer(ctx context.Context, pod *Pod, c *Container)
 	StartContainer(ctx context.Context, pod *Pod, c *Container) error
@@ -93,9 +98,13 @@ type NRI interface {
 // noNRI is the NRI of a node without plugins.
 type noNRI struct{}
 
-func (noNRI) RunPod(context.Context, *Pod) error                                   { return nil }
-func (noNRI) StopPod(context.Context, *Pod)                                        {}
-func (noNRI) RemovePod(context.Context, *Pod)                                      {}
+func (noNRI) RunPod(context.Context, *Pod) error { return nil }
+func (noNRI) StopPod(context.Context, *Pod)      {}
+func (noNRI) RemovePod(context.Context, *Pod)    {}
+func (noNRI) UpdatePod(context.Context, *Pod, *runtime.LinuxContainerResources, *runtime.LinuxContainerResources) error {
+	return nil
+}
+func (noNRI) PostUpdatePod(context.Context, *Pod)                                  {}
 func (noNRI) CreateContainer(context.Context, *Pod, *Container, *specs.Spec) error { return nil }
 func (noNRI) PostCreateContainer(context.Context, *Pod, *Container)                {}
 func (noNRI) StartContainer(context.Context, *Pod, *Container) error               { return nil }

@@ -1,0 +1,73 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestUpdatePodResources(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	f.controllers = map[string]bool{"cpu": true, "memory": true, "pids": true}
+	m := newTestManager(t, f, dir)
+	ctx := context.Background()
+	id, err := m.RunPod(ctx, podConfig("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, _ := m.Pod(id)
+	res := &runtime.LinuxContainerResources{MemoryLimitInBytes: 256 << 20, CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512}
+	overhead := &runtime.LinuxContainerResources{MemoryLimitInBytes: 16 << 20, CpuPeriod: 100000, CpuQuota: 10000, CpuShares: 10}
+	if err := m.UpdatePodResources(ctx, id, res, overhead); err != nil {
+		t.Fatal(err)
+	}
+	got := f.updates[pod.Cgroup]
+	if got == nil || got.Memory == nil || *got.Memory.Limit != 272<<20 || *got.CPU.Quota != 60000 || *got.CPU.Shares != 522 {
+		t.Fatalf("pod cgroup update = %+v", got)
+	}
+	// Recorded: a restart keeps the pod's new resources.
+	m2 := newTestManager(t, f, dir)
+	after, err := m2.Pod(id)
+	if err != nil || after.Config.Raw.GetLinux().GetResources().GetMemoryLimitInBytes() != 256<<20 || after.Config.Raw.GetLinux().GetOverhead().GetCpuShares() != 10 {
+		t.Errorf("recorded resources after restart = %v (%v)", after.Config.Raw.GetLinux(), err)
+	}
+
+	// A pod kubelet made the cgroup of is resized by kubelet: recorded only.
+	cfg := podConfig("k")
+	cfg.CgroupParent = "/kubepods/podk"
+	kid, err := m2.RunPod(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(f.updates, "/kubepods/podk")
+	if err := m2.UpdatePodResources(ctx, kid, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, touched := f.updates["/kubepods/podk"]; touched {
+		t.Error("kubelet's pod cgroup was written")
+	}
+
+	for _, tt := range []struct {
+		name string
+		id   string
+		res  *runtime.LinuxContainerResources
+		want error
+	}{
+		{"no resources", id, nil, errdefs.ErrInvalidArgument},
+		{"unknown pod", "nope", res, errdefs.ErrNotFound},
+		{"bad cpuset", id, &runtime.LinuxContainerResources{CpusetCpus: "x-y"}, errdefs.ErrInvalidArgument},
+	} {
+		if err := m2.UpdatePodResources(ctx, tt.id, tt.res, nil); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if err := m2.StopPod(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.UpdatePodResources(ctx, id, res, nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("resize of a stopped pod: %v, want FailedPrecondition", err)
+	}
+}
