@@ -60,7 +60,13 @@ func parseWithConfig(name string, args []string, stderr io.Writer, addFlags func
 		addFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, nil, err
+		}
+		return config.Config{}, nil, usageErrorf("%s: %v", name, err)
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, nil, usageErrorf("%s: unexpected arguments %q", name, fs.Args())
 	}
 	cfg, err := load()
 	return cfg, fs, err
@@ -144,7 +150,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, deps.Metrics)),
 	)
 	cri.Register(g, deps)
-	cri.RegisterAdmin(g, deps.Images, filepath.Join(cfg.Root, "tmp"))
+	cri.RegisterAdmin(g, deps.Images, filepath.Join(cfg.Root, "tmp"), deps.Metrics)
 	return runServer(ctx, g, lis, cfg.GRPC.Socket, log)
 }
 
