@@ -18,13 +18,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// UnaryInterceptor logs each call with a request id, turns panics into
-// Internal, and maps engine errors (errdefs classes) to gRPC codes. An error
-// with no class becomes Internal: Unknown never reaches kubelet by accident.
+// UnaryInterceptor logs each call with a request id, which it also puts in
+// the call's context (see LogHandler), turns panics into Internal, and maps
+// engine errors (errdefs classes) to gRPC codes. An error with no class
+// becomes Internal: Unknown never reaches kubelet by accident.
 func UnaryInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
-		l := log.With("rpc", info.FullMethod, "req", requestID())
+		id := requestID()
+		ctx = withRPC(ctx, info.FullMethod, id)
+		l := log.With(logKeyRPC, info.FullMethod, logKeyReq, id)
 		defer func() {
 			if p := recover(); p != nil {
 				l.Error("panic in RPC handler", "panic", p, "stack", string(debug.Stack()))
@@ -42,7 +45,9 @@ func UnaryInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInte
 func StreamInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		start := time.Now()
-		l := log.With("rpc", info.FullMethod, "req", requestID())
+		id := requestID()
+		ss = rpcStream{ServerStream: ss, ctx: withRPC(ss.Context(), info.FullMethod, id)}
+		l := log.With(logKeyRPC, info.FullMethod, logKeyReq, id)
 		defer func() {
 			if p := recover(); p != nil {
 				l.Error("panic in RPC handler", "panic", p, "stack", string(debug.Stack()))
@@ -54,6 +59,14 @@ func StreamInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.StreamServerIn
 		return toStatus(handler(srv, ss))
 	}
 }
+
+// rpcStream is a server stream whose context carries its RPC's identity.
+type rpcStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s rpcStream) Context() context.Context { return s.ctx }
 
 func logResult(ctx context.Context, l *slog.Logger, start time.Time, err error) {
 	d := time.Since(start)

@@ -116,7 +116,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	created = true
 	m.emitContainer(EventCreated, c)
 	m.opts.NRI.PostCreateContainer(ctx, pod, c)
-	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
+	m.log.InfoContext(ctx, "container created", "container", c.ID, "name", name, "pod", pod.ID)
 	return c.ID, nil
 }
 
@@ -234,7 +234,7 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg *ru
 		res.Warnings = append(res.Warnings, fmt.Sprintf("capabilities this node's runtime lacks were not granted: %v", dropped))
 	}
 	for _, w := range res.Warnings {
-		m.log.Warn("container spec", "container", c.ID, "warning", w)
+		m.log.WarnContext(ctx, "container spec", "container", c.ID, "warning", w)
 	}
 	return res, nil
 }

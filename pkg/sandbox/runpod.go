@@ -74,7 +74,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 			return "", fmt.Errorf("run pod sandbox %s: %s: %w", cfg.uniqueName(), step.name, err)
 		}
 		m.failpoint("runpod:" + step.name)
-		m.log.Debug("pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
+		m.log.DebugContext(ctx, "pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
 	}
 	if err := m.opts.NRI.RunPod(ctx, pod); err != nil {
 		return "", fmt.Errorf("run pod sandbox %s: %w", cfg.uniqueName(), err)
@@ -88,7 +88,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	}
 	m.emitPod(EventCreated, pod)
 	m.emitPod(EventStarted, pod)
-	m.log.Info("pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
+	m.log.InfoContext(ctx, "pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
 	return pod.ID, nil
 }
 
@@ -295,7 +295,7 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 	if err := m.setPodState(pod, PodNotReady); err != nil {
 		return err
 	}
-	m.log.Info("pod sandbox stopped", "pod", pod.ID)
+	m.log.InfoContext(ctx, "pod sandbox stopped", "pod", pod.ID)
 	m.emitPod(EventStopped, pod)
 	return nil
 }
@@ -332,7 +332,7 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	m.samples.forget(e.pod.ID)
 	m.opts.NRI.RemovePod(ctx, e.pod)
 	m.emitPod(EventDeleted, e.pod)
-	m.log.Info("pod sandbox removed", "pod", e.pod.ID)
+	m.log.InfoContext(ctx, "pod sandbox removed", "pod", e.pod.ID)
 	return nil
 }
 

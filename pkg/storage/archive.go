@@ -82,7 +82,7 @@ func (s *Store) Import(ctx context.Context, paths []string, opts ImportOptions) 
 			img = rec
 		}
 		out = append(out, img.clone())
-		s.log.Info("imported image", "id", img.ID, "names", img.RepoTags)
+		s.log.InfoContext(ctx, "imported image", "id", img.ID, "names", img.RepoTags)
 	}
 	return out, nil
 }

@@ -78,7 +78,7 @@ func (s *Store) PullWithProgress(ctx context.Context, ref string, auth *Auth, pr
 	}
 	s.failpoint("pullimage:recorded")
 	stats := tr.stats.snapshot(time.Since(start))
-	s.log.Info("pulled image", "ref", named.String(), "id", rec.ID, "bytes", stats.Bytes,
+	s.log.InfoContext(ctx, "pulled image", "ref", named.String(), "id", rec.ID, "bytes", stats.Bytes,
 		"duration", stats.Total, "fetch", stats.Fetch, "verify", stats.Verify, "unpack", stats.Unpack)
 	return rec.clone(), stats, nil
 }

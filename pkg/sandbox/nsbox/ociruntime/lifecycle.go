@@ -130,7 +130,7 @@ func (r *Runtime) killForDelete(ctx context.Context, id string) {
 	wctx, cancel := context.WithTimeout(ctx, killForDeleteWait)
 	defer cancel()
 	if _, err := r.Wait(wctx, id); err != nil {
-		r.log.Debug("no exit code before a forced delete", "id", id, "err", err)
+		r.log.DebugContext(ctx, "no exit code before a forced delete", "id", id, "err", err)
 	}
 }
 
@@ -182,7 +182,7 @@ func (r *Runtime) stopConmon(ctx context.Context, id string) error {
 	if waitFd(ctx, fd, conmonExitTimeout) {
 		return nil
 	}
-	r.log.Warn("conmon did not exit, killing it", "id", id, "pid", pid)
+	r.log.WarnContext(ctx, "conmon did not exit, killing it", "id", id, "pid", pid)
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill conmon %d: %w", pid, err)
 	}
