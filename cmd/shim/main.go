@@ -25,7 +25,8 @@ var (
 const usage = `cradle: a CRI runtime for Kubernetes
 
 Usage:
-  cradle serve [--config FILE]   run the CRI daemon
+  cradle serve [--config FILE] [--log-level LEVEL]   run the CRI daemon
+                                 (SIGUSR1: goroutine stacks to the log; [debug] address: pprof)
   cradle images import|export|ls|rm|pull   image commands (the store, or the daemon when it runs)
   cradle check [--config FILE]   preflight of this node: OK/WARN/FAIL per requirement
   cradle config default          print the built-in configuration

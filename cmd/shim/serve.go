@@ -41,13 +41,30 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	// not live on in the processes it starts and that outlive it (QEMU,
 	// virtiofsd, monitors): they would hold it for days.
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
-	cfg, _, err := parseWithConfig("serve", args, stderr, nil)
+	cfg, err := serveConfig(args, stderr)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
 	bridgeContainerdLogs(log, cfg.Log.Level)
 	return serve(ctx, cfg, log)
+}
+
+// serveConfig parses serve's flags: --config, and --log-level, which
+// overrides log.level.
+func serveConfig(args []string, stderr io.Writer) (config.Config, error) {
+	var level string
+	cfg, _, err := parseWithConfig("serve", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&level, "log-level", "", "log level (debug, info, warn, error); overrides the configuration's log.level")
+	})
+	if err != nil || level == "" {
+		return cfg, err
+	}
+	if err := validLevel(level); err != nil {
+		return config.Config{}, usageErrorf("serve: --log-level: %v", err)
+	}
+	cfg.Log.Level = level
+	return cfg, nil
 }
 
 // parseWithConfig parses a subcommand's flags (--config plus what addFlags
@@ -83,6 +100,8 @@ func configFlag(fs *flag.FlagSet) func() (config.Config, error) {
 	}
 }
 
+// newLogger makes the logger of c on w. Its records name the RPC whose
+// context they are logged with (cri.LogHandler).
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
@@ -120,6 +139,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
+	}
+	// First, so that a start-up that hangs (recovery, a preload) can be seen.
+	dumpStacksOnSignal(ctx, cfg.State, log)
+	if cfg.Debug.Address != "" {
+		addr, err := serveDebug(ctx, cfg.Debug.Address, log)
+		if err != nil {
+			return err
+		}
+		log.Info("serving pprof", "address", addr.String(), "path", "/debug/pprof/")
 	}
 	deps, closeAll, err := wire(ctx, cfg, log)
 	defer closeAll()

@@ -29,6 +29,7 @@ type Config struct {
 	GRPC      GRPC      `toml:"grpc" comment:"The CRI gRPC endpoint that kubelet and crictl connect to."`
 	Log       Log       `toml:"log"`
 	Metrics   Metrics   `toml:"metrics" comment:"Prometheus metrics of the daemon."`
+	Debug     Debug     `toml:"debug" comment:"Debugging aids. Whatever this says, SIGUSR1 writes every goroutine's stack to the log\n(and to <state>/goroutines.txt)."`
 	Images    Images    `toml:"images" comment:"The image service: pulls, registries, unpacking."`
 	Runtime   Runtime   `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
 	Network   Network   `toml:"network" comment:"Pod networking: the built-in bridge network, or CNI plugins."`
@@ -69,6 +70,11 @@ type Log struct {
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	Address string `toml:"address" comment:"host:port serving /metrics; empty turns it off. Keep it on loopback unless a scraper needs more."`
+}
+
+// Debug configures the debugging endpoint.
+type Debug struct {
+	Address string `toml:"address" comment:"host:port on loopback (127.0.0.1, [::1] or localhost) serving Go's net/http/pprof under /debug/pprof/\n(profiles, goroutine stacks, traces); empty turns it off. Other addresses are refused: profiles show memory."`
 }
 
 // Images configures the embedded image service.

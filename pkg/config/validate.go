@@ -50,6 +50,9 @@ func (c Config) Validate() error {
 			bad("metrics.address", "%q is not host:port: %v", a, err)
 		}
 	}
+	if err := c.Debug.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Streaming.validate()...)
 	errs = append(errs, c.Images.validate()...)
 	errs = append(errs, c.Runtime.validate()...)
@@ -225,6 +228,29 @@ func (n Network) validate() []error {
 		}
 	}
 	return errs
+}
+
+// validate refuses a debug address that is not loopback: pprof shows the
+// daemon's memory, and anyone who can reach it can profile the daemon.
+func (d Debug) validate() error {
+	if d.Address == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(d.Address)
+	if err != nil {
+		return fmt.Errorf("debug.address: %q is not host:port: %v", d.Address, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("debug.address: %q: port %q is not 0..65535", d.Address, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("debug.address: %q is not a loopback address (127.0.0.1, [::1] or localhost): "+
+			"the debug endpoint serves the daemon's memory to whoever reaches it", d.Address)
+	}
+	return nil
 }
 
 func (s Streaming) validate() []error {
