@@ -416,9 +416,16 @@ func newNRI(c config.NRI, log *slog.Logger) (*nri.Service, error) {
 // containers, and says why in the log.
 func ociRuntimes(cfg config.Config, handlers []sandbox.Handler, log *slog.Logger) map[string]*ociruntime.Runtime {
 	out := map[string]*ociruntime.Runtime{}
-	conmon, err := exec.LookPath("conmon")
+	conmon, err := exec.LookPath(cfg.Runtime.Conmon)
 	if err != nil {
-		log.Error("conmon not found: no handler can run containers (apt-get install conmon)", "error", err)
+		log.Error("conmon not found: no handler can run containers (apt-get install conmon, or set runtime.conmon)",
+			"conmon", cfg.Runtime.Conmon, "error", err)
+		return out
+	}
+	// A relative path LookPath found in the working directory (a name
+	// with a slash) must not change meaning later.
+	if conmon, err = filepath.Abs(conmon); err != nil {
+		log.Error("conmon path", "conmon", cfg.Runtime.Conmon, "error", err)
 		return out
 	}
 	for _, h := range handlers {

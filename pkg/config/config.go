@@ -94,6 +94,7 @@ type Images struct {
 type Runtime struct {
 	CgroupDriver   string             `toml:"cgroup_driver" comment:"cgroupfs, systemd, or auto (systemd when systemd is PID 1's init, cgroupfs otherwise)."`
 	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	Conmon         string             `toml:"conmon" comment:"conmon, the monitor oci handlers run each container under: a path, or a name looked up in PATH."`
 	CgroupRoot     string             `toml:"cgroup_root" comment:"Parent cgroup of pods that name none (kubelet names one; crictl may not)."`
 	EventBuffer    int                `toml:"event_buffer" comment:"Lifecycle events a GetContainerEvents subscriber may fall behind by; one that falls further\nis cut off (its stream ends with ResourceExhausted, and kubelet lists again). The runtime never waits for it."`
 	Handlers       map[string]Handler `toml:"handlers" comment:"Runtime handlers by RuntimeClass handler name."`
@@ -229,6 +230,7 @@ func Default() Config {
 		Runtime: Runtime{
 			CgroupDriver:   CgroupDriverAuto,
 			DefaultHandler: "runc",
+			Conmon:         "conmon",
 			CgroupRoot:     "/cradle",
 			EventBuffer:    1024,
 			Handlers: map[string]Handler{

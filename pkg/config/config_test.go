@@ -131,6 +131,12 @@ func TestDecode(t *testing.T) {
 		{name: "streaming port too big", in: "[streaming]\naddress = \"127.0.0.1:70000\"\n", wantErr: "streaming.address"},
 		{name: "streaming idle timeout", in: "[streaming]\nidle_timeout = \"0s\"\n", wantErr: "streaming.idle_timeout"},
 		{name: "syntax error", in: "root = \n", wantErr: "line 1"},
+		{name: "conmon path", in: "[runtime]\nconmon = \"/opt/conmon/bin/conmon\"\n", check: func(t *testing.T, c Config) {
+			if c.Runtime.Conmon != "/opt/conmon/bin/conmon" {
+				t.Errorf("conmon = %q", c.Runtime.Conmon)
+			}
+		}},
+		{name: "empty conmon", in: "[runtime]\nconmon = \"\"\n", wantErr: "runtime.conmon"},
 		{name: "debug off by default", in: "", check: func(t *testing.T, c Config) {
 			if c.Debug.Address != "" {
 				t.Errorf("debug.address = %q, want off", c.Debug.Address)

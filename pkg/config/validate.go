@@ -101,6 +101,9 @@ func (r Runtime) validate() []error {
 	default:
 		bad("cgroup_driver", "%q is not one of auto, cgroupfs, systemd", r.CgroupDriver)
 	}
+	if r.Conmon == "" || strings.ContainsAny(r.Conmon, " \t\n") {
+		bad("conmon", "%q is not a binary path or name", r.Conmon)
+	}
 	if r.EventBuffer < 1 {
 		bad("event_buffer", "%d must be at least 1", r.EventBuffer)
 	}
