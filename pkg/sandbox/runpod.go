@@ -53,7 +53,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	running := false
 	defer func() {
 		if retErr != nil || !running { // !running: a step panicked
-			m.abandonPod(pod)
+			m.abandonPod(ctx, pod)
 		}
 	}()
 	m.failpoint("runpod:recorded")
@@ -95,11 +95,11 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 // abandonPod undoes a failed RunPod on a fresh bounded context: released
 // and forgotten, or kept as Unknown when release fails (the caller holds
 // the pod's lock).
-func (m *Manager) abandonPod(pod *Pod) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanup.Timeout)
+func (m *Manager) abandonPod(ctx context.Context, pod *Pod) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanup.Timeout) // the request's values (its ID), not its end
 	defer cancel()
 	if err := m.release(ctx, pod); err != nil {
-		m.log.Error("undo of a failed RunPodSandbox; the pod stays listed as Unknown until it can be removed", "pod", pod.ID, "error", err)
+		m.log.ErrorContext(ctx, "undo of a failed RunPodSandbox; the pod stays listed as Unknown until it can be removed", "pod", pod.ID, "error", err)
 		return
 	}
 	m.mu.Lock()

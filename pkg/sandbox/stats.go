@@ -108,14 +108,14 @@ func (m *Manager) cgroupStats(ctx context.Context, c *Container) (cgroup.Stats, 
 	if err != nil {
 		return cg, nil, err
 	}
-	return cg, m.processCounts(*c), nil
+	return cg, m.processCounts(ctx, *c), nil
 }
 
-func (m *Manager) processCounts(c Container) *ProcessCounts {
+func (m *Manager) processCounts(ctx context.Context, c Container) *ProcessCounts {
 	pids, err := m.opts.Cgroups.Processes(c.CgroupPath)
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
-			m.log.Warn("container processes", "container", c.ID, "error", err)
+			m.log.WarnContext(ctx, "container processes", "container", c.ID, "error", err)
 		}
 		return nil
 	}
