@@ -117,7 +117,7 @@ func imagesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return usageErrorf("images %s: %v", args[0], err)
 	}
-	if err := validLevel(*level); err != nil {
+	if err := config.CheckLogLevel(*level); err != nil {
 		return usageErrorf("images %s: --log-level: %v", args[0], err)
 	}
 	cfg, err := load()
@@ -152,15 +152,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		pos, args = append(pos, args[0]), args[1:]
 	}
-}
-
-// validLevel checks a --log-level value (the values log.level takes).
-func validLevel(l string) error {
-	switch l {
-	case "debug", "info", "warn", "error":
-		return nil
-	}
-	return fmt.Errorf("%q is not one of debug, info, warn, error", l)
 }
 
 // openImageBackend takes the store's lock, or, when a daemon holds it,

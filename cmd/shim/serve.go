@@ -60,7 +60,7 @@ func serveConfig(args []string, stderr io.Writer) (config.Config, error) {
 	if err != nil || level == "" {
 		return cfg, err
 	}
-	if err := validLevel(level); err != nil {
+	if err := config.CheckLogLevel(level); err != nil {
 		return config.Config{}, usageErrorf("serve: --log-level: %v", err)
 	}
 	cfg.Log.Level = level

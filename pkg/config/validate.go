@@ -35,10 +35,8 @@ func (c Config) Validate() error {
 	if c.GRPC.MaxRecvMiB < 1 || c.GRPC.MaxSendMiB < 1 {
 		bad("grpc", "message size limits must be at least 1 MiB")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	if err := CheckLogLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
 	}
 	switch c.Log.Format {
 	case "text", "json":
@@ -59,6 +57,15 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Network.validate()...)
 	errs = append(errs, c.NRI.validate()...)
 	return errors.Join(errs...)
+}
+
+// CheckLogLevel checks a log level as log.level (and --log-level) take it.
+func CheckLogLevel(l string) error {
+	switch l {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fmt.Errorf("%q is not one of debug, info, warn, error", l)
 }
 
 func (im Images) validate() []error {
