@@ -29,11 +29,55 @@ type daemonBackend struct {
 }
 
 func dialDaemon(socket string) (*daemonBackend, error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(tagUnary), grpc.WithChainStreamInterceptor(tagStream))
 	if err != nil {
 		return nil, err
 	}
 	return &daemonBackend{conn: conn, images: runtime.NewImageServiceClient(conn)}, nil
+}
+
+// requestError is an error of a call the daemon logged under request ID
+// id (its trailer cri.RequestIDTrailer), for the operator to find.
+type requestError struct {
+	err error
+	id  string
+}
+
+func (e requestError) Error() string { return e.err.Error() + " (daemon request " + e.id + ")" }
+
+func (e requestError) Unwrap() error { return e.err }
+
+func withRequestID(err error, trailer metadata.MD) error {
+	if ids := trailer.Get(cri.RequestIDTrailer); err != nil && len(ids) > 0 {
+		return requestError{err: err, id: ids[0]}
+	}
+	return err
+}
+
+func tagUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var trailer metadata.MD
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Trailer(&trailer))...)
+	return withRequestID(err, trailer)
+}
+
+func tagStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return taggedStream{s}, nil
+}
+
+// taggedStream names the request in the errors that end a stream.
+type taggedStream struct{ grpc.ClientStream }
+
+func (s taggedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	return withRequestID(err, s.Trailer())
 }
 
 func (d *daemonBackend) close() error { return d.conn.Close() }
@@ -65,7 +109,9 @@ func (d *daemonBackend) importOne(ctx context.Context, path, base string, onRead
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
-			if serr := stream.SendMsg(wrapperspb.Bytes(buf[:n])); serr != nil {
+			if serr := stream.SendMsg(wrapperspb.Bytes(buf[:n])); errors.Is(serr, io.EOF) {
+				break // the daemon ended the call: RecvMsg says why
+			} else if serr != nil {
 				return nil, serr
 			}
 			onRead(n)
@@ -216,11 +262,17 @@ func (d *daemonBackend) pullStream(ctx context.Context, ref string, auth *storag
 }
 
 // daemonError turns a gRPC status into an error that reads
-// "Code: message" and still answers errdefs classes (errors.Is).
+// "Code: message (daemon request ID)" and still answers errdefs classes
+// (errors.Is).
 func daemonError(err error) error {
+	suffix := ""
+	var rq requestError
+	if errors.As(err, &rq) {
+		err, suffix = rq.err, " (daemon request "+rq.id+")"
+	}
 	st, ok := status.FromError(err)
 	if err == nil || !ok {
 		return err
 	}
-	return fmt.Errorf("%s: %w", st.Code(), errgrpc.ToNative(err))
+	return fmt.Errorf("%s: %w%s", st.Code(), errgrpc.ToNative(err), suffix)
 }

@@ -213,7 +213,8 @@ func serveImages(t *testing.T, cfg config.Config, store *storage.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(grpc.ChainStreamInterceptor(cri.StreamInterceptor(newLogger(cfg.Log, &testutil.Buffer{}), nil)))
+	log := newLogger(cfg.Log, &testutil.Buffer{})
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, nil)), grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, nil)))
 	cri.Register(g, cri.Deps{Config: cfg, Images: store})
 	cri.RegisterAdmin(g, store, filepath.Join(cfg.Root, "tmp"), nil)
 	go func() { _ = g.Serve(lis) }()
@@ -268,7 +269,7 @@ func TestImagesThroughDaemon(t *testing.T) {
 		t.Errorf("rm of a missing image through the daemon: exit %d\n%s", code, stderr)
 	}
 	_, stderr, code = cli(t, "images", "pull", "--config", cfgPath, reg.Ref("nosuch:1"))
-	if code != 1 || !strings.Contains(stderr, "NotFound") {
+	if code != 1 || !strings.Contains(stderr, "NotFound") || !strings.Contains(stderr, "(daemon request ") {
 		t.Errorf("pull of a missing image through the daemon: exit %d\n%s", code, stderr)
 	}
 
@@ -279,6 +280,11 @@ func TestImagesThroughDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.close()
+	// A failed unary call names the request the daemon logged it under,
+	// and keeps its class.
+	if _, err := d.get(context.Background(), ""); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "(daemon request ") {
+		t.Errorf("ImageStatus of no image: %v", err)
+	}
 	var reports atomic.Int64
 	row, err := d.pull(context.Background(), reg.Ref("slow:1"), nil, func(int64) { reports.Add(1) })
 	if err != nil || !strings.HasPrefix(row.ID, "sha256:") {

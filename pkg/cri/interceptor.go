@@ -15,18 +15,25 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
+// RequestIDTrailer is the trailer that gives the client the request ID its
+// call was logged under.
+const RequestIDTrailer = "cradle-request-id"
+
 // UnaryInterceptor logs each call with a request id, which it also puts in
-// the call's context (see LogHandler), turns panics into Internal, and maps
-// engine errors (errdefs classes) to gRPC codes. An error with no class
+// the call's context (see LogHandler) and answers in its trailer
+// (RequestIDTrailer), turns panics into Internal, and maps engine errors
+// (errdefs classes) to gRPC codes. An error with no class
 // becomes Internal: Unknown never reaches kubelet by accident.
 func UnaryInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
 		id := requestID()
 		ctx = withRPC(ctx, info.FullMethod, id)
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(RequestIDTrailer, id)) // fails only outside a gRPC server
 		l := log.With(logKeyRPC, info.FullMethod, logKeyReq, id)
 		defer func() {
 			if p := recover(); p != nil {
@@ -47,6 +54,7 @@ func StreamInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.StreamServerIn
 		start := time.Now()
 		id := requestID()
 		ss = rpcStream{ServerStream: ss, ctx: withRPC(ss.Context(), info.FullMethod, id)}
+		ss.SetTrailer(metadata.Pairs(RequestIDTrailer, id))
 		l := log.With(logKeyRPC, info.FullMethod, logKeyReq, id)
 		defer func() {
 			if p := recover(); p != nil {

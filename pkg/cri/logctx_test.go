@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // logLines decodes JSON log output into its records.
@@ -107,3 +108,5 @@ type fakeStream struct {
 }
 
 func (f fakeStream) Context() context.Context { return f.ctx }
+
+func (fakeStream) SetTrailer(metadata.MD) {}
