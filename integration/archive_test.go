@@ -160,3 +160,40 @@ func TestPreloadDirectoryAndPinnedImages(t *testing.T) {
 	}
 	d.Start()
 }
+
+// `cradle images pull` through the running daemon, then offline; rm of an
+// image that is not there fails in both, and rm through the daemon of one
+// that is removes it.
+func TestImagesPullCLI(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
+	reg.Push(t, reg.Ref("app:1"), fixtures.NonRoot(t, "1000"))
+	d := newDaemon(t, "")
+	ctx := ctxT(t)
+	out, err := d.cli(t, "images", "pull", reg.Ref("busybox:1"))
+	if err != nil || !strings.HasPrefix(out, "pulled sha256:") {
+		t.Fatalf("pull through the daemon: %v\n%s", err, out)
+	}
+	st, err := d.Images.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: spec(reg.Ref("busybox:1"))})
+	if err != nil || st.Image == nil || !strings.Contains(out, st.Image.Id) {
+		t.Fatalf("pulled image: %v, %v (cli said %q)", st, err, out)
+	}
+	if out, err := d.cli(t, "images", "rm", reg.Ref("nosuch:1")); err == nil || !strings.Contains(out, "no such image") || strings.Contains(out, "removed") {
+		t.Errorf("rm of a missing image through the daemon: %v\n%s", err, out)
+	}
+	if out, err := d.cli(t, "images", "rm", reg.Ref("busybox:1")); err != nil || !strings.Contains(out, "removed") {
+		t.Errorf("rm through the daemon: %v\n%s", err, out)
+	}
+	d.Stop()
+	if out, err := d.cli(t, "images", "pull", reg.Ref("app:1")); err != nil || !strings.HasPrefix(out, "pulled sha256:") {
+		t.Fatalf("offline pull: %v\n%s", err, out)
+	}
+	if out, err := d.cli(t, "images", "rm", reg.Ref("busybox:1")); err == nil || !strings.Contains(out, "no such image") {
+		t.Errorf("offline rm of a removed image: %v\n%s", err, out)
+	}
+	d.Start()
+	st, err = d.Images.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: spec(reg.Ref("app:1"))})
+	if err != nil || st.Image == nil {
+		t.Errorf("image pulled offline, after start: %v, %v", st, err)
+	}
+}

@@ -187,7 +187,8 @@ func TestCheckReportsThisNode(t *testing.T) {
 	if err != nil && !strings.Contains(string(out), "FAIL  disk") {
 		t.Fatalf("cradle check exited with %v and no FAIL line:\n%s", err, out)
 	}
-	for _, want := range []string{"namespaces", "overlayfs", "cgroups", "runtime runc", "kvm", "disk"} {
+	for _, want := range []string{"namespaces", "overlayfs", "cgroups", "hugetlb", "runtime runc", "conmon", "kvm", "virtiofsd",
+		"nftables", "cni", "socket", "disk"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("no %q line in:\n%s", want, out)
 		}

@@ -15,11 +15,7 @@ func checkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	handlers := map[string]string{}
-	for name, h := range cfg.Runtime.Handlers {
-		handlers[name] = h.Binary
-	}
-	if preflight.Write(stdout, preflight.Run(ctx, preflight.DefaultFacts(cfg.Root, handlers))) {
+	if preflight.Write(stdout, preflight.Run(ctx, preflight.FactsOf(cfg))) {
 		return errors.New("check: this node cannot run cradle as configured (see FAIL lines)")
 	}
 	return nil

@@ -25,30 +25,55 @@ var (
 const usage = `cradle: a CRI runtime for Kubernetes
 
 Usage:
-  cradle serve [--config FILE]   run the CRI daemon
-  cradle images import|export|ls|rm   offline image store commands (daemon stopped)
+  cradle serve [--config FILE] [--log-level LEVEL]   run the CRI daemon
+                                 (SIGUSR1: goroutine stacks to the log; [debug] address: pprof)
+  cradle images import|export|ls|rm|pull   image commands (the store, or the daemon when it runs)
   cradle check [--config FILE]   preflight of this node: OK/WARN/FAIL per requirement
   cradle config default          print the built-in configuration
   cradle agent [--port NAME]     the agent inside a microVM pod (PID 1 of its initramfs)
   cradle version                 print the version
+
+
+Exit status: 0 done, 1 failed, 2 usage error.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	code := exitCode(err)
+	if code != 0 {
 		fmt.Fprintln(os.Stderr, "cradle:", err)
-		os.Exit(1)
 	}
+	os.Exit(code)
+}
+
+// exitCode is the exit status err calls for: 0 for none (or help asked
+// for), 2 for a command line that cannot run, 1 for a failure.
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
+}
+
+// usageError is a command line that cannot run: nothing was done.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{msg: fmt.Sprintf(format, args...)}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return usageErrorf("no command given")
 	}
 	switch args[0] {
 	case "serve":
@@ -71,12 +96,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageErrorf("unknown command %q", args[0])
 }
 
 func configCmd(args []string, stdout io.Writer) error {
 	if len(args) != 1 || args[0] != "default" {
-		return errors.New("usage: cradle config default")
+		return usageErrorf("usage: cradle config default")
 	}
 	b, err := config.Marshal(config.Default())
 	if err != nil {

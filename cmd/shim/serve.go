@@ -41,13 +41,30 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	// not live on in the processes it starts and that outlive it (QEMU,
 	// virtiofsd, monitors): they would hold it for days.
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
-	cfg, _, err := parseWithConfig("serve", args, stderr, nil)
+	cfg, err := serveConfig(args, stderr)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
 	bridgeContainerdLogs(log, cfg.Log.Level)
 	return serve(ctx, cfg, log)
+}
+
+// serveConfig parses serve's flags: --config, and --log-level, which
+// overrides log.level.
+func serveConfig(args []string, stderr io.Writer) (config.Config, error) {
+	var level string
+	cfg, _, err := parseWithConfig("serve", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&level, "log-level", "", "log level (debug, info, warn, error); overrides the configuration's log.level")
+	})
+	if err != nil || level == "" {
+		return cfg, err
+	}
+	if err := config.CheckLogLevel(level); err != nil {
+		return config.Config{}, usageErrorf("serve: --log-level: %v", err)
+	}
+	cfg.Log.Level = level
+	return cfg, nil
 }
 
 // parseWithConfig parses a subcommand's flags (--config plus what addFlags
@@ -60,7 +77,13 @@ func parseWithConfig(name string, args []string, stderr io.Writer, addFlags func
 		addFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, nil, err
+		}
+		return config.Config{}, nil, usageErrorf("%s: %v", name, err)
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, nil, usageErrorf("%s: unexpected arguments %q", name, fs.Args())
 	}
 	cfg, err := load()
 	return cfg, fs, err
@@ -77,14 +100,17 @@ func configFlag(fs *flag.FlagSet) func() (config.Config, error) {
 	}
 }
 
+// newLogger makes the logger of c on w. Its records name the RPC whose
+// context they are logged with (cri.LogHandler).
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(cri.LogHandler(h))
 }
 
 // openImages opens the image store the configuration describes.
@@ -113,6 +139,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
+	}
+	// First, so that a start-up that hangs (recovery, a preload) can be seen.
+	dumpStacksOnSignal(ctx, cfg.State, log)
+	if cfg.Debug.Address != "" {
+		addr, err := serveDebug(ctx, cfg.Debug.Address, log)
+		if err != nil {
+			return err
+		}
+		log.Info("serving pprof", "address", addr.String(), "path", "/debug/pprof/")
 	}
 	deps, closeAll, err := wire(ctx, cfg, log)
 	defer closeAll()
@@ -144,7 +179,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, deps.Metrics)),
 	)
 	cri.Register(g, deps)
-	cri.RegisterAdmin(g, deps.Images, filepath.Join(cfg.Root, "tmp"))
+	cri.RegisterAdmin(g, deps.Images, filepath.Join(cfg.Root, "tmp"), deps.Metrics)
 	return runServer(ctx, g, lis, cfg.GRPC.Socket, log)
 }
 
@@ -381,9 +416,16 @@ func newNRI(c config.NRI, log *slog.Logger) (*nri.Service, error) {
 // containers, and says why in the log.
 func ociRuntimes(cfg config.Config, handlers []sandbox.Handler, log *slog.Logger) map[string]*ociruntime.Runtime {
 	out := map[string]*ociruntime.Runtime{}
-	conmon, err := exec.LookPath("conmon")
+	conmon, err := exec.LookPath(cfg.Runtime.Conmon)
 	if err != nil {
-		log.Error("conmon not found: no handler can run containers (apt-get install conmon)", "error", err)
+		log.Error("conmon not found: no handler can run containers (apt-get install conmon, or set runtime.conmon)",
+			"conmon", cfg.Runtime.Conmon, "error", err)
+		return out
+	}
+	// A relative path LookPath found in the working directory (a name
+	// with a slash) must not change meaning later.
+	if conmon, err = filepath.Abs(conmon); err != nil {
+		log.Error("conmon path", "conmon", cfg.Runtime.Conmon, "error", err)
 		return out
 	}
 	for _, h := range handlers {

@@ -29,6 +29,7 @@ type Config struct {
 	GRPC      GRPC      `toml:"grpc" comment:"The CRI gRPC endpoint that kubelet and crictl connect to."`
 	Log       Log       `toml:"log"`
 	Metrics   Metrics   `toml:"metrics" comment:"Prometheus metrics of the daemon."`
+	Debug     Debug     `toml:"debug" comment:"Debugging aids. Whatever this says, SIGUSR1 writes every goroutine's stack to the log\n(and to <state>/goroutines.txt)."`
 	Images    Images    `toml:"images" comment:"The image service: pulls, registries, unpacking."`
 	Runtime   Runtime   `toml:"runtime" comment:"Pod runtimes and the cgroup driver."`
 	Network   Network   `toml:"network" comment:"Pod networking: the built-in bridge network, or CNI plugins."`
@@ -71,6 +72,11 @@ type Metrics struct {
 	Address string `toml:"address" comment:"host:port serving /metrics; empty turns it off. Keep it on loopback unless a scraper needs more."`
 }
 
+// Debug configures the debugging endpoint.
+type Debug struct {
+	Address string `toml:"address" comment:"host:port on loopback (127.0.0.1, [::1] or localhost) serving Go's net/http/pprof under /debug/pprof/\n(profiles, goroutine stacks, traces); empty turns it off. Other addresses are refused: profiles show memory."`
+}
+
 // Images configures the embedded image service.
 type Images struct {
 	Snapshotter            string   `toml:"snapshotter" comment:"Snapshotter for unpacked layers. Only overlayfs is built in."`
@@ -88,6 +94,7 @@ type Images struct {
 type Runtime struct {
 	CgroupDriver   string             `toml:"cgroup_driver" comment:"cgroupfs, systemd, or auto (systemd when systemd is PID 1's init, cgroupfs otherwise)."`
 	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	Conmon         string             `toml:"conmon" comment:"conmon, the monitor oci handlers run each container under: a path, or a name looked up in PATH."`
 	CgroupRoot     string             `toml:"cgroup_root" comment:"Parent cgroup of pods that name none (kubelet names one; crictl may not)."`
 	EventBuffer    int                `toml:"event_buffer" comment:"Lifecycle events a GetContainerEvents subscriber may fall behind by; one that falls further\nis cut off (its stream ends with ResourceExhausted, and kubelet lists again). The runtime never waits for it."`
 	Handlers       map[string]Handler `toml:"handlers" comment:"Runtime handlers by RuntimeClass handler name."`
@@ -223,6 +230,7 @@ func Default() Config {
 		Runtime: Runtime{
 			CgroupDriver:   CgroupDriverAuto,
 			DefaultHandler: "runc",
+			Conmon:         "conmon",
 			CgroupRoot:     "/cradle",
 			EventBuffer:    1024,
 			Handlers: map[string]Handler{

@@ -131,6 +131,32 @@ func TestDecode(t *testing.T) {
 		{name: "streaming port too big", in: "[streaming]\naddress = \"127.0.0.1:70000\"\n", wantErr: "streaming.address"},
 		{name: "streaming idle timeout", in: "[streaming]\nidle_timeout = \"0s\"\n", wantErr: "streaming.idle_timeout"},
 		{name: "syntax error", in: "root = \n", wantErr: "line 1"},
+		{name: "conmon path", in: "[runtime]\nconmon = \"/opt/conmon/bin/conmon\"\n", check: func(t *testing.T, c Config) {
+			if c.Runtime.Conmon != "/opt/conmon/bin/conmon" {
+				t.Errorf("conmon = %q", c.Runtime.Conmon)
+			}
+		}},
+		{name: "empty conmon", in: "[runtime]\nconmon = \"\"\n", wantErr: "runtime.conmon"},
+		{name: "debug off by default", in: "", check: func(t *testing.T, c Config) {
+			if c.Debug.Address != "" {
+				t.Errorf("debug.address = %q, want off", c.Debug.Address)
+			}
+		}},
+		{name: "debug on 127.0.0.1", in: "[debug]\naddress = \"127.0.0.1:6060\"\n", check: func(t *testing.T, c Config) {
+			if c.Debug.Address != "127.0.0.1:6060" {
+				t.Errorf("debug.address = %q", c.Debug.Address)
+			}
+		}},
+		{name: "debug on 127.0.0.2", in: "[debug]\naddress = \"127.0.0.2:0\"\n", check: func(*testing.T, Config) {}},
+		{name: "debug on ::1", in: "[debug]\naddress = \"[::1]:6060\"\n", check: func(*testing.T, Config) {}},
+		{name: "debug on localhost", in: "[debug]\naddress = \"localhost:6060\"\n", check: func(*testing.T, Config) {}},
+		{name: "debug on every address", in: "[debug]\naddress = \":6060\"\n", wantErr: "debug.address: \":6060\" is not a loopback address"},
+		{name: "debug on 0.0.0.0", in: "[debug]\naddress = \"0.0.0.0:6060\"\n", wantErr: "not a loopback address"},
+		{name: "debug on [::]", in: "[debug]\naddress = \"[::]:6060\"\n", wantErr: "not a loopback address"},
+		{name: "debug on a LAN address", in: "[debug]\naddress = \"10.0.0.5:6060\"\n", wantErr: "not a loopback address"},
+		{name: "debug on a host name", in: "[debug]\naddress = \"node1:6060\"\n", wantErr: "not a loopback address"},
+		{name: "debug without port", in: "[debug]\naddress = \"127.0.0.1\"\n", wantErr: "debug.address"},
+		{name: "debug bad port", in: "[debug]\naddress = \"127.0.0.1:http\"\n", wantErr: "debug.address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,10 +35,8 @@ func (c Config) Validate() error {
 	if c.GRPC.MaxRecvMiB < 1 || c.GRPC.MaxSendMiB < 1 {
 		bad("grpc", "message size limits must be at least 1 MiB")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	if err := CheckLogLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
 	}
 	switch c.Log.Format {
 	case "text", "json":
@@ -50,12 +48,24 @@ func (c Config) Validate() error {
 			bad("metrics.address", "%q is not host:port: %v", a, err)
 		}
 	}
+	if err := c.Debug.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Streaming.validate()...)
 	errs = append(errs, c.Images.validate()...)
 	errs = append(errs, c.Runtime.validate()...)
 	errs = append(errs, c.Network.validate()...)
 	errs = append(errs, c.NRI.validate()...)
 	return errors.Join(errs...)
+}
+
+// CheckLogLevel checks a log level as log.level (and --log-level) take it.
+func CheckLogLevel(l string) error {
+	switch l {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fmt.Errorf("%q is not one of debug, info, warn, error", l)
 }
 
 func (im Images) validate() []error {
@@ -97,6 +107,9 @@ func (r Runtime) validate() []error {
 	case CgroupDriverAuto, CgroupDriverCgroupfs, CgroupDriverSystemd:
 	default:
 		bad("cgroup_driver", "%q is not one of auto, cgroupfs, systemd", r.CgroupDriver)
+	}
+	if r.Conmon == "" || strings.ContainsAny(r.Conmon, " \t\n") {
+		bad("conmon", "%q is not a binary path or name", r.Conmon)
 	}
 	if r.EventBuffer < 1 {
 		bad("event_buffer", "%d must be at least 1", r.EventBuffer)
@@ -225,6 +238,29 @@ func (n Network) validate() []error {
 		}
 	}
 	return errs
+}
+
+// validate refuses a debug address that is not loopback: pprof shows the
+// daemon's memory, and anyone who can reach it can profile the daemon.
+func (d Debug) validate() error {
+	if d.Address == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(d.Address)
+	if err != nil {
+		return fmt.Errorf("debug.address: %q is not host:port: %v", d.Address, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("debug.address: %q: port %q is not 0..65535", d.Address, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("debug.address: %q is not a loopback address (127.0.0.1, [::1] or localhost): "+
+			"the debug endpoint serves the daemon's memory to whoever reaches it", d.Address)
+	}
+	return nil
 }
 
 func (s Streaming) validate() []error {

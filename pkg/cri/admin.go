@@ -7,17 +7,20 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // The admin service carries what the CRI has no call for (importing and
-// exporting image archives) on the same socket, so `cradle images` works
-// while the daemon holds the store. Its messages are protobuf well-known
+// exporting image archives, a pull that reports progress) on the same
+// socket, so `cradle images` works while the daemon holds the store. Its messages are protobuf well-known
 // types: no generated code.
 const (
 	adminService = "cradle.admin.v1.Images"
@@ -27,6 +30,10 @@ const (
 	// AdminExportMethod takes newline-separated image references and
 	// streams the archive out in BytesValue chunks.
 	AdminExportMethod = "/" + adminService + "/Export"
+	// AdminPullMethod takes one StringValue, JSON of an AdminPullRequest,
+	// and streams StringValues, JSON of AdminPullProgress: progress while
+	// the pull runs, then the pulled image.
+	AdminPullMethod = "/" + adminService + "/Pull"
 	// AdminBaseNameKey is the gRPC metadata key carrying Import's base name.
 	AdminBaseNameKey = "cradle-base-name"
 )
@@ -39,23 +46,39 @@ type ImportedImage struct {
 	RepoTags []string `json:"repoTags"`
 }
 
+// AdminPullRequest is what Pull is asked.
+type AdminPullRequest struct {
+	Image    string `json:"image"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// AdminPullProgress is one answer of Pull: bytes received so far, and, in
+// the last answer, the pulled image's ID.
+type AdminPullProgress struct {
+	Bytes   int64  `json:"bytes"`
+	ImageID string `json:"imageId,omitempty"`
+}
+
 type adminServer struct {
 	images  *storage.Store
 	tempDir string
+	metrics *metrics.Metrics
 }
 
 // RegisterAdmin adds the admin service to g. Archives being imported are
-// staged under tempDir.
-func RegisterAdmin(g *grpc.Server, images *storage.Store, tempDir string) {
+// staged under tempDir; pulls are counted in m (nil: not counted).
+func RegisterAdmin(g *grpc.Server, images *storage.Store, tempDir string, m *metrics.Metrics) {
 	g.RegisterService(&grpc.ServiceDesc{
 		ServiceName: adminService,
 		HandlerType: (*any)(nil),
 		Streams: []grpc.StreamDesc{
 			{StreamName: "Import", Handler: adminImportHandler, ClientStreams: true},
 			{StreamName: "Export", Handler: adminExportHandler, ServerStreams: true},
+			{StreamName: "Pull", Handler: adminPullHandler, ServerStreams: true},
 		},
 		Metadata: "cradle/admin",
-	}, &adminServer{images: images, tempDir: tempDir})
+	}, &adminServer{images: images, tempDir: tempDir, metrics: m})
 }
 
 func adminImportHandler(srv any, stream grpc.ServerStream) error {
@@ -64,6 +87,48 @@ func adminImportHandler(srv any, stream grpc.ServerStream) error {
 
 func adminExportHandler(srv any, stream grpc.ServerStream) error {
 	return srv.(*adminServer).exportArchive(stream)
+}
+
+func adminPullHandler(srv any, stream grpc.ServerStream) error {
+	return srv.(*adminServer).pull(stream)
+}
+
+// pull is PullImage with progress: the same store call, counted the same.
+func (a *adminServer) pull(stream grpc.ServerStream) error {
+	var msg wrapperspb.StringValue
+	if err := stream.RecvMsg(&msg); err != nil {
+		return err
+	}
+	var req AdminPullRequest
+	if err := json.Unmarshal([]byte(msg.GetValue()), &req); err != nil {
+		return fmt.Errorf("pull request: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	ref, err := imageRef(&runtime.ImageSpec{Image: req.Image})
+	if err != nil {
+		return err
+	}
+	var auth *storage.Auth
+	if req.Username != "" || req.Password != "" {
+		auth = &storage.Auth{Username: req.Username, Password: req.Password}
+	}
+	var mu sync.Mutex // progress comes from the store's goroutine
+	send := func(p AdminPullProgress) error {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return stream.SendMsg(wrapperspb.String(string(b)))
+	}
+	img, stats, err := a.images.PullWithProgress(stream.Context(), ref, auth, func(st storage.PullStats) {
+		_ = send(AdminPullProgress{Bytes: st.Bytes}) // a gone client cancels the pull through ctx
+	})
+	a.metrics.ObservePull(stats.Bytes, stats.Total, err)
+	if err != nil {
+		return err
+	}
+	return send(AdminPullProgress{Bytes: stats.Bytes, ImageID: img.ID})
 }
 
 func (a *adminServer) importArchive(stream grpc.ServerStream) error {

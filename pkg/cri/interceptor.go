@@ -15,16 +15,26 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
-// UnaryInterceptor logs each call with a request id, turns panics into
-// Internal, and maps engine errors (errdefs classes) to gRPC codes. An error
-// with no class becomes Internal: Unknown never reaches kubelet by accident.
+// RequestIDTrailer is the trailer that gives the client the request ID its
+// call was logged under.
+const RequestIDTrailer = "cradle-request-id"
+
+// UnaryInterceptor logs each call with a request id, which it also puts in
+// the call's context (see LogHandler) and answers in its trailer
+// (RequestIDTrailer), turns panics into Internal, and maps engine errors
+// (errdefs classes) to gRPC codes. An error with no class
+// becomes Internal: Unknown never reaches kubelet by accident.
 func UnaryInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
-		l := log.With("rpc", info.FullMethod, "req", requestID())
+		id := requestID()
+		ctx = withRPC(ctx, info.FullMethod, id)
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(RequestIDTrailer, id)) // fails only outside a gRPC server
+		l := log.With(logKeyRPC, info.FullMethod, logKeyReq, id)
 		defer func() {
 			if p := recover(); p != nil {
 				l.Error("panic in RPC handler", "panic", p, "stack", string(debug.Stack()))
@@ -42,7 +52,10 @@ func UnaryInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInte
 func StreamInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		start := time.Now()
-		l := log.With("rpc", info.FullMethod, "req", requestID())
+		id := requestID()
+		ss = rpcStream{ServerStream: ss, ctx: withRPC(ss.Context(), info.FullMethod, id)}
+		ss.SetTrailer(metadata.Pairs(RequestIDTrailer, id))
+		l := log.With(logKeyRPC, info.FullMethod, logKeyReq, id)
 		defer func() {
 			if p := recover(); p != nil {
 				l.Error("panic in RPC handler", "panic", p, "stack", string(debug.Stack()))
@@ -54,6 +67,14 @@ func StreamInterceptor(log *slog.Logger, m *metrics.Metrics) grpc.StreamServerIn
 		return toStatus(handler(srv, ss))
 	}
 }
+
+// rpcStream is a server stream whose context carries its RPC's identity.
+type rpcStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s rpcStream) Context() context.Context { return s.ctx }
 
 func logResult(ctx context.Context, l *slog.Logger, start time.Time, err error) {
 	d := time.Since(start)

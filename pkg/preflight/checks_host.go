@@ -9,6 +9,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/network"
 )
 
 func checkMicroVM(ctx context.Context, f Facts) []Result {
@@ -58,14 +61,33 @@ func checkNetwork(ctx context.Context, f Facts) []Result {
 	} else {
 		out = append(out, warn("bridge", "bridge module not loaded", "modprobe bridge (cradle loads it on first use where it can)"))
 	}
-	for _, tool := range []struct{ name, pkg string }{{"nft", "nftables"}, {"iptables", "iptables"}} {
-		if path, err := exec.LookPath(tool.name); err != nil {
-			out = append(out, warn(tool.name, "not found", "apt-get install "+tool.pkg))
-		} else {
-			out = append(out, ok(tool.name, commandLine(ctx, path, "--version")))
-		}
+	out = append(out, checkNftables(ctx, f))
+	// CNI's portmap and firewall plugins use iptables; the built-in network does not.
+	if path, err := exec.LookPath("iptables"); err != nil {
+		out = append(out, warn("iptables", "not found", "apt-get install iptables"))
+	} else {
+		out = append(out, ok("iptables", commandLine(ctx, path, "--version")))
 	}
 	return out
+}
+
+// checkNftables writes the built-in network's rules in a throwaway network
+// namespace (network.ProbeNftables): the kernel's nf_tables with NAT, fib
+// and ct, not just a binary. The nft command itself is optional.
+func checkNftables(ctx context.Context, f Facts) Result {
+	nft := "the nft command is not installed (optional: apt-get install nftables to look at the rules)"
+	if path, err := exec.LookPath("nft"); err == nil {
+		nft = commandLine(ctx, path, "--version")
+	}
+	if err := network.ProbeNftables(); err != nil {
+		detail := "the kernel refuses the built-in network's rules: " + err.Error()
+		fix := "a kernel with nf_tables and its NAT, masquerade, fib and conntrack expressions (modprobe nf_tables nft_chain_nat nft_masq nft_fib_inet)"
+		if f.Network.Mode == config.NetworkBuiltin {
+			return fail("nftables", detail+": the built-in network cannot run", fix)
+		}
+		return warn("nftables", detail+" (not needed in "+f.Network.Mode+" mode)", fix)
+	}
+	return ok("nftables", "the kernel holds the built-in network's rules (NAT, masquerade, hostPort DNAT); "+nft)
 }
 
 func checkPrivileges(_ context.Context, f Facts) []Result {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cradle-runtime/cradle/pkg/config"
 )
 
 // Status is a check's verdict.
@@ -37,7 +39,13 @@ type Result struct {
 // and binaries the configuration names. Tests point them at fixtures.
 type Facts struct {
 	Root         string            // cradle's state root (disk checks)
-	Handlers     map[string]string // handler name → OCI runtime binary
+	Handlers     map[string]string // handler name → runtime binary (OCI runtime, or VMM)
+	VMHandlers   map[string]string // vm handler name → its virtiofsd
+	Conmon       string            // runtime.conmon
+	CgroupRoot   string            // runtime.cgroup_root: where pod cgroups go
+	Network      config.Network    // the pod network's mode and CNI directories
+	Socket       string            // the CRI socket
+	SocketGroup  string            // its group ("" keeps root's)
 	QEMU         string            // VMM binary for microVM pods
 	GuestKernels []string          // candidate guest kernel paths (globs)
 	ProcRoot     string            // "/proc"
@@ -45,24 +53,38 @@ type Facts struct {
 	DevKVM       string            // "/dev/kvm"
 }
 
-// DefaultFacts are the facts of a standard node.
-func DefaultFacts(root string, handlers map[string]string) Facts {
-	return Facts{
-		Root:         root,
-		Handlers:     handlers,
+// FactsOf are the facts of a standard node running with cfg.
+func FactsOf(cfg config.Config) Facts {
+	f := Facts{
+		Root:         cfg.Root,
+		Handlers:     map[string]string{},
+		VMHandlers:   map[string]string{},
+		Conmon:       cfg.Runtime.Conmon,
+		CgroupRoot:   cfg.Runtime.CgroupRoot,
+		Network:      cfg.Network,
+		Socket:       cfg.GRPC.Socket,
+		SocketGroup:  cfg.GRPC.SocketGroup,
 		QEMU:         "qemu-system-x86_64",
 		GuestKernels: []string{"/boot/vmlinuz-*", "/boot/vmlinux-*"},
 		ProcRoot:     "/proc",
 		SysRoot:      "/sys",
 		DevKVM:       "/dev/kvm",
 	}
+	for name, h := range cfg.Runtime.Handlers {
+		f.Handlers[name] = h.Binary
+		if h.Kind == config.KindVM && h.VM != nil {
+			f.VMHandlers[name] = h.VM.Virtiofsd
+		}
+	}
+	return f
 }
 
 // Run performs every check.
 func Run(ctx context.Context, f Facts) []Result {
 	var out []Result
 	for _, check := range []func(context.Context, Facts) []Result{
-		checkKernel, checkCgroups, checkRuntimes, checkMicroVM, checkNetwork, checkDisk, checkPrivileges,
+		checkKernel, checkCgroups, checkHugetlb, checkRuntimes, checkConmon, checkMicroVM, checkVirtiofsd,
+		checkNetwork, checkCNI, checkSocket, checkDisk, checkPrivileges,
 	} {
 		out = append(out, check(ctx, f)...)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -72,7 +73,11 @@ func TestWrite(t *testing.T) {
 
 // The report for this very machine: every check runs and says something.
 func TestRunOnThisHost(t *testing.T) {
-	res := Run(context.Background(), DefaultFacts(t.TempDir(), map[string]string{"runc": "runc", "none": "no-such-runtime-binary"}))
+	cfg := config.Default()
+	cfg.Root = t.TempDir()
+	cfg.GRPC.Socket = filepath.Join(cfg.Root, "run", "cradle.sock")
+	cfg.Runtime.Handlers = map[string]config.Handler{"runc": {Kind: config.KindOCI, Binary: "runc"}, "none": {Kind: config.KindOCI, Binary: "no-such-runtime-binary"}}
+	res := Run(context.Background(), FactsOf(cfg))
 	names := map[string]Result{}
 	for _, r := range res {
 		if r.Detail == "" {
@@ -80,7 +85,8 @@ func TestRunOnThisHost(t *testing.T) {
 		}
 		names[r.Name] = r
 	}
-	for _, n := range []string{"namespaces", "overlayfs", "seccomp", "cgroups", "runtime runc", "qemu", "guest kernel", "kvm", "bridge", "disk"} {
+	for _, n := range []string{"namespaces", "overlayfs", "seccomp", "cgroups", "hugetlb", "runtime runc", "conmon", "qemu",
+		"guest kernel", "kvm", "virtiofsd", "bridge", "nftables", "cni", "socket", "disk"} {
 		if _, ok := names[n]; !ok {
 			t.Errorf("no %q line", n)
 		}

@@ -83,7 +83,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		// The runtime may have started it all the same (a start retried
 		// after a crash, a timeout): ask before calling it failed.
 		if st, serr := b.ContainerState(ctx, pod, c); serr == nil && st.Status == ProcessRunning {
-			m.log.Warn("start reported an error but the container runs", "container", c.ID, "error", err)
+			m.log.WarnContext(ctx, "start reported an error but the container runs", "container", c.ID, "error", err)
 		} else {
 			c.FinishedAt, c.Reason, c.Message, c.ExitCode = time.Now().UTC(), "StartError", err.Error(), 128
 			_ = m.setContainerState(c, ContainerExited)
@@ -270,7 +270,7 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	m.samples.forget(c.ID)
 	m.opts.NRI.RemoveContainer(ctx, pod, c)
 	m.emitContainer(EventDeleted, c)
-	m.log.Info("container removed", "container", c.ID)
+	m.log.InfoContext(ctx, "container removed", "container", c.ID)
 	return nil
 }
 

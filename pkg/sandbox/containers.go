@@ -100,7 +100,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		// Also when a step panics (the RPC layer recovers it): nothing
 		// half-made stays behind.
 		if retErr != nil || !created {
-			m.abandonContainer(c, pod, b)
+			m.abandonContainer(ctx, c, pod, b)
 		}
 	}()
 	m.failpoint("createcontainer:recorded")
@@ -116,7 +116,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	created = true
 	m.emitContainer(EventCreated, c)
 	m.opts.NRI.PostCreateContainer(ctx, pod, c)
-	m.log.Info("container created", "container", c.ID, "name", name, "pod", pod.ID)
+	m.log.InfoContext(ctx, "container created", "container", c.ID, "name", name, "pod", pod.ID)
 	return c.ID, nil
 }
 
@@ -124,11 +124,11 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 // record (releaseContainer): forgotten once released, else kept and
 // listed as Unknown, so that RemoveContainer and the next start finish it.
 // The caller holds the pod's lock.
-func (m *Manager) abandonContainer(c *Container, pod *Pod, b ContainerBackend) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanup.Timeout)
+func (m *Manager) abandonContainer(ctx context.Context, c *Container, pod *Pod, b ContainerBackend) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanup.Timeout) // the request's values (its ID), not its end
 	defer cancel()
 	if err := m.releaseContainer(ctx, c, pod, b); err != nil {
-		m.log.Error("undo of a failed CreateContainer; the container stays listed as Unknown until it can be removed", "container", c.ID, "error", err)
+		m.log.ErrorContext(ctx, "undo of a failed CreateContainer; the container stays listed as Unknown until it can be removed", "container", c.ID, "error", err)
 		m.mu.Lock()
 		m.containers[c.ID] = newContainerEntry(c)
 		m.mu.Unlock()
@@ -136,7 +136,7 @@ func (m *Manager) abandonContainer(c *Container, pod *Pod, b ContainerBackend) {
 	}
 	m.names.release(containerName(pod, c.Config), c.ID)
 	if err := m.ckpt.Delete(containerKind, c.ID); err != nil {
-		m.log.Error("remove the checkpoint of an undone container", "container", c.ID, "error", err)
+		m.log.ErrorContext(ctx, "remove the checkpoint of an undone container", "container", c.ID, "error", err)
 	}
 }
 
@@ -229,12 +229,12 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg *ru
 	if err != nil {
 		return oci.Result{}, err
 	}
-	m.logDropped(pod, res.Dropped)
+	m.logDropped(ctx, pod, res.Dropped)
 	if dropped := limitCapabilities(res.Spec, m.opts.AllowedCaps); len(dropped) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("capabilities this node's runtime lacks were not granted: %v", dropped))
 	}
 	for _, w := range res.Warnings {
-		m.log.Warn("container spec", "container", c.ID, "warning", w)
+		m.log.WarnContext(ctx, "container spec", "container", c.ID, "warning", w)
 	}
 	return res, nil
 }
@@ -260,7 +260,7 @@ func (m *Manager) hostFor(pod *Pod) (oci.Host, error) {
 
 // logDropped logs, once per pod, the resources kubelet set that the pod's
 // cgroup cannot enforce. Callers hold the pod's lock.
-func (m *Manager) logDropped(pod *Pod, dropped []string) {
+func (m *Manager) logDropped(ctx context.Context, pod *Pod, dropped []string) {
 	for _, d := range dropped {
 		if pod.logged[d] {
 			continue
@@ -269,7 +269,7 @@ func (m *Manager) logDropped(pod *Pod, dropped []string) {
 			pod.logged = map[string]bool{}
 		}
 		pod.logged[d] = true
-		m.log.Info("resource not enforced: this node's cgroups cannot hold it (kubelet sets it on every container)",
+		m.log.InfoContext(ctx, "resource not enforced: this node's cgroups cannot hold it (kubelet sets it on every container)",
 			"pod", pod.ID, "resource", d)
 	}
 }

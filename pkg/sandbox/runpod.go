@@ -53,7 +53,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	running := false
 	defer func() {
 		if retErr != nil || !running { // !running: a step panicked
-			m.abandonPod(pod)
+			m.abandonPod(ctx, pod)
 		}
 	}()
 	m.failpoint("runpod:recorded")
@@ -74,7 +74,7 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 			return "", fmt.Errorf("run pod sandbox %s: %s: %w", cfg.uniqueName(), step.name, err)
 		}
 		m.failpoint("runpod:" + step.name)
-		m.log.Debug("pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
+		m.log.DebugContext(ctx, "pod step done", "pod", pod.ID, "step", step.name, "took", time.Since(start))
 	}
 	if err := m.opts.NRI.RunPod(ctx, pod); err != nil {
 		return "", fmt.Errorf("run pod sandbox %s: %w", cfg.uniqueName(), err)
@@ -88,18 +88,18 @@ func (m *Manager) RunPod(ctx context.Context, cfg PodConfig) (_ string, retErr e
 	}
 	m.emitPod(EventCreated, pod)
 	m.emitPod(EventStarted, pod)
-	m.log.Info("pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
+	m.log.InfoContext(ctx, "pod sandbox running", "pod", pod.ID, "name", cfg.uniqueName(), "ips", pod.IPs)
 	return pod.ID, nil
 }
 
 // abandonPod undoes a failed RunPod on a fresh bounded context: released
 // and forgotten, or kept as Unknown when release fails (the caller holds
 // the pod's lock).
-func (m *Manager) abandonPod(pod *Pod) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanup.Timeout)
+func (m *Manager) abandonPod(ctx context.Context, pod *Pod) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanup.Timeout) // the request's values (its ID), not its end
 	defer cancel()
 	if err := m.release(ctx, pod); err != nil {
-		m.log.Error("undo of a failed RunPodSandbox; the pod stays listed as Unknown until it can be removed", "pod", pod.ID, "error", err)
+		m.log.ErrorContext(ctx, "undo of a failed RunPodSandbox; the pod stays listed as Unknown until it can be removed", "pod", pod.ID, "error", err)
 		return
 	}
 	m.mu.Lock()
@@ -295,7 +295,7 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 	if err := m.setPodState(pod, PodNotReady); err != nil {
 		return err
 	}
-	m.log.Info("pod sandbox stopped", "pod", pod.ID)
+	m.log.InfoContext(ctx, "pod sandbox stopped", "pod", pod.ID)
 	m.emitPod(EventStopped, pod)
 	return nil
 }
@@ -332,7 +332,7 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	m.samples.forget(e.pod.ID)
 	m.opts.NRI.RemovePod(ctx, e.pod)
 	m.emitPod(EventDeleted, e.pod)
-	m.log.Info("pod sandbox removed", "pod", e.pod.ID)
+	m.log.InfoContext(ctx, "pod sandbox removed", "pod", e.pod.ID)
 	return nil
 }
 

@@ -83,13 +83,13 @@ func (m *Manager) containerStats(ctx context.Context, c Container) ContainerStat
 			st.NanoCores = m.samples.rate(c.ID, st.At, cg.CPU.UsageNanos)
 			st.Processes = procs
 		} else if !errdefs.IsNotFound(err) {
-			m.log.Warn("container cgroup stats", "container", c.ID, "error", err)
+			m.log.WarnContext(ctx, "container cgroup stats", "container", c.ID, "error", err)
 		}
 	}
 	if u, err := m.opts.Images.RootfsUsage(ctx, c.ID); err == nil {
 		st.WritableLayer = &u
 	} else if !errdefs.IsNotFound(err) {
-		m.log.Warn("writable layer usage", "container", c.ID, "error", err)
+		m.log.WarnContext(ctx, "writable layer usage", "container", c.ID, "error", err)
 	}
 	return st
 }
@@ -108,14 +108,14 @@ func (m *Manager) cgroupStats(ctx context.Context, c *Container) (cgroup.Stats, 
 	if err != nil {
 		return cg, nil, err
 	}
-	return cg, m.processCounts(*c), nil
+	return cg, m.processCounts(ctx, *c), nil
 }
 
-func (m *Manager) processCounts(c Container) *ProcessCounts {
+func (m *Manager) processCounts(ctx context.Context, c Container) *ProcessCounts {
 	pids, err := m.opts.Cgroups.Processes(c.CgroupPath)
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
-			m.log.Warn("container processes", "container", c.ID, "error", err)
+			m.log.WarnContext(ctx, "container processes", "container", c.ID, "error", err)
 		}
 		return nil
 	}
@@ -144,7 +144,7 @@ func (m *Manager) ListPodStats(ctx context.Context, f PodFilter) []PodStats {
 	kept := out[:0]
 	for i, st := range out {
 		if errs[i] != nil {
-			m.log.Debug("pod stats", "pod", pods[i].ID, "error", errs[i])
+			m.log.DebugContext(ctx, "pod stats", "pod", pods[i].ID, "error", errs[i])
 			continue
 		}
 		kept = append(kept, st)

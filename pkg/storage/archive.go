@@ -24,6 +24,9 @@ type ImportOptions struct {
 	// BaseName names images whose archive gives only a tag (an OCI layout's
 	// org.opencontainers.image.ref.name "1.0" becomes BaseName:1.0).
 	BaseName string
+	// OnRead, when not nil, is called with the count of each read of the
+	// archive files (the long part of an import; unpacking follows).
+	OnRead func(n int)
 }
 
 // importedImage is one image found in an archive, before it is recorded.
@@ -79,7 +82,7 @@ func (s *Store) Import(ctx context.Context, paths []string, opts ImportOptions) 
 			img = rec
 		}
 		out = append(out, img.clone())
-		s.log.Info("imported image", "id", img.ID, "names", img.RepoTags)
+		s.log.InfoContext(ctx, "imported image", "id", img.ID, "names", img.RepoTags)
 	}
 	return out, nil
 }
@@ -90,7 +93,11 @@ func (s *Store) importFile(ctx context.Context, path string, opts ImportOptions)
 		return nil, err
 	}
 	defer f.Close()
-	idxDesc, err := archive.ImportIndex(ctx, verifyingArchiveStore{Store: s.content}, f)
+	var r io.Reader = f
+	if opts.OnRead != nil {
+		r = countingReader{r: f, onRead: opts.OnRead}
+	}
+	idxDesc, err := archive.ImportIndex(ctx, verifyingArchiveStore{Store: s.content}, r)
 	if err != nil {
 		if errdefs.IsDataLoss(err) {
 			return nil, err
@@ -125,6 +132,20 @@ func (s *Store) importFile(ctx context.Context, path string, opts ImportOptions)
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// countingReader tells onRead of every read.
+type countingReader struct {
+	r      io.Reader
+	onRead func(int)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.onRead(n)
+	}
+	return n, err
 }
 
 func indexOfImage(imgs []importedImage, id string) int {

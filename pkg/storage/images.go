@@ -123,7 +123,7 @@ func (s *Store) loadIndex(ctx context.Context) (*imageIndex, error) {
 			if err != nil {
 				// One broken record must not keep the daemon down: drop it and
 				// let garbage collection take what only it referenced.
-				s.log.Warn("dropping unreadable image record", "name", rec.Name, "error", err)
+				s.log.WarnContext(ctx, "dropping unreadable image record", "name", rec.Name, "error", err)
 				if err := s.images.Delete(ctx, rec.Name); err != nil && !errdefs.IsNotFound(err) {
 					return nil, err
 				}

@@ -38,7 +38,7 @@ func (s *Store) Preload(ctx context.Context, dir string) error {
 	state := preloadState{}
 	if b, err := os.ReadFile(statePath); err == nil {
 		if err := json.Unmarshal(b, &state); err != nil {
-			s.log.Warn("ignoring unreadable preload state", "path", statePath, "error", err)
+			s.log.WarnContext(ctx, "ignoring unreadable preload state", "path", statePath, "error", err)
 			state = preloadState{}
 		}
 	}
@@ -63,11 +63,11 @@ func (s *Store) Preload(ctx context.Context, dir string) error {
 		}
 		imgs, err := s.Import(ctx, []string{p}, ImportOptions{})
 		if err != nil {
-			s.log.Error("preload archive failed", "archive", p, "error", err)
+			s.log.ErrorContext(ctx, "preload archive failed", "archive", p, "error", err)
 			errs = append(errs, fmt.Errorf("preload %s: %w", p, err))
 			continue
 		}
-		s.log.Info("preloaded archive", "archive", p, "images", len(imgs))
+		s.log.InfoContext(ctx, "preloaded archive", "archive", p, "images", len(imgs))
 		state[name] = mark
 	}
 	b, err := json.Marshal(state)

@@ -32,7 +32,13 @@ const pullLeaseExpiry = 24 * time.Hour
 // A pull that fails leaves nothing behind: its content lives under a lease
 // until the image record exists, and a failed pull drops the lease and
 // collects garbage.
-func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (_ Image, _ PullStats, retErr error) {
+func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (Image, PullStats, error) {
+	return s.PullWithProgress(ctx, ref, auth, nil)
+}
+
+// PullWithProgress is Pull that also calls progress, when not nil, about
+// once a second with what the pull has done so far, from another goroutine.
+func (s *Store) PullWithProgress(ctx context.Context, ref string, auth *Auth, progress func(PullStats)) (_ Image, _ PullStats, retErr error) {
 	named, err := reference.ParseDockerRef(ref)
 	if err != nil {
 		return Image{}, PullStats{}, fmt.Errorf("parse image reference %q: %v: %w", ref, err, errdefs.ErrInvalidArgument)
@@ -42,6 +48,7 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (_ Image, _ Pu
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	tr := newTransfer()
+	tr.report = progress
 	defer tr.watch(ctx, cancel, s.opts.PullProgressTimeout)()
 
 	lease, err := s.leases.Create(ctx, leases.WithRandomID(), leases.WithExpiration(pullLeaseExpiry),
@@ -71,7 +78,7 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (_ Image, _ Pu
 	}
 	s.failpoint("pullimage:recorded")
 	stats := tr.stats.snapshot(time.Since(start))
-	s.log.Info("pulled image", "ref", named.String(), "id", rec.ID, "bytes", stats.Bytes,
+	s.log.InfoContext(ctx, "pulled image", "ref", named.String(), "id", rec.ID, "bytes", stats.Bytes,
 		"duration", stats.Total, "fetch", stats.Fetch, "verify", stats.Verify, "unpack", stats.Unpack)
 	return rec.clone(), stats, nil
 }

@@ -42,10 +42,10 @@ func (s *Store) Remove(ctx context.Context, ref string, force bool) error {
 	if len(s.index.namesOf(img.ID)) == 0 {
 		delete(s.index.byID, img.ID)
 	}
-	s.log.Info("removed image", "ref", ref, "id", img.ID, "names", names)
+	s.log.InfoContext(ctx, "removed image", "ref", ref, "id", img.ID, "names", names)
 	if err := s.collectGarbage(ctx); err != nil {
 		// The image is gone; what it leaves is collected on the next run.
-		s.log.Warn("garbage collection after image removal failed", "error", err)
+		s.log.WarnContext(ctx, "garbage collection after image removal failed", "error", err)
 	}
 	return nil
 }

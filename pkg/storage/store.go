@@ -168,7 +168,7 @@ func (s *Store) recover(ctx context.Context) error {
 		return fmt.Errorf("list leases: %w", err)
 	}
 	for _, l := range stale {
-		s.log.Info("dropping lease of an interrupted pull", "lease", l.ID, "image", l.Labels[labelPull])
+		s.log.InfoContext(ctx, "dropping lease of an interrupted pull", "lease", l.ID, "image", l.Labels[labelPull])
 		if err := s.leases.Delete(ctx, l); err != nil {
 			return fmt.Errorf("delete lease %s: %w", l.ID, err)
 		}
@@ -183,7 +183,7 @@ func (s *Store) recover(ctx context.Context) error {
 		}
 	}
 	if len(stale) > 0 || len(statuses) > 0 {
-		s.log.Info("recovered image store", "stale_pulls", len(stale), "stale_ingests", len(statuses))
+		s.log.InfoContext(ctx, "recovered image store", "stale_pulls", len(stale), "stale_ingests", len(statuses))
 	}
 	return s.collectGarbage(ctx)
 }
@@ -195,7 +195,7 @@ func (s *Store) collectGarbage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("garbage collect: %w", err)
 	}
-	s.log.Debug("garbage collected", "elapsed", st.Elapsed())
+	s.log.DebugContext(ctx, "garbage collected", "elapsed", st.Elapsed())
 	return nil
 }
 

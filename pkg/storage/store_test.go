@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -379,5 +381,45 @@ func TestMirrorFromHostsToml(t *testing.T) {
 	}
 	if !slices.Equal(got.RepoTags, []string{"registry.example.invalid/library/busybox:1"}) {
 		t.Errorf("tags = %v: the image keeps the name it was pulled by", got.RepoTags)
+	}
+}
+
+// A pull longer than a tick reports its progress while it runs, and never
+// after it returned.
+func TestPullWithProgressReports(t *testing.T) {
+	reg := fixtures.StartRegistry(t, fixtures.WithMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				time.Sleep(1200 * time.Millisecond)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}))
+	reg.Push(t, reg.Ref("slow:1"), fixtures.Busybox(t))
+	s := newStore(t, t.TempDir(), func(o *Options) { o.PullProgressTimeout = 4 * time.Second })
+	var mu sync.Mutex
+	var reports []PullStats
+	returned := false
+	_, stats, err := s.PullWithProgress(context.Background(), reg.Ref("slow:1"), nil, func(p PullStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		if returned {
+			t.Error("progress reported after the pull returned")
+		}
+		reports = append(reports, p)
+	})
+	mu.Lock()
+	returned = true
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) == 0 {
+		t.Fatal("no progress reported by a pull of more than a second")
+	}
+	for i, r := range reports {
+		if r.Bytes > stats.Bytes || (i > 0 && r.Bytes < reports[i-1].Bytes) || r.Total <= 0 {
+			t.Errorf("report %d = %+v (final %+v)", i, r, stats)
+		}
 	}
 }

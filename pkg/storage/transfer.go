@@ -45,10 +45,12 @@ func (m *pullMeter) snapshot(total time.Duration) PullStats {
 type transfer struct {
 	stats    pullMeter
 	progress atomic.Int64 // unix nanos of the last byte or request
+	start    time.Time
+	report   func(PullStats) // called by watch at each tick (nil: none)
 }
 
 func newTransfer() *transfer {
-	t := &transfer{}
+	t := &transfer{start: time.Now()}
 	t.touch()
 	return t
 }
@@ -64,12 +66,15 @@ func (e errStalled) Error() string {
 
 func (e errStalled) Unwrap() error { return errdefs.ErrUnavailable }
 
-// watch cancels the pull when no byte arrives for timeout. The returned
-// function stops the watchdog.
+// watch cancels the pull when no byte arrives for timeout, and reports
+// progress at each tick. The returned function stops the watchdog and
+// returns once it reports no more.
 func (t *transfer) watch(ctx context.Context, cancel context.CancelCauseFunc, timeout time.Duration) func() {
 	done := make(chan struct{})
+	exited := make(chan struct{})
 	tick := min(timeout/4, time.Second)
 	go func() {
+		defer close(exited)
 		ticker := time.NewTicker(tick)
 		defer ticker.Stop()
 		for {
@@ -79,6 +84,9 @@ func (t *transfer) watch(ctx context.Context, cancel context.CancelCauseFunc, ti
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
+				if t.report != nil {
+					t.report(t.stats.snapshot(time.Since(t.start)))
+				}
 				if idle := time.Since(time.Unix(0, t.progress.Load())); idle > timeout {
 					cancel(errStalled{idle: timeout})
 					return
@@ -86,7 +94,7 @@ func (t *transfer) watch(ctx context.Context, cancel context.CancelCauseFunc, ti
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(done); <-exited }
 }
 
 // verifyingIngester checks every blob against the digest and size the

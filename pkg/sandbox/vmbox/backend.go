@@ -132,7 +132,7 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error)
 	b.vms[pod.ID] = vm
 	b.mu.Unlock()
 	undo.Release()
-	b.log.Info("pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start),
+	b.log.InfoContext(ctx, "pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start),
 		"accel", spec.Accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB, "guest_kernel", h.KernelRelease)
 	return nil
 }

@@ -70,7 +70,7 @@ func Start(ctx context.Context, spec VMSpec, log *slog.Logger) (*VM, error) {
 		_ = cmd.Wait()
 		close(v.exited)
 	}()
-	log.Info("vm started", "name", spec.Name, "pid", cmd.Process.Pid, "accel", spec.Accel,
+	log.InfoContext(ctx, "vm started", "name", spec.Name, "pid", cmd.Process.Pid, "accel", spec.Accel,
 		"vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB, "kernel", spec.Kernel)
 	return v, nil
 }
@@ -151,18 +151,18 @@ func (v *VM) Stop(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, s.wait)
 		err := s.do(sctx)
 		if err != nil {
-			v.log.Debug("vm stop step failed", "step", s.name, "error", err)
+			v.log.DebugContext(ctx, "vm stop step failed", "step", s.name, "error", err)
 		}
 		exited := v.waitExit(sctx, s.wait)
 		cancel()
 		if exited {
-			v.log.Info("vm stopped", "name", v.spec.Name, "by", s.name)
+			v.log.InfoContext(ctx, "vm stopped", "name", v.spec.Name, "by", s.name)
 			return nil
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		v.log.Warn("vm did not stop", "name", v.spec.Name, "step", s.name)
+		v.log.WarnContext(ctx, "vm did not stop", "name", v.spec.Name, "step", s.name)
 	}
 	// Never leave QEMU behind, even when ctx ran out.
 	_ = v.kill()

@@ -61,7 +61,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 	defer func() {
 		if err != nil {
 			if uerr := undo.Run(); uerr != nil {
-				r.log.Warn("undo a failed create", "id", o.ID, "err", uerr)
+				r.log.WarnContext(ctx, "undo a failed create", "id", o.ID, "err", uerr)
 			}
 		}
 	}()
@@ -84,7 +84,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 	if ctx.Err() != nil {
 		return 0, fmt.Errorf("create %s: %w", o.ID, ctx.Err())
 	}
-	r.log.Debug("created", "id", o.ID, "pid", msg.Data)
+	r.log.DebugContext(ctx, "created", "id", o.ID, "pid", msg.Data)
 	return msg.Data, nil
 }
 

@@ -130,7 +130,7 @@ func (r *Runtime) killForDelete(ctx context.Context, id string) {
 	wctx, cancel := context.WithTimeout(ctx, killForDeleteWait)
 	defer cancel()
 	if _, err := r.Wait(wctx, id); err != nil {
-		r.log.Debug("no exit code before a forced delete", "id", id, "err", err)
+		r.log.DebugContext(ctx, "no exit code before a forced delete", "id", id, "err", err)
 	}
 }
 
@@ -157,6 +157,13 @@ func (r *Runtime) removeState(ctx context.Context, id string) error {
 	return nil
 }
 
+// commOf is the name the kernel gives a process running the binary at path
+// (/proc/<pid>/comm): its base name, cut to 15 bytes.
+func commOf(path string) string {
+	base := filepath.Base(path)
+	return base[:min(len(base), 15)]
+}
+
 // stopConmon waits for the container's conmon to exit, and kills it if it
 // has not within conmonExitTimeout.
 func (r *Runtime) stopConmon(ctx context.Context, id string) error {
@@ -168,7 +175,7 @@ func (r *Runtime) stopConmon(ctx context.Context, id string) error {
 		return err
 	}
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil || strings.TrimSpace(string(comm)) != "conmon" {
+	if err != nil || strings.TrimSpace(string(comm)) != commOf(r.conmon) {
 		return nil // gone (or the pid is someone else's now)
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
@@ -182,7 +189,7 @@ func (r *Runtime) stopConmon(ctx context.Context, id string) error {
 	if waitFd(ctx, fd, conmonExitTimeout) {
 		return nil
 	}
-	r.log.Warn("conmon did not exit, killing it", "id", id, "pid", pid)
+	r.log.WarnContext(ctx, "conmon did not exit, killing it", "id", id, "pid", pid)
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill conmon %d: %w", pid, err)
 	}
