@@ -47,7 +47,7 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 	if err := m.opts.NRI.UpdatePod(ctx, pod, res, overhead); err != nil {
 		return fmt.Errorf("resize pod sandbox %s: %w", pod.ID, err)
 	}
-	m.logDropped(pod, dropped)
+	m.logDropped(ctx, pod, dropped)
 	if _, owned, err := m.podCgroup(pod); err == nil && owned && pod.Cgroup != "" {
 		if err := m.opts.Cgroups.Update(pod.Cgroup, next); err != nil {
 			return fmt.Errorf("resize the cgroup of pod sandbox %s: %w", pod.ID, err)
@@ -67,7 +67,7 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 		return err
 	}
 	m.opts.NRI.PostUpdatePod(ctx, pod)
-	m.log.Info("pod sandbox resized", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota(), "cpu_shares", res.GetCpuShares())
+	m.log.InfoContext(ctx, "pod sandbox resized", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota(), "cpu_shares", res.GetCpuShares())
 	return nil
 }
 
