@@ -11,7 +11,7 @@ import (
 // binary.
 func TestCheckCommand(t *testing.T) {
 	cfgPath, _ := testConfig(t)
-	out, stderr, code := cli(t, "check", "--config", cfgPath)
+	out, _, _ := cli(t, "check", "--config", cfgPath)
 	for _, name := range []string{"conmon", "virtiofsd", "hugetlb", "nftables", "cni", "socket"} {
 		if !strings.Contains(out, "  "+name+" ") {
 			t.Errorf("no %s line:\n%s", name, out)
@@ -24,7 +24,7 @@ func TestCheckCommand(t *testing.T) {
 	if err := os.WriteFile(cfgPath, append(b, "[runtime]\nconmon = \"/nonexistent/conmon\"\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, code = cli(t, "check", "--config", cfgPath)
+	out, stderr, code := cli(t, "check", "--config", cfgPath)
 	if code != 1 || !strings.Contains(out, "FAIL  conmon") || !strings.Contains(stderr, "see FAIL lines") {
 		t.Errorf("check with a missing conmon: exit %d\n%s%s", code, out, stderr)
 	}
