@@ -158,6 +158,9 @@ type GuestCgroups interface {
 	// UpdateContainerCgroup applies res to c's cgroup; limits beyond what
 	// the sandbox can give are InvalidArgument.
 	UpdateContainerCgroup(ctx context.Context, pod *Pod, c *Container, res *specs.LinuxResources) error
+	// FitsPod refuses, InvalidArgument, pod resources beyond what the
+	// sandbox has (its VM's memory and vCPUs).
+	FitsPod(pod *Pod, res *specs.LinuxResources) error
 }
 
 // ContainerBackend is the container half of a Backend.

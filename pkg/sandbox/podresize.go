@@ -17,7 +17,10 @@ import (
 // A pod cgroup cradle made (no cgroup_parent) is resized to res plus
 // overhead; one kubelet made it resizes itself, and this records the new
 // figures and tells NRI plugins. A vm pod's VM keeps the size it booted
-// with: FailedPrecondition.
+// with: resources beyond it are InvalidArgument, those within it are
+// accepted (the limits inside the guest are its containers', which kubelet
+// resizes one by one; its host cgroup holds the VMM, whose size does not
+// change).
 func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhead *runtime.LinuxContainerResources) error {
 	if res == nil {
 		return fmt.Errorf("UpdatePodSandboxResources needs Linux resources: %w", errdefs.ErrInvalidArgument)
@@ -32,9 +35,6 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 	if pod.State != PodReady {
 		return fmt.Errorf("pod sandbox %s is %s: %w", pod.ID, pod.State, errdefs.ErrFailedPrecondition)
 	}
-	if _, guest := m.opts.Backends[pod.Handler].(GuestCgroups); guest {
-		return fmt.Errorf("pod sandbox %s runs in a VM, whose memory and vCPUs are fixed when it boots: resize it by recreating it: %w", pod.ID, errdefs.ErrFailedPrecondition)
-	}
 	host, err := m.hostFor(pod)
 	if err != nil {
 		return err
@@ -44,14 +44,30 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 	if err != nil {
 		return err
 	}
+	guest, vm := m.opts.Backends[pod.Handler].(GuestCgroups)
+	if vm {
+		// The VM's memory and vCPUs are fixed when it boots: a pod may
+		// shrink and grow within them, its containers' limits (which
+		// kubelet resizes one by one) holding inside the guest.
+		if err := guest.FitsPod(pod, next); err != nil {
+			return fmt.Errorf("resize pod sandbox %s: %w", pod.ID, err)
+		}
+	}
 	if err := m.opts.NRI.UpdatePod(ctx, pod, res, overhead); err != nil {
 		return fmt.Errorf("resize pod sandbox %s: %w", pod.ID, err)
 	}
 	m.logDropped(ctx, pod, dropped)
-	if _, owned, err := m.podCgroup(pod); err == nil && owned && pod.Cgroup != "" {
+	if _, owned, err := m.podCgroup(pod); err == nil && owned && pod.Cgroup != "" && !vm {
 		if err := m.opts.Cgroups.Update(pod.Cgroup, next); err != nil {
 			return fmt.Errorf("resize the cgroup of pod sandbox %s: %w", pod.ID, err)
 		}
+	}
+	if vm {
+		// Its config keeps the resources the VM was sized from at boot
+		// (vmbox.Size reads them): they stay its bounds.
+		m.opts.NRI.PostUpdatePod(ctx, pod)
+		m.log.InfoContext(ctx, "pod sandbox resized within its VM", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota())
+		return nil
 	}
 	// Copy on write: snapshots of the pod share its config.
 	raw := &runtime.PodSandboxConfig{}

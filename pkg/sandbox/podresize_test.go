@@ -3,9 +3,13 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -69,5 +73,59 @@ func TestUpdatePodResources(t *testing.T) {
 	}
 	if err := m2.UpdatePodResources(ctx, id, res, nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("resize of a stopped pod: %v, want FailedPrecondition", err)
+	}
+}
+
+// fakeVM is a backend whose pods run in VMs of a fixed memory size.
+type fakeVM struct {
+	fakeBackend
+	memory int64
+}
+
+func (fakeVM) ContainerCgroupStats(context.Context, *Pod, *Container) (cgroup.Stats, ProcessCounts, error) {
+	return cgroup.Stats{}, ProcessCounts{}, errdefs.ErrNotFound
+}
+
+func (fakeVM) UpdateContainerCgroup(context.Context, *Pod, *Container, *specs.LinuxResources) error {
+	return nil
+}
+
+func (v fakeVM) FitsPod(_ *Pod, res *specs.LinuxResources) error {
+	if res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > v.memory {
+		return fmt.Errorf("more than the VM has: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// A vm pod is resized within its VM and refused beyond it; its config
+// keeps the resources the VM was sized from.
+func TestUpdatePodResourcesOfAVMPod(t *testing.T) {
+	f, dir := newFakes(), t.TempDir()
+	m, err := New(Options{
+		StateDir: filepath.Join(dir, "state"), CheckpointDir: filepath.Join(dir, "checkpoints"), DefaultHandler: "vm",
+		Backends: map[string]Backend{"vm": fakeVM{fakeBackend{f}, 512 << 20}}, Network: f, Cgroups: f, CgroupRoot: "/cradle-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cfg := podConfig("v")
+	cfg.Raw.Linux = &runtime.LinuxPodSandboxConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 128 << 20}}
+	id, err := m.RunPod(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.UpdatePodResources(ctx, id, &runtime.LinuxContainerResources{MemoryLimitInBytes: 384 << 20}, nil); err != nil {
+		t.Fatalf("within the VM: %v", err)
+	}
+	if err := m.UpdatePodResources(ctx, id, &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("beyond the VM: %v, want InvalidArgument", err)
+	}
+	pod, _ := m.Pod(id)
+	if got := pod.Config.Raw.GetLinux().GetResources().GetMemoryLimitInBytes(); got != 128<<20 {
+		t.Errorf("the VM's sizing resources became %d", got)
+	}
+	if len(f.updates) != 0 {
+		t.Errorf("host cgroups written: %v", f.updates)
 	}
 }

@@ -53,6 +53,11 @@ func (b *Backend) UpdateContainerCgroup(ctx context.Context, pod *sandbox.Pod, c
 	})
 }
 
+// FitsPod refuses pod resources beyond the pod's VM.
+func (b *Backend) FitsPod(pod *sandbox.Pod, res *specs.LinuxResources) error {
+	return b.checkFits(pod, &specs.Linux{Resources: res})
+}
+
 // checkFits refuses limits a container could never have in the pod's VM:
 // more memory than the VM has, or a CPU quota of more than its vCPUs.
 func (b *Backend) checkFits(pod *sandbox.Pod, l *specs.Linux) error {
