@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
@@ -131,6 +132,8 @@ func TestPreloadDirectoryAndPinnedImages(t *testing.T) {
 	os.RemoveAll(d.Root)
 	reg.Close()
 	d.Start()
+	// The daemon serves first and imports after: RuntimeReady says when.
+	waitRuntimeReady(t, d)
 
 	list, err := d.Images.ListImages(ctx, &runtime.ListImagesRequest{})
 	if err != nil || len(list.Images) != 2 {
@@ -150,6 +153,7 @@ func TestPreloadDirectoryAndPinnedImages(t *testing.T) {
 	// Restarting does not import the unchanged archive again.
 	d.Stop()
 	d.Start()
+	waitRuntimeReady(t, d)
 	list, _ = d.Images.ListImages(ctx, &runtime.ListImagesRequest{})
 	if len(list.GetImages()) != 1 {
 		t.Errorf("after restart: %d images, want the removed one to stay removed", len(list.GetImages()))
@@ -195,5 +199,33 @@ func TestImagesPullCLI(t *testing.T) {
 	st, err = d.Images.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: spec(reg.Ref("app:1"))})
 	if err != nil || st.Image == nil {
 		t.Errorf("image pulled offline, after start: %v, %v", st, err)
+	}
+}
+
+// waitRuntimeReady waits for the CRI Status to say RuntimeReady (the
+// bake-in images imported), and checks the reason it gives until then.
+func waitRuntimeReady(t *testing.T, d *daemon) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := d.Runtime.Status(ctxT(t), &runtime.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range st.GetStatus().GetConditions() {
+			if c.Type != runtime.RuntimeReady {
+				continue
+			}
+			if c.Status {
+				return
+			}
+			if c.Reason != "PreloadInProgress" {
+				t.Fatalf("runtime not ready: %s: %s", c.Reason, c.Message)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bake-in images were not imported within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -201,10 +201,8 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	}
 	closers = append(closers, images.Close)
 	deps.Images = images
-	if err := images.Preload(ctx, cfg.Images.PreloadDir); err != nil {
-		// Reported per archive; the images that did load are served.
-		log.Error("bake-in images not all loaded", "dir", cfg.Images.PreloadDir, "error", err)
-	}
+	preload := startPreload(ctx, cfg.Images.PreloadDir, images.Preload, log)
+	closers = append(closers, preload.wait) // closed before the store
 	netw, err := network.New(ctx, cfg.Network, cfg.Root, cfg.State, log.With("component", "network"))
 	if err != nil {
 		return deps, closeAll, fmt.Errorf("pod network: %w", err)
@@ -222,6 +220,9 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", deps.CgroupDriver)
 	runtimes := ociRuntimes(cfg, deps.Handlers, log)
 	deps.RuntimeReady = func() (bool, string, string) {
+		if reason, message, ok := preload.notReady(); !ok {
+			return false, reason, message
+		}
 		if _, ok := runtimes[cfg.Runtime.DefaultHandler]; ok {
 			return true, "", ""
 		}
