@@ -85,7 +85,7 @@ type Images struct {
 	DialTimeout            Duration `toml:"dial_timeout" comment:"Time allowed to connect to a registry."`
 	ResponseHeaderTimeout  Duration `toml:"response_header_timeout" comment:"Time allowed for a registry to start answering a request."`
 	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled."`
-	SandboxImage           string   `toml:"sandbox_image" comment:"Image whose pause process holds a pod's namespaces; always reported pinned."`
+	SandboxImage           string   `toml:"sandbox_image" comment:"The pause image: reported pinned, so kubelet's image garbage collection never removes it.\ncradle runs no pause container: a pod's namespaces are pinned by bind mounts, and a pod that\nshares its PID namespace gets a one-page infra process."`
 	Pinned                 []string `toml:"pinned" comment:"Images reported pinned, so kubelet's image garbage collection never removes them;\nRemoveImage refuses them (cradle images rm --force removes them)."`
 	PreloadDir             string   `toml:"preload_dir" comment:"Bake-in directory: image archives (*.tar: OCI layouts or docker archives) imported at start,\neach once (a changed file is imported again). A missing directory is fine."`
 }
