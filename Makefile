@@ -21,7 +21,7 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps build run test integration check bench lint lint-install install clean conformance e2e-kubelet runc-userns
+.PHONY: all deps build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
 
 all: build
 
@@ -83,6 +83,37 @@ install: build
 	sed 's|@PREFIX@|$(PREFIX)|g' configs/cradle.service > $(DESTDIR)$(UNITDIR)/cradle.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cradle.service
 	test -e $(DESTDIR)/etc/cradle/cradle.toml || install -m 0644 configs/cradle.toml $(DESTDIR)/etc/cradle/cradle.toml
+
+# The package's version: Debian's rules want a leading digit (git describe gives a commit here).
+DEB_VERSION   ?= 0.1.0+git$(COMMIT)
+DEB_ARCH      ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB           ?= bin/cradle_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_STAGE     := bin/deb
+
+## deb: a Debian package built with dpkg-deb: the binary, the systemd unit and the default
+## configuration as a conffile (an operator's edits survive upgrades); `dpkg -i` installs it
+deb: build
+	rm -rf $(DEB_STAGE)
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_STAGE) PREFIX=/usr UNITDIR=/lib/systemd/system
+	install -d -m 0755 $(DEB_STAGE)/DEBIAN
+	printf '%s\n' \
+		'Package: cradle' \
+		'Version: $(DEB_VERSION)' \
+		'Architecture: $(DEB_ARCH)' \
+		'Maintainer: cradle developers <cradle@localhost>' \
+		'Section: admin' \
+		'Priority: optional' \
+		'Depends: runc | crun, conmon, iproute2, nftables, ca-certificates' \
+		'Recommends: crun, containernetworking-plugins' \
+		'Suggests: qemu-system-x86, qemu-system-common' \
+		'Installed-Size: '"$$(du -sk $(DEB_STAGE) | cut -f1)" \
+		'Description: secure-runtime node daemon for Kubernetes (CRI)' \
+		' cradle is a Container Runtime Interface server for kubelet: namespace pods' \
+		' through runc or crun under conmon, microVM pods through QEMU, images pulled' \
+		' and unpacked with containerd libraries, in one static binary.' > $(DEB_STAGE)/DEBIAN/control
+	echo /etc/cradle/cradle.toml > $(DEB_STAGE)/DEBIAN/conffiles
+	dpkg-deb --root-owner-group --build $(DEB_STAGE) $(DEB)
+	rm -rf $(DEB_STAGE)
 
 clean:
 	rm -rf bin

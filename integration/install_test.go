@@ -65,3 +65,43 @@ func TestNotifiesSystemdWhenReady(t *testing.T) {
 		t.Errorf("notify socket got %q, %v", buf[:n], err)
 	}
 }
+
+// `make deb` builds a package dpkg accepts: the binary, the unit with the
+// paths it installs to, and the default configuration as a conffile, so an
+// operator's edits survive an upgrade.
+func TestMakeDeb(t *testing.T) {
+	testutil.RequireBinary(t, "make")
+	testutil.RequireBinary(t, "dpkg-deb")
+	deb := filepath.Join(t.TempDir(), "cradle.deb")
+	if out, err := exec.Command("make", "-C", "..", "deb", "DEB="+deb).CombinedOutput(); err != nil {
+		t.Fatalf("make deb: %v\n%s", err, out)
+	}
+	info, err := exec.Command("dpkg-deb", "--info", deb).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dpkg-deb --info: %v\n%s", err, info)
+	}
+	for _, want := range []string{"Package: cradle", "Version: 0.1.0+git", "Depends: runc | crun, conmon", "conffiles"} {
+		if !strings.Contains(string(info), want) {
+			t.Errorf("package info lacks %q:\n%s", want, info)
+		}
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "--raw-extract", deb, dir).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb --raw-extract: %v\n%s", err, out)
+	}
+	if conf, _ := os.ReadFile(filepath.Join(dir, "DEBIAN/conffiles")); strings.TrimSpace(string(conf)) != "/etc/cradle/cradle.toml" {
+		t.Errorf("conffiles = %q", conf)
+	}
+	unit, _ := os.ReadFile(filepath.Join(dir, "lib/systemd/system/cradle.service"))
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/cradle serve --config /etc/cradle/cradle.toml") {
+		t.Errorf("unit:\n%s", unit)
+	}
+	if out, err := exec.Command(filepath.Join(dir, "usr/bin/cradle"), "version").CombinedOutput(); err != nil {
+		t.Errorf("packaged binary: %v\n%s", err, out)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(dir, "etc/cradle/cradle.toml"))
+	golden, _ := os.ReadFile("../configs/cradle.toml")
+	if string(cfg) != string(golden) {
+		t.Error("packaged config differs from configs/cradle.toml")
+	}
+}
