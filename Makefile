@@ -9,11 +9,14 @@ LDFLAGS       := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
-# Debian packages cradle uses at run time, and the tests' busybox-static.
-# qemu-system-x86, qemu-system-common (virtiofsd) and linux-image-amd64: the VMM, the shared-directory
-# daemon and the guest kernel of vm handlers (microVM pods); crun also runs inside their guests.
-DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make \
-		 qemu-system-x86 qemu-system-common linux-image-amd64
+# Debian packages namespace pods need at run time, and the tests' busybox-static (make deps).
+DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
+# What vm handlers (microVM pods) add (make deps-vm): the VMM and the shared-directory daemon
+# (qemu-system-common's virtiofsd); crun also runs inside the guests. Their kernel is Debian's,
+# unpacked into GUEST_KERNEL_DIR with dpkg-deb, never installed on the host (no initramfs, no /boot).
+VM_PACKAGES   := qemu-system-x86 qemu-system-common
+GUEST_KERNEL_DIR ?= /var/lib/cradle/guest
+GUEST_KERNEL_PKG ?= linux-image-amd64
 
 PREFIX        ?= /usr/local
 DESTDIR       ?=
@@ -21,20 +24,41 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
+.PHONY: all deps deps-vm build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
 
 all: build
 
-## deps: install the Debian packages cradle needs (root; skips what is installed)
+## deps: install the Debian packages namespace pods need (root; skips what is installed)
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(DEB_PACKAGES))
 	@command -v $(GO) >/dev/null || { echo "Go is needed (1.21 or newer fetches the toolchain go.mod asks for)"; exit 1; }
+
+## deps-vm: what vm handlers add: QEMU and virtiofsd, and Debian's guest kernel unpacked into
+## GUEST_KERNEL_DIR (boot/vmlinuz-*, lib/modules/*) without installing it on the host (root)
+deps-vm: deps
+	@$(call apt_install,$(VM_PACKAGES))
+	@if ls $(GUEST_KERNEL_DIR)/boot/vmlinuz-* >/dev/null 2>&1; then exit 0; fi; \
+	pkg=$$(apt-cache depends $(GUEST_KERNEL_PKG) 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -1); \
+	[ -n "$$pkg" ] || { apt-get update -qq; pkg=$$(apt-cache depends $(GUEST_KERNEL_PKG) | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -1); }; \
+	[ -n "$$pkg" ] || { echo "no kernel package behind $(GUEST_KERNEL_PKG)"; exit 1; }; \
+	tmp=$$(mktemp -d); chmod 755 "$$tmp"; trap 'rm -rf "$$tmp"' EXIT; \
+	echo "unpacking $$pkg into $(GUEST_KERNEL_DIR) (not installed on the host)"; \
+	(cd "$$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$$pkg") && \
+	mkdir -p $(GUEST_KERNEL_DIR) && dpkg-deb -x "$$tmp"/$${pkg}_*.deb "$$tmp/x" && \
+	mkdir -p $(GUEST_KERNEL_DIR)/boot $(GUEST_KERNEL_DIR)/lib && \
+	cp "$$tmp"/x/boot/vmlinuz-* $(GUEST_KERNEL_DIR)/boot/ && cp -a "$$tmp"/x/lib/modules $(GUEST_KERNEL_DIR)/lib/ && \
+	for m in $(GUEST_KERNEL_DIR)/lib/modules/*; do depmod -b $(GUEST_KERNEL_DIR) "$$(basename "$$m")"; done
+
+# apt_install: install the packages of $(1) that are missing.
+define apt_install
+missing=""; for p in $(1); do \
+	dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+	echo "installing:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+fi
+endef
 
 ## build: the static cradle binary in bin/
 build:
@@ -53,7 +77,7 @@ integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
 
 ## check: everything CI runs: packages, vet, build, unit and integration tests
-check: deps runc-userns
+check: deps deps-vm runc-userns
 	$(GO) vet ./...
 	$(MAKE) build
 	$(GO) test -count=1 -timeout 25m ./...

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/sandbox/vmbox"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	"golang.org/x/sys/unix"
@@ -29,8 +30,8 @@ func requireVM(t testing.TB) {
 	if _, err := os.Stat("/usr/lib/qemu/virtiofsd"); err != nil {
 		testutil.Unmet(t, "needs /usr/lib/qemu/virtiofsd (apt-get install qemu-system-common)")
 	}
-	if k, _ := filepath.Glob("/boot/vmlinuz-*"); len(k) == 0 {
-		testutil.Unmet(t, "needs a guest kernel in /boot (apt-get install linux-image-amd64)")
+	if _, err := vmbox.DefaultKernel(vmbox.KernelRoots...); err != nil {
+		testutil.Unmet(t, "needs a guest kernel (make deps-vm): "+err.Error())
 	}
 }
 

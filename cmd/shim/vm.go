@@ -70,7 +70,7 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 	}
 	src := c.Kernel
 	if src == "" {
-		if src, err = vmbox.DefaultKernel("/boot"); err != nil {
+		if src, err = vmbox.DefaultKernel(vmbox.KernelRoots...); err != nil {
 			return vmbox.Machine{}, err
 		}
 	}
@@ -82,7 +82,7 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 		return vmbox.Machine{}, fmt.Errorf("virtiofsd (shares container roots with pod VMs): %w (apt-get install qemu-system-common)", err)
 	}
 	initrd, err := vmbox.BuildInitramfs(ctx, filepath.Join(root, "vm"), vmbox.InitramfsSpec{
-		Agent: self, ModulesDir: filepath.Join("/lib/modules", k.Release), Modules: vmbox.GuestModules(),
+		Agent: self, ModulesDir: vmbox.ModulesDir(src, k.Release), Modules: vmbox.GuestModules(),
 		Runtime: c.GuestRuntime,
 	})
 	if err != nil {

@@ -65,7 +65,7 @@ func FactsOf(cfg config.Config) Facts {
 		Socket:       cfg.GRPC.Socket,
 		SocketGroup:  cfg.GRPC.SocketGroup,
 		QEMU:         "qemu-system-x86_64",
-		GuestKernels: []string{"/boot/vmlinuz-*", "/boot/vmlinux-*"},
+		GuestKernels: []string{"/var/lib/cradle/guest/boot/vmlinuz-*", "/boot/vmlinuz-*", "/boot/vmlinux-*"},
 		ProcRoot:     "/proc",
 		SysRoot:      "/sys",
 		DevKVM:       "/dev/kvm",

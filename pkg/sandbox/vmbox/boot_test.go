@@ -48,7 +48,7 @@ func newBootFixture(t testing.TB, gzip bool) bootFixture {
 	}
 	start = time.Now()
 	initrd, err := BuildInitramfs(ctx, filepath.Join(cache, "initramfs"), InitramfsSpec{
-		Agent: agent, ModulesDir: filepath.Join("/lib/modules", k.Release), Modules: GuestModules(), Gzip: gzip,
+		Agent: agent, ModulesDir: ModulesDir(src, k.Release), Modules: GuestModules(), Gzip: gzip,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -234,24 +234,49 @@ func hasNote(b []byte, name string, typ uint32) bool {
 	return false
 }
 
-// DefaultKernel picks the newest /boot/vmlinuz-* by release (the kernel of
-// Debian's linux-image-amd64 when several are installed).
-func DefaultKernel(bootDir string) (string, error) {
-	ms, err := filepath.Glob(filepath.Join(bootDir, "vmlinuz-*"))
-	if err != nil {
-		return "", err
-	}
-	best := ""
-	for _, m := range ms {
-		if best == "" || compareReleases(strings.TrimPrefix(filepath.Base(m), "vmlinuz-"),
-			strings.TrimPrefix(filepath.Base(best), "vmlinuz-")) > 0 {
-			best = m
+// GuestKernelDir is where `make deps-vm` unpacks Debian's kernel package
+// for the guests (dpkg-deb -x: boot/vmlinuz-*, lib/modules/*), so that VM
+// pods need no kernel installed on the host.
+const GuestKernelDir = "/var/lib/cradle/guest"
+
+// KernelRoots are the trees DefaultKernel looks in: GuestKernelDir, then
+// the host's own (/boot, a linux-image package installed on it).
+var KernelRoots = []string{GuestKernelDir, "/"}
+
+// DefaultKernel picks the newest boot/vmlinuz-* by release in the first of
+// roots that has one (Debian's linux-image-amd64 when several are there).
+func DefaultKernel(roots ...string) (string, error) {
+	for _, root := range roots {
+		ms, err := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+		if err != nil {
+			return "", err
+		}
+		best := ""
+		for _, m := range ms {
+			if best == "" || compareReleases(strings.TrimPrefix(filepath.Base(m), "vmlinuz-"),
+				strings.TrimPrefix(filepath.Base(best), "vmlinuz-")) > 0 {
+				best = m
+			}
+		}
+		if best != "" {
+			return best, nil
 		}
 	}
-	if best == "" {
-		return "", fmt.Errorf("no guest kernel: no %s/vmlinuz-* (apt-get install linux-image-amd64): %w", bootDir, os.ErrNotExist)
+	return "", fmt.Errorf("no guest kernel: no boot/vmlinuz-* under %v (make deps-vm unpacks Debian's into %s): %w",
+		roots, GuestKernelDir, os.ErrNotExist)
+}
+
+// ModulesDir is where the modules of kernel (a path DefaultKernel gave, or
+// any bzImage) of this release are: lib/modules beside its boot directory
+// when there (an unpacked package), else the host's /lib/modules.
+func ModulesDir(kernel, release string) string {
+	if filepath.Base(filepath.Dir(kernel)) == "boot" {
+		d := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", release)
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
 	}
-	return best, nil
+	return filepath.Join("/lib/modules", release)
 }
 
 // compareReleases orders kernel releases by their numeric fields in turn

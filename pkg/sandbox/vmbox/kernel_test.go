@@ -3,6 +3,7 @@ package vmbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +13,13 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 )
 
-// requireDebianKernel needs Debian's linux-image-amd64 in /boot.
+// requireDebianKernel needs Debian's kernel, unpacked by make deps-vm or
+// installed.
 func requireDebianKernel(t testing.TB) string {
 	t.Helper()
-	k, err := DefaultKernel("/boot")
+	k, err := DefaultKernel(KernelRoots...)
 	if err != nil {
-		testutil.Unmet(t, "needs a guest kernel in /boot (apt-get install linux-image-amd64): "+err.Error())
+		testutil.Unmet(t, "needs a guest kernel (make deps-vm): "+err.Error())
 	}
 	return k
 }
@@ -135,5 +137,32 @@ func TestHasNote(t *testing.T) {
 	}
 	if hasNote(note("Xen", 5, nil), "Xen", xenElfnotePhys32Entry) {
 		t.Error("wrong type matched")
+	}
+}
+
+// DefaultKernel takes the first root that has a kernel, the newest there;
+// ModulesDir finds an unpacked package's modules beside its kernel.
+func TestDefaultKernelRootsAndModules(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, p := range []string{"boot/vmlinuz-6.1.0-9-amd64", "boot/vmlinuz-6.1.0-56-amd64", "lib/modules/6.1.0-56-amd64/kernel/x.ko"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(b, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(b, p), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := DefaultKernel(a, b)
+	if want := filepath.Join(b, "boot/vmlinuz-6.1.0-56-amd64"); err != nil || k != want {
+		t.Fatalf("DefaultKernel = %q, %v; want %q", k, err, want)
+	}
+	if got, want := ModulesDir(k, "6.1.0-56-amd64"), filepath.Join(b, "lib/modules/6.1.0-56-amd64"); got != want {
+		t.Errorf("ModulesDir = %q, want %q", got, want)
+	}
+	if got := ModulesDir("/boot/vmlinuz-0.0-none", "0.0-none"); got != "/lib/modules/0.0-none" {
+		t.Errorf("ModulesDir of a host kernel = %q", got)
+	}
+	if _, err := DefaultKernel(a); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("no kernel: %v", err)
 	}
 }
