@@ -74,6 +74,10 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	if !strings.Contains(st.Info["config"], `"socket":`) || !strings.Contains(st.Info["handlers"], "runc") {
 		t.Errorf("verbose info = %v", st.Info)
 	}
+	// The default network mode is auto; this host has no CNI configuration.
+	if _, err := os.Stat("/etc/cni/net.d"); os.IsNotExist(err) && !strings.HasPrefix(st.Info["networkMode"], "builtin (auto: no CNI configuration") {
+		t.Errorf("networkMode = %q", st.Info["networkMode"])
+	}
 
 	rc, err := d.Runtime.RuntimeConfig(ctx, &runtime.RuntimeConfigRequest{})
 	if err != nil {

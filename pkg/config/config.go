@@ -102,7 +102,7 @@ type Runtime struct {
 
 // Network configures pod networking.
 type Network struct {
-	Mode       string   `toml:"mode" comment:"builtin: a host bridge, veth pairs, file-backed IPAM and nftables, no extra software.\ncni: standard CNI plugins configured in cni_conf_dir."`
+	Mode       string   `toml:"mode" comment:"auto: cni while cni_conf_dir holds a configuration (the cluster's CNI add-on), builtin otherwise;\nlooked at for every new pod, so installing the add-on switches new pods to it.\nbuiltin: a host bridge, veth pairs, file-backed IPAM and nftables, no extra software; pods on\ntwo nodes reach each other only through routes you add.\ncni: standard CNI plugins configured in cni_conf_dir."`
 	Bridge     string   `toml:"bridge" comment:"builtin: name of the host bridge (at most 15 characters)."`
 	Subnet     string   `toml:"subnet" comment:"builtin: IPv4 pod subnet (CIDR); the first address is the bridge gateway. It must not overlap a host route."`
 	SubnetV6   string   `toml:"subnet_v6" comment:"builtin: optional IPv6 pod subnet for dual-stack pods; empty for IPv4 only."`
@@ -116,6 +116,7 @@ type Network struct {
 const (
 	NetworkBuiltin = "builtin"
 	NetworkCNI     = "cni"
+	NetworkAuto    = "auto"
 )
 
 // Handler is one RuntimeClass handler.
@@ -244,7 +245,7 @@ func Default() Config {
 			RegistrationTimeout: Duration(5 * time.Second), RequestTimeout: Duration(2 * time.Second),
 		},
 		Network: Network{
-			Mode:       NetworkBuiltin,
+			Mode:       NetworkAuto,
 			Bridge:     "cradle0",
 			Subnet:     "10.88.0.0/16",
 			MTU:        1500,

@@ -192,9 +192,9 @@ func (n Network) validate() []error {
 		errs = append(errs, fmt.Errorf("network.%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	switch n.Mode {
-	case NetworkBuiltin, NetworkCNI:
+	case NetworkBuiltin, NetworkCNI, NetworkAuto:
 	default:
-		bad("mode", "%q is not one of builtin, cni", n.Mode)
+		bad("mode", "%q is not one of auto, builtin, cni", n.Mode)
 	}
 	if n.Bridge == "" || len(n.Bridge) > 15 || strings.ContainsAny(n.Bridge, "/ \t\n:") {
 		bad("bridge", "%q is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)", n.Bridge)
@@ -229,8 +229,8 @@ func (n Network) validate() []error {
 	if !filepath.IsAbs(n.CNIConfDir) {
 		bad("cni_conf_dir", "%q is not an absolute path", n.CNIConfDir)
 	}
-	if n.Mode == NetworkCNI && len(n.CNIBinDirs) == 0 {
-		bad("cni_bin_dirs", "cni mode needs at least one plugin directory")
+	if (n.Mode == NetworkCNI || n.Mode == NetworkAuto) && len(n.CNIBinDirs) == 0 {
+		bad("cni_bin_dirs", "%s mode needs at least one plugin directory", n.Mode)
 	}
 	for _, d := range n.CNIBinDirs {
 		if !filepath.IsAbs(d) {

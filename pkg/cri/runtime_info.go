@@ -119,9 +119,11 @@ func (s *runtimeServer) verboseInfo() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	mode, why := s.deps.Network.Mode()
 	return map[string]string{
 		"config":       string(cfg),
 		"handlers":     string(handlers),
+		"networkMode":  mode + " (" + why + ")",
 		"cgroupDriver": s.deps.CgroupDriver,
 		"version":      s.deps.Version.Version,
 		"commit":       s.deps.Version.Commit,

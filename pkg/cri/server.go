@@ -27,6 +27,8 @@ type Version struct {
 type Network interface {
 	Ready(ctx context.Context) (ok bool, reason, message string)
 	SetPodSubnets(ctx context.Context, cidrs string) error
+	// Mode is the network new pods get (builtin or cni), and why.
+	Mode() (mode, why string)
 }
 
 // Deps is what the CRI servers translate to.

@@ -108,6 +108,17 @@ func (c *cniNet) scan() ([]string, string, error) {
 	return files, key.String(), nil
 }
 
+// present says whether the conf dir holds a configuration file (valid or
+// not: a broken one is the cluster's, and reported as such).
+func (c *cniNet) present() bool {
+	files, _, err := c.scan()
+	return err == nil && len(files) > 0
+}
+
+// HasCNIConfig says whether dir holds a CNI configuration file (what auto
+// mode looks at).
+func HasCNIConfig(dir string) bool { return (&cniNet{confDir: dir}).present() }
+
 // readConfList reads a conflist, or a single-plugin .conf wrapped as one.
 func readConfList(path string) (*libcni.NetworkConfigList, error) {
 	b, err := os.ReadFile(path)

@@ -234,3 +234,48 @@ func TestCNICrashDuringSetup(t *testing.T) {
 		})
 	}
 }
+
+// In auto mode new pods get the built-in network while the conf dir holds
+// no configuration and the CNI one once it does (a network add-on was
+// installed), without a restart; each pod keeps, and is torn down on, the
+// network it was set up on, also after a restart.
+func TestAutoModeFollowsTheConfDir(t *testing.T) {
+	e := cniEnv(t)
+	e.cfg.Mode = config.NetworkAuto
+	m := e.manager()
+	if mode, why := m.Mode(); mode != config.NetworkBuiltin || !strings.Contains(why, "no CNI configuration") {
+		t.Errorf("Mode with an empty conf dir = %s (%s)", mode, why)
+	}
+	if ok, reason, msg := m.Ready(context.Background()); !ok {
+		t.Fatalf("Ready = false, %s: %s", reason, msg)
+	}
+	nsA, resA := e.pod(m, "auto-a")
+	if !strings.HasPrefix(resA.IPs[0].String(), "10.123.0.") {
+		t.Fatalf("pod without a CNI configuration got %v, want the built-in subnet", resA.IPs)
+	}
+	e.writeConflist("10-addon.conflist", "crcni0", "10.126.0.0/24")
+	if mode, _ := m.Mode(); mode != config.NetworkCNI {
+		t.Errorf("Mode with a configuration = %s", mode)
+	}
+	nsB, resB := e.pod(m, "auto-b")
+	if !strings.HasPrefix(resB.IPs[0].String(), "10.126.0.") {
+		t.Fatalf("pod after the add-on came got %v, want the CNI subnet", resB.IPs)
+	}
+	echoServer(t, nsA, ":8080")
+	echo(t, nsA, net.JoinHostPort(resA.IPs[0].String(), "8080"))
+	_ = nsB
+
+	// A restart with the configuration present still tears the built-in
+	// pod down on the built-in network.
+	m2 := e.manager()
+	if err := m2.Reconcile(context.Background(), []string{"auto-a", "auto-b"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"auto-a", "auto-b"} {
+		e.remove(m2, id)
+	}
+	assertNoCNILeaks(t, e)
+	if got := e.snapshot(); len(got.Veths) != 0 || len(got.Leases) != 0 || len(got.Records) != 0 {
+		t.Errorf("left after teardown: %+v", got)
+	}
+}

@@ -46,6 +46,7 @@ func newEnv(t testing.TB, mod func(*config.Network)) *testEnv {
 	e := &testEnv{t: t, dir: dir, root: filepath.Join(dir, "root"), state: filepath.Join(dir, "state"), cfg: config.Default().Network}
 	e.cfg.Bridge = "crtest0"
 	e.cfg.Subnet = "10.123.0.0/24"
+	e.cfg.Mode = config.NetworkBuiltin // not the default auto: the host's /etc/cni/net.d must not matter
 	if mod != nil {
 		mod(&e.cfg)
 	}

@@ -72,9 +72,15 @@ type Manager struct {
 	netnsDir  string
 	recs      records
 	mu        sync.Mutex
-	builtin   *builtinNet // mode builtin
-	cni       *cniNet     // mode cni
+	builtin   *builtinNet // mode builtin; in auto mode made when first needed (bmu)
+	cni       *cniNet     // modes cni and auto
 	closeOnce sync.Once
+
+	// auto mode: what the built-in network is made from when first needed.
+	cfg     config.Network
+	root    string
+	bmu     sync.Mutex
+	podCIDR string // kubelet's pod CIDR, sent before the built-in network was made
 
 	// failAt, when set by a test, is called after each named Setup step;
 	// an error makes that step fail (rollback tests).
@@ -96,6 +102,8 @@ func New(ctx context.Context, cfg config.Network, root, state string, log *slog.
 	}
 	m := &Manager{
 		mode:     cfg.Mode,
+		cfg:      cfg,
+		root:     root,
 		log:      log,
 		hostPath: o.hostNetNS,
 		netnsDir: filepath.Join(state, "netns"),
@@ -119,6 +127,17 @@ func New(ctx context.Context, cfg config.Network, root, state string, log *slog.
 		m.builtin, err = newBuiltin(ctx, m, cfg, root)
 	case config.NetworkCNI:
 		m.cni, err = newCNI(cfg, filepath.Join(state, "network", "cni-cache"))
+	case config.NetworkAuto:
+		if m.cni, err = newCNI(cfg, filepath.Join(state, "network", "cni-cache")); err != nil {
+			break
+		}
+		// Made now when pods will need it: no CNI configuration, or pods of
+		// an earlier start on it (their teardown and sweep need it).
+		if !m.cni.present() || m.recs.anyMode(config.NetworkBuiltin) {
+			err = m.ensureBuiltin(ctx)
+		}
+		mode, why := m.Mode()
+		log.InfoContext(ctx, "network mode auto", "in_use", mode, "why", why)
 	default:
 		err = fmt.Errorf("network mode %q: %w", cfg.Mode, errdefs.ErrInvalidArgument)
 	}
@@ -164,12 +183,16 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (Result, error) {
 			return Result{}, err
 		}
 	}
-	rec := &record{PodID: pod.PodID, Name: pod.Name, Namespace: pod.Namespace, Mode: m.mode, HostNetwork: pod.HostNetwork, NetNSPath: pod.NetNSPath, PortMappings: pod.PortMappings}
+	mode, _ := m.Mode()
+	rec := &record{PodID: pod.PodID, Name: pod.Name, Namespace: pod.Namespace, Mode: mode, HostNetwork: pod.HostNetwork, NetNSPath: pod.NetNSPath, PortMappings: pod.PortMappings}
 	if pod.HostNetwork {
 		rec.Complete = true
 		return Result{}, m.recs.save(rec)
 	}
-	if m.builtin != nil {
+	if mode == config.NetworkBuiltin {
+		if err := m.ensureBuiltin(ctx); err != nil {
+			return Result{}, err
+		}
 		rec.Veth = vethName(pod.PodID)
 		rec.MTU = m.builtin.mtu
 	}
@@ -186,7 +209,7 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (Result, error) {
 	if err := m.step("record"); err != nil {
 		return Result{}, err
 	}
-	if m.builtin != nil {
+	if mode == config.NetworkBuiltin {
 		err = m.builtin.setup(ctx, pod, rec, &u)
 	} else {
 		err = m.cni.setup(ctx, m, pod, rec, &u)
@@ -231,8 +254,9 @@ func (m *Manager) Teardown(ctx context.Context, podID string) error {
 	if rec == nil {
 		// Setup persists the record before acting, so there is nothing to
 		// undo but what a previous partial teardown may have left.
-		rec = &record{PodID: podID, Mode: m.mode}
-		if m.builtin != nil {
+		mode, _ := m.Mode()
+		rec = &record{PodID: podID, Mode: mode}
+		if mode == config.NetworkBuiltin && m.builtin != nil {
 			rec.Veth = vethName(podID)
 		}
 	}
@@ -247,6 +271,10 @@ func (m *Manager) teardown(ctx context.Context, rec *record) error {
 		switch {
 		case rec.Mode == config.NetworkCNI && m.cni != nil:
 			err = m.cni.teardown(ctx, m, rec)
+		case rec.Mode == config.NetworkBuiltin && m.mode == config.NetworkAuto:
+			if err = m.ensureBuiltin(ctx); err == nil {
+				err = m.builtin.teardown(ctx, rec)
+			}
 		case rec.Mode == config.NetworkBuiltin && m.builtin != nil:
 			err = m.builtin.teardown(ctx, rec)
 		default:
@@ -293,8 +321,11 @@ func (m *Manager) Reconcile(ctx context.Context, live []string) error {
 			errs = append(errs, err)
 		}
 	}
-	if m.builtin != nil {
-		errs = append(errs, m.builtin.sweep(ctx, alive))
+	m.bmu.Lock()
+	b := m.builtin
+	m.bmu.Unlock()
+	if b != nil {
+		errs = append(errs, b.sweep(ctx, alive))
 	}
 	errs = append(errs, m.sweepNetNS(alive))
 	return errors.Join(errs...)
@@ -319,8 +350,10 @@ func (m *Manager) sweepNetNS(alive map[string]bool) error {
 // a valid configuration is loaded from the conf dir.
 func (m *Manager) Ready(ctx context.Context) (ok bool, reason, message string) {
 	var err error
-	if m.builtin != nil {
-		err = m.builtin.ready()
+	if mode, _ := m.Mode(); mode == config.NetworkBuiltin {
+		if err = m.ensureBuiltin(ctx); err == nil {
+			err = m.builtin.ready()
+		}
 	} else {
 		_, err = m.cni.load()
 	}
@@ -328,6 +361,43 @@ func (m *Manager) Ready(ctx context.Context) (ok bool, reason, message string) {
 		return false, "NetworkPluginNotReady", err.Error()
 	}
 	return true, "", ""
+}
+
+// Mode is the network new pods get, and why: in auto mode the cluster's
+// CNI add-on when cni_conf_dir holds a configuration (looked at on every
+// pod, so the daemon follows the directory as it changes), the built-in
+// network otherwise. Pods keep the network they were set up on.
+func (m *Manager) Mode() (mode, why string) {
+	switch m.mode {
+	case config.NetworkAuto:
+		if m.cni.present() {
+			return config.NetworkCNI, "auto: " + m.cni.confDir + " holds a CNI configuration"
+		}
+		return config.NetworkBuiltin, "auto: no CNI configuration in " + m.cni.confDir
+	default:
+		return m.mode, "configured"
+	}
+}
+
+// ensureBuiltin makes the built-in network if it is not made yet (auto
+// mode makes it when first needed), with the pod CIDR kubelet sent before.
+func (m *Manager) ensureBuiltin(ctx context.Context) error {
+	m.bmu.Lock()
+	defer m.bmu.Unlock()
+	if m.builtin != nil {
+		return nil
+	}
+	b, err := newBuiltin(ctx, m, m.cfg, m.root)
+	if err != nil {
+		return fmt.Errorf("built-in pod network: %w", err)
+	}
+	if m.podCIDR != "" {
+		if err := b.setSubnets(ctx, m.podCIDR); err != nil {
+			m.log.WarnContext(ctx, "kubelet's pod CIDR not applied to the built-in network", "cidr", m.podCIDR, "error", err)
+		}
+	}
+	m.builtin = b
+	return nil
 }
 
 func (m *Manager) step(name string) error {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -22,13 +23,19 @@ import (
 // subnet applies until kubelet sends the CIDR again. In CNI mode the
 // subnet belongs to the CNI configuration and the call does nothing.
 func (m *Manager) SetPodSubnets(ctx context.Context, cidrs string) error {
-	if m.builtin == nil {
-		m.log.InfoContext(ctx, "pod CIDR ignored in CNI mode: the CNI configuration owns the subnet", "cidr", cidrs)
-		return nil
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.builtin.setSubnets(ctx, cidrs)
+	m.bmu.Lock()
+	b := m.builtin
+	if b == nil && m.mode == config.NetworkAuto {
+		m.podCIDR = cidrs // for the built-in network, if it is ever made
+	}
+	m.bmu.Unlock()
+	if b == nil {
+		m.log.InfoContext(ctx, "pod CIDR not applied: the CNI configuration owns the subnet", "cidr", cidrs)
+		return nil
+	}
+	return b.setSubnets(ctx, cidrs)
 }
 
 func (b *builtinNet) setSubnets(ctx context.Context, cidrs string) error {

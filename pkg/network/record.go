@@ -130,3 +130,14 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// anyMode says whether a pod on the network of mode has a record.
+func (s records) anyMode(mode string) bool {
+	ids, _ := s.list()
+	for _, id := range ids {
+		if r, err := s.load(id); err == nil && r != nil && !r.HostNetwork && r.Mode == mode {
+			return true
+		}
+	}
+	return false
+}

@@ -67,7 +67,12 @@ func checkVirtiofsd(ctx context.Context, f Facts) []Result {
 // network add-on's configuration is being ignored.
 func checkCNI(ctx context.Context, f Facts) []Result {
 	n := f.Network
-	if n.Mode != config.NetworkCNI {
+	if n.Mode == config.NetworkAuto {
+		if !network.HasCNIConfig(n.CNIConfDir) {
+			return []Result{ok("cni", fmt.Sprintf("network.mode is auto: no CNI configuration in %s, pods get the built-in network (a network add-on that installs one there takes over for new pods)", n.CNIConfDir))}
+		}
+		// auto with a configuration: checked as in cni mode.
+	} else if n.Mode != config.NetworkCNI {
 		cfg, err := network.CheckCNI(ctx, n.CNIConfDir, n.CNIBinDirs)
 		if err == nil {
 			return []Result{warn("cni", fmt.Sprintf("network.mode is %s: the CNI configuration %s (network %q) is not used",

@@ -82,7 +82,7 @@ func checkNftables(ctx context.Context, f Facts) Result {
 	if err := network.ProbeNftables(); err != nil {
 		detail := "the kernel refuses the built-in network's rules: " + err.Error()
 		fix := "a kernel with nf_tables and its NAT, masquerade, fib and conntrack expressions (modprobe nf_tables nft_chain_nat nft_masq nft_fib_inet)"
-		if f.Network.Mode == config.NetworkBuiltin {
+		if f.Network.Mode == config.NetworkBuiltin || f.Network.Mode == config.NetworkAuto && !network.HasCNIConfig(f.Network.CNIConfDir) {
 			return fail("nftables", detail+": the built-in network cannot run", fix)
 		}
 		return warn("nftables", detail+" (not needed in "+f.Network.Mode+" mode)", fix)
