@@ -68,6 +68,7 @@ type daemon struct {
 	Subnet  string
 	Preload string   // the bake-in directory
 	env     []string // extra environment for the daemon
+	netns   string   // the network namespace it runs in ("": the test's)
 	cmd     *exec.Cmd
 	logs    *testutil.Buffer // this instance's output
 	earlier string           // the output of the instances before it (restarts)
@@ -97,12 +98,20 @@ func newDaemonIn(t testing.TB, dir, extra string) *daemon {
 // (testBridge2/testSubnet2 for a second daemon beside the first).
 func newDaemonNet(t testing.TB, dir, bridge, subnet, extra string) *daemon {
 	t.Helper()
+	return newDaemonNetNS(t, dir, "", bridge, subnet, "", extra)
+}
+
+// newDaemonNetNS is newDaemonNet with the daemon in the network namespace
+// at netns (a node of its own: its pod network is made there) and netExtra
+// added to its [network] section.
+func newDaemonNetNS(t testing.TB, dir, netns, bridge, subnet, netExtra, extra string) *daemon {
+	t.Helper()
 	testutil.RequireRoot(t)
 	d := &daemon{t: t, dir: dir, Root: filepath.Join(dir, "root"), Socket: filepath.Join(dir, "run", "cradle.sock"),
-		Bridge: bridge, Subnet: subnet, Preload: filepath.Join(dir, "preload")}
+		Bridge: bridge, Subnet: subnet, Preload: filepath.Join(dir, "preload"), netns: netns}
 	d.config = filepath.Join(dir, "cradle.toml")
-	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[network]\nbridge = %q\nsubnet = %q\n[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
-		d.Root, filepath.Join(dir, "run"), d.Socket, bridge, subnet,
+	cfg := fmt.Sprintf("root = %q\nstate = %q\n[grpc]\nsocket = %q\n[log]\nlevel = \"debug\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[network]\nbridge = %q\nsubnet = %q\n%s[images]\nregistry_config_dir = %q\npreload_dir = %q\n%s",
+		d.Root, filepath.Join(dir, "run"), d.Socket, bridge, subnet, netExtra,
 		filepath.Join(dir, "certs.d"), filepath.Join(dir, "preload"), extra)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -131,6 +140,9 @@ func (d *daemon) Start() {
 	}
 	d.logs = &testutil.Buffer{}
 	d.cmd = exec.Command(cradleBin, "serve", "--config", d.config)
+	if d.netns != "" {
+		d.cmd = exec.Command("nsenter", "--net="+d.netns, "--", cradleBin, "serve", "--config", d.config)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.Env = append(os.Environ(), d.env...)
 	// An fd the daemon inherits, as from a starter that held a lock: the
