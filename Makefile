@@ -24,7 +24,7 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps deps-vm build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
+.PHONY: all deps deps-vm kubelet build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
 
 all: build
 
@@ -81,6 +81,11 @@ check: deps deps-vm runc-userns
 	$(GO) vet ./...
 	$(MAKE) build
 	$(GO) test -count=1 -timeout 25m ./...
+
+## kubelet: a real kubelet (k8s.io/kubernetes through the Go module proxy) in _output/tools/kubelet/kubelet
+kubelet:
+	ln -sf "$$(integration/kubelet/build-kubelet.sh _output/tools/kubelet $(or $(KUBELET_VERSION),v1.34.4) | tail -1)" _output/tools/kubelet/kubelet
+	@echo "kubelet: _output/tools/kubelet/kubelet"
 
 ## e2e-kubelet: a real kubelet (k8s.io/kubernetes through the Go module proxy, cached in _output/tools/kubelet)
 ## runs static pods on bin/cradle in a private mount namespace; checks through kubelet's API and the CRI (root)
