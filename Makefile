@@ -10,9 +10,10 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
 # Debian packages cradle uses at run time, and the tests' busybox-static.
+# criu: CheckpointContainer and restore (CRIU 4.0 or newer on kernels from 6.13 on).
 # qemu-system-x86, qemu-system-common (virtiofsd) and linux-image-amd64: the VMM, the shared-directory
 # daemon and the guest kernel of vm handlers (microVM pods); crun also runs inside their guests.
-DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make \
+DEB_PACKAGES  := runc crun conmon criu busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make \
 		 qemu-system-x86 qemu-system-common linux-image-amd64
 
 PREFIX        ?= /usr/local
