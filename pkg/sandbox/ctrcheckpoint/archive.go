@@ -63,7 +63,7 @@ type Source struct {
 
 // Write writes the archive of src at location (absolute) through a
 // temporary file beside it; workDir holds the intermediate
-// rootfs-diff.tar. On error nothing is left at location or beside it.
+// rootfs-diff.tar (and may hold CRIU's stats-dump). On error nothing is left at location or beside it.
 func Write(ctx context.Context, location string, src Source, workDir string) (retErr error) {
 	if !filepath.IsAbs(location) {
 		return fmt.Errorf("checkpoint location %q is not an absolute path: %w", location, errdefs.ErrInvalidArgument)
@@ -106,8 +106,16 @@ func Write(ctx context.Context, location string, src Source, workDir string) (re
 	if err := addFile(tw, diff, RootfsDiff); err != nil {
 		return err
 	}
-	if err := addFile(tw, filepath.Join(src.Images, StatsDump), StatsDump); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	// CRIU writes its statistics beside its images, or in its work
+	// directory when it has one.
+	for _, dir := range []string{src.Images, workDir} {
+		err := addFile(tw, filepath.Join(dir, StatsDump), StatsDump)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return err

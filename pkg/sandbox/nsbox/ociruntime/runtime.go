@@ -9,7 +9,8 @@
 // API:
 //
 //	New(Config) (*Runtime, error)
-//	Create(ctx, CreateOptions) (pid, error)   conmon + `runtime create`
+//	Create(ctx, CreateOptions) (pid, error)   conmon + `runtime create` (or `runtime restore` from CRIU images)
+//	Checkpoint(ctx, id, imageDir, workDir)    `runtime checkpoint --leave-running` (CRIU)
 //	Start(ctx, id)                            `runtime start`
 //	Kill(ctx, id, sig, all)                   `runtime kill [--all]`
 //	Delete(ctx, id, force)                    `runtime delete`, waits for conmon, removes state; idempotent

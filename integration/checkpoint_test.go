@@ -1,0 +1,251 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// counterScript counts, every 100 ms, in memory, in /counter (the
+// container's writable layer) and on stdout.
+const counterScript = `i=0; while :; do i=$((i+1)); echo $i > /counter; echo $i; sleep 0.1; done`
+
+// readCounter reads a container's /counter.
+func readCounter(ctx context.Context, t *testing.T, d *daemon, id string) int {
+	t.Helper()
+	res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"cat", "/counter"}, Timeout: 10})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("read the counter of %s: %+v, %v", id, res, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
+	if err != nil {
+		t.Fatalf("counter of %s is %q", id, res.Stdout)
+	}
+	return n
+}
+
+// archiveMember returns the contents of a member of a tar.
+func archiveMember(t *testing.T, r io.Reader, name string) []byte {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			t.Fatalf("no %s in the archive", name)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimPrefix(hdr.Name, "./") == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+}
+
+// TestCheckpointRestore: a running counter is checkpointed (it keeps
+// running), and a container made from the archive in a new pod counts on
+// from where the checkpoint was taken.
+func TestCheckpointRestore(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireCRIU(t)
+	for _, handler := range []string{"runc", "crun"} {
+		t.Run(handler, func(t *testing.T) { testCheckpointRestore(t, handler) })
+	}
+}
+
+func testCheckpointRestore(t *testing.T, handler string) {
+	d, image := busyboxDaemon(t, "")
+	ctx := ctxT(t)
+	podCfg := podSandboxConfig("ckpt-" + handler)
+	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removePodAtEnd(t, d, pod.PodSandboxId)
+	orig, _ := startContainer(ctx, t, d, pod.PodSandboxId, "counter", image, counterScript)
+	waitFor(t, "the counter to reach 10", func() bool { return readCounter(ctx, t, d, orig) >= 10 })
+
+	location := filepath.Join(t.TempDir(), "counter.tar")
+	if handler == "crun" && !crunHasCRIU(t) {
+		// Debian 12's crun is built without CRIU: refused, and nothing
+		// is written.
+		_, err := d.Runtime.CheckpointContainer(ctx, &runtime.CheckpointContainerRequest{ContainerId: orig, Location: location})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "CRIU") {
+			t.Errorf("checkpoint through a crun without CRIU: %v, want FailedPrecondition naming CRIU", err)
+		}
+		if _, err := os.Stat(location); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("archive after a refused checkpoint: %v", err)
+		}
+		t.Logf("crun lacks CRIU support: checkpoint refused with %v", err)
+		return
+	}
+	start := time.Now()
+	if _, err := d.Runtime.CheckpointContainer(ctx, &runtime.CheckpointContainerRequest{ContainerId: orig, Location: location, Timeout: 60}); err != nil {
+		t.Fatalf("CheckpointContainer: %v\n%s", err, d.Logs())
+	}
+	t.Logf("checkpoint took %v", time.Since(start))
+	fi, err := os.Stat(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("archive: %d bytes", fi.Size())
+	entries, _ := os.ReadDir(filepath.Dir(location))
+	if len(entries) != 1 {
+		t.Errorf("beside the archive: %v, want only it", entries)
+	}
+	data, err := os.ReadFile(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"config.dump", "spec.dump", "checkpoint/inventory.img", "stats-dump"} {
+		archiveMember(t, bytes.NewReader(data), name)
+	}
+	// The counter at checkpoint time, from the archive's rootfs changes.
+	diff := archiveMember(t, bytes.NewReader(data), "rootfs-diff.tar")
+	atCheckpoint, err := strconv.Atoi(strings.TrimSpace(string(archiveMember(t, bytes.NewReader(diff), "counter"))))
+	if err != nil || atCheckpoint < 10 {
+		t.Fatalf("counter in the archive: %d, %v", atCheckpoint, err)
+	}
+	t.Logf("counter at checkpoint: %d", atCheckpoint)
+
+	// The original keeps running and counting.
+	before := readCounter(ctx, t, d, orig)
+	waitFor(t, "the original to count on", func() bool { return readCounter(ctx, t, d, orig) > before })
+	st, err := d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: orig})
+	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("original after checkpoint: %+v, %v", st.GetStatus(), err)
+	}
+
+	// A new pod, a container whose image is the archive.
+	podCfg2 := podSandboxConfig("restored-" + handler)
+	pod2, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg2, RuntimeHandler: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod2.PodSandboxId, SandboxConfig: podCfg2,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "counter"}, Image: spec(location)}})
+	if err != nil {
+		t.Fatalf("CreateContainer from the archive: %v", err)
+	}
+	removePodAtEnd(t, d, pod2.PodSandboxId)
+	restored := created.ContainerId
+	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: restored}); err != nil {
+		t.Fatalf("StartContainer (restore): %v\n%s", err, d.Logs())
+	}
+	first := readCounter(ctx, t, d, restored)
+	t.Logf("restored counter at first read: %d (original now %d)", first, readCounter(ctx, t, d, orig))
+	if first < atCheckpoint {
+		t.Errorf("restored counter %d is below the checkpoint's %d: it started over", first, atCheckpoint)
+	}
+	waitFor(t, "the restored counter to pass the checkpoint's", func() bool { return readCounter(ctx, t, d, restored) > atCheckpoint })
+	st, err = d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: restored})
+	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING || st.Status.Image.GetImage() != image {
+		t.Errorf("restored status: %+v, %v", st.GetStatus(), err)
+	}
+
+	// Stopped and removed like any container; nothing is left.
+	for _, p := range []string{pod.PodSandboxId, pod2.PodSandboxId} {
+		if _, err := d.Runtime.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: p}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertNoPodLeaks(t, d)
+	assertNoContainerProcesses(t, d)
+}
+
+// crunHasCRIU reports whether crun was built with CRIU support.
+func crunHasCRIU(t *testing.T) bool {
+	out, err := exec.Command(testutil.RequireBinary(t, "crun"), "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Contains(strings.Fields(string(out)), "+CRIU")
+}
+
+// removePodAtEnd removes the pod when the test ends, failed or not, while
+// the daemon still runs.
+func removePodAtEnd(t *testing.T, d *daemon, id string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Errorf("remove pod %s: %v", id, err)
+		}
+	})
+}
+
+// TestCheckpointErrors: what kubelet gets for bad requests, and that no
+// failed checkpoint leaves a file.
+func TestCheckpointErrors(t *testing.T) {
+	d, image := busyboxDaemon(t, "")
+	ctx := ctxT(t)
+	podCfg := podSandboxConfig("ckpt-errors")
+	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removePodAtEnd(t, d, pod.PodSandboxId)
+	created, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "idle"}, Image: spec(image), Command: []string{"sleep", "1000"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	loc := filepath.Join(dir, "c.tar")
+	for _, tc := range []struct {
+		name    string
+		id, loc string
+		want    codes.Code
+	}{
+		{"unknown container", "nosuchcontainer", loc, codes.NotFound},
+		{"empty location", created.ContainerId, "", codes.InvalidArgument},
+		{"relative location", created.ContainerId, "c.tar", codes.InvalidArgument},
+		{"not running", created.ContainerId, loc, codes.FailedPrecondition},
+		{"empty container ID", "", loc, codes.InvalidArgument},
+	} {
+		_, err := d.Runtime.CheckpointContainer(ctx, &runtime.CheckpointContainerRequest{ContainerId: tc.id, Location: tc.loc})
+		if status.Code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// An image that is a file but no checkpoint archive is an image
+	// reference like any other: not found.
+	notArchive := filepath.Join(dir, "not.tar")
+	if err := os.WriteFile(notArchive, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "junk"}, Image: spec(notArchive)}}); status.Code(err) == codes.OK {
+		t.Error("a container was created from a file that is no checkpoint archive")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("files left: %v", entries)
+	}
+	if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	assertNoPodLeaks(t, d)
+	assertNoContainerProcesses(t, d)
+}
