@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -22,8 +23,9 @@ import (
 )
 
 // counterScript counts, every 100 ms, in memory, in /counter (the
-// container's writable layer) and on stdout.
-const counterScript = `i=0; while :; do i=$((i+1)); echo $i > /counter; echo $i; sleep 0.1; done`
+// container's writable layer, replaced whole so a reader never sees it
+// empty) and on stdout.
+const counterScript = `i=0; while :; do i=$((i+1)); echo $i > /counter.new; mv /counter.new /counter; echo $i; sleep 0.1; done`
 
 // readCounter reads a container's /counter.
 func readCounter(ctx context.Context, t *testing.T, d *daemon, id string) int {
@@ -159,7 +161,16 @@ func testCheckpointRestore(t *testing.T, handler string) {
 	waitFor(t, "the restored counter to pass the checkpoint's", func() bool { return readCounter(ctx, t, d, restored) > atCheckpoint })
 	st, err = d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: restored})
 	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING || st.Status.Image.GetImage() != image {
-		t.Errorf("restored status: %+v, %v", st.GetStatus(), err)
+		t.Fatalf("restored status: %+v, %v", st.GetStatus(), err)
+	}
+	// Its stdout reaches its own log, counting on from the checkpoint.
+	want := fmt.Sprintf(" stdout F %d\n", atCheckpoint+1)
+	waitFor(t, "the restored container's log to count on", func() bool {
+		b, _ := os.ReadFile(st.Status.LogPath)
+		return strings.Contains(string(b), want)
+	})
+	if b, _ := os.ReadFile(st.Status.LogPath); strings.Contains(string(b), " stdout F 1\n") {
+		t.Errorf("the restored container's log starts over from 1")
 	}
 
 	// Stopped and removed like any container; nothing is left.

@@ -10,7 +10,8 @@
 //	stats-dump         CRIU's dump statistics (a copy of checkpoint/stats-dump)
 //
 // The archive is an uncompressed tar. Write never leaves a partial archive
-// at its location: it writes a temporary file beside it and renames it.
+// at its location: it writes an unnamed file (O_TMPFILE) in its directory,
+// which a crash takes away, and links and renames it into place.
 package ctrcheckpoint
 
 import (
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // The names of the archive's members.
@@ -81,14 +83,14 @@ func Write(ctx context.Context, location string, src Source, workDir string) (re
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(location), "."+filepath.Base(location)+".tmp-")
+	f, err := openTemp(location)
 	if err != nil {
 		return fmt.Errorf("checkpoint archive: %w", err)
 	}
 	defer func() {
 		if retErr != nil {
 			_ = f.Close()
-			_ = os.Remove(f.Name())
+			_ = os.Remove(f.Name()) // a named temp file; an unnamed one is gone with its descriptor
 		}
 	}()
 	tw := tar.NewWriter(f)
@@ -123,13 +125,57 @@ func Write(ctx context.Context, location string, src Source, workDir string) (re
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), location); err != nil {
+	if err := publish(f, location); err != nil {
 		return fmt.Errorf("checkpoint archive: %w", err)
 	}
 	return nil
+}
+
+// openTemp opens the file the archive for location is written to: an
+// unnamed file in location's directory (O_TMPFILE), which a crash makes
+// vanish, else (a filesystem without O_TMPFILE) a hidden temporary file
+// beside location.
+func openTemp(location string) (*os.File, error) {
+	dir := filepath.Dir(location)
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), unnamed), nil
+	}
+	return os.CreateTemp(dir, "."+filepath.Base(location)+".tmp-")
+}
+
+// unnamed is the name os.File holds for an O_TMPFILE file.
+const unnamed = ""
+
+// publish closes f and puts it at location, replacing what is there. An
+// unnamed file is linked under a hidden name and renamed (linkat cannot
+// replace a file); only a crash between the two leaves that name.
+func publish(f *os.File, location string) (retErr error) {
+	tmp := f.Name()
+	if tmp == unnamed {
+		tmp = filepath.Join(filepath.Dir(location), fmt.Sprintf(".%s.tmp-%d-%d", filepath.Base(location), os.Getpid(), time.Now().UnixNano()))
+		err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.AT_FDCWD, tmp, unix.AT_SYMLINK_FOLLOW)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", tmp, err)
+		}
+		defer func() {
+			if retErr != nil {
+				_ = os.Remove(tmp)
+			}
+		}()
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, location); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(location))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
 }
 
 func addBytes(tw *tar.Writer, name string, data []byte) error {

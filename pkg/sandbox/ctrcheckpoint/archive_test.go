@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -204,5 +205,33 @@ func TestBadInput(t *testing.T) {
 		if _, ok := local(name); ok {
 			t.Errorf("local(%q) accepted", name)
 		}
+	}
+}
+
+// crashEnv names the directory a re-executed test binary writes an
+// archive's temporary file in before it kills itself.
+const crashEnv = "CTRCHECKPOINT_CRASH_DIR"
+
+// A writer killed mid-write leaves nothing in the archive's directory.
+func TestCrashMidWriteLeavesNothing(t *testing.T) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		f, err := openTemp(filepath.Join(dir, "c.tar"))
+		if err != nil {
+			os.Exit(3)
+		}
+		_, _ = f.Write(make([]byte, 1<<20))
+		_ = unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {}
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashMidWriteLeavesNothing$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != -1 {
+		t.Fatalf("writer: %v, want killed", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a killed writer left %v", entries)
 	}
 }

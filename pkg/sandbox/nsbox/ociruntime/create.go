@@ -55,6 +55,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 	if fi, err := os.Stat(filepath.Dir(o.LogPath)); err != nil || !fi.IsDir() {
 		return 0, fmt.Errorf("create %s: log directory %s: not a directory: %w", o.ID, filepath.Dir(o.LogPath), errdefs.ErrFailedPrecondition)
 	}
+	if o.Restore != "" {
+		if err := r.checkCRIU(ctx); err != nil {
+			return 0, fmt.Errorf("restore %s: %w", o.ID, err)
+		}
+	}
 	if err := os.Mkdir(r.dir(o.ID), 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return 0, fmt.Errorf("create %s: %w", o.ID, errdefs.ErrAlreadyExists)
