@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrcheckpoint"
+	"github.com/google/go-cmp/cmp"
 )
 
 // The fake backend cannot checkpoint (as a microVM's cannot): refused
@@ -86,4 +89,82 @@ func TestCreateFromBrokenArchiveRollsBack(t *testing.T) {
 	if err := e.m.RemovePod(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// criuRuntime is the fake runtime with CRIU: a checkpoint writes one
+// image file; a restore makes the container running.
+type criuRuntime struct{ *fakeRuntime }
+
+func (r criuRuntime) CheckpointContainer(_ context.Context, _ *Pod, c *Container, imageDir, _ string) error {
+	return os.WriteFile(filepath.Join(imageDir, "pstree.img"), []byte(c.ID), 0o600)
+}
+
+func (r criuRuntime) RestoreContainer(_ context.Context, _ *Pod, c *Container) (int, error) {
+	if _, err := os.Stat(filepath.Join(c.RestoreImages, "pstree.img")); err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.exited[c.ID] = make(chan struct{})
+	r.started[c.ID] = true
+	return 4343, nil
+}
+
+// A container created from a checkpoint archive is restored when it is
+// started, and stays Created across a daemon restart until then (the
+// runtime knows it only once restored).
+func TestRestoreFromArchive(t *testing.T) {
+	e := newContainerEnv(t)
+	e.m.opts.Backends["runc"] = criuRuntime{e.rt}
+	ctx := context.Background()
+	pod := e.readyPod(t)
+	archive := filepath.Join(t.TempDir(), "c.tar")
+	src := Container{ID: "orig", Bundle: t.TempDir(), CreatedAt: time.Now()}
+	images := filepath.Join(src.Bundle, "images")
+	if err := os.Mkdir(images, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := (criuRuntime{e.rt}).CheckpointContainer(ctx, nil, &src, images, ""); err != nil {
+		t.Fatal(err)
+	}
+	err := ctrcheckpoint.Write(ctx, archive, ctrcheckpoint.Source{
+		Config: ctrcheckpoint.Config{ID: "orig", Name: "c", RootfsImageName: "busybox:1", RootfsImageRef: "sha256:img"},
+		Spec:   []byte(`{"process":{"args":["sh","-c","count"],"env":["A=1"],"cwd":"/work"}}`), Images: images,
+	}, src.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig("restored")
+	cfg.Image.Image = archive
+	id, err := e.m.CreateContainer(ctx, pod, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.m.Container(id)
+	if c.ImageRef != "busybox:1" || c.RestoreImages == "" {
+		t.Errorf("created from the archive: image %q, restore images %q", c.ImageRef, c.RestoreImages)
+	}
+	e.rt.mu.Lock()
+	spec := e.rt.created[id]
+	delete(e.rt.exited, id) // as nsbox: the runtime makes it only when restored
+	e.rt.mu.Unlock()
+	if got := spec.Process.Args; !cmp.Equal(got, []string{"sh", "-c", "count"}) || spec.Process.Cwd != "/work" {
+		t.Errorf("restored spec's process: %v in %s, want the checkpointed one", got, spec.Process.Cwd)
+	}
+	e.rt.detach()
+	m2 := e.manager(t)
+	m2.opts.Backends["runc"] = criuRuntime{e.rt}
+	if c, _ := m2.Container(id); c.State != ContainerCreated {
+		t.Fatalf("after a restart: %v, want Created", c.State)
+	}
+	if err := m2.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := m2.Container(id); c.State != ContainerRunning || c.Pid != 4343 {
+		t.Errorf("after start: %v pid %d, want Running, the restored pid", c.State, c.Pid)
+	}
+	if err := m2.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
 }
