@@ -260,3 +260,61 @@ func TestCheckpointErrors(t *testing.T) {
 	assertNoPodLeaks(t, d)
 	assertNoContainerProcesses(t, d)
 }
+
+// TestCheckpointCrash: a daemon killed once CRIU has dumped the container,
+// or once the whole archive is written but not yet in place, leaves no
+// archive and, once started again, no work directory; the container runs
+// on and can be checkpointed again.
+func TestCheckpointCrash(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireCRIU(t)
+	for _, step := range []string{"checkpointcontainer:dumped", "checkpointcontainer:written"} {
+		t.Run(step, func(t *testing.T) { testCheckpointCrash(t, step) })
+	}
+}
+
+func testCheckpointCrash(t *testing.T, step string) {
+	d, image := busyboxDaemon(t, "")
+	ctx := ctxT(t)
+	podCfg := podSandboxConfig("ckpt-crash")
+	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removePodAtEnd(t, d, pod.PodSandboxId)
+	id, _ := startContainer(ctx, t, d, pod.PodSandboxId, "counter", image, counterScript)
+	waitFor(t, "the counter to start", func() bool { return readCounter(ctx, t, d, id) >= 1 })
+	out := t.TempDir()
+	location := filepath.Join(out, "counter.tar")
+	crashAt(t, d, step, func() {
+		_, err := d.Runtime.CheckpointContainer(ctxT(t), &runtime.CheckpointContainerRequest{ContainerId: id, Location: location})
+		if err == nil {
+			t.Error("CheckpointContainer succeeded in a daemon that died in it")
+		}
+	})
+	ctx = ctxT(t)
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("after the crash, the location's directory holds %v", entries)
+	}
+	bundle := filepath.Join(d.dir, "run", "containers", id)
+	if _, err := os.Stat(filepath.Join(bundle, "config.json")); err != nil {
+		t.Fatalf("the container's bundle: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(bundle, "checkpoint-*"))
+	if len(left) != 0 {
+		t.Errorf("work directories left after the restart: %v", left)
+	}
+	n := readCounter(ctx, t, d, id)
+	waitFor(t, "the container to count on", func() bool { return readCounter(ctx, t, d, id) > n })
+	if _, err := d.Runtime.CheckpointContainer(ctx, &runtime.CheckpointContainerRequest{ContainerId: id, Location: location}); err != nil {
+		t.Fatalf("checkpoint after the restart: %v", err)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 1 {
+		t.Errorf("after a checkpoint, the location's directory holds %v", entries)
+	}
+	if _, err := d.Runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	assertNoPodLeaks(t, d)
+	assertNoContainerProcesses(t, d)
+}

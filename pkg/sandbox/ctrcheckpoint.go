@@ -52,7 +52,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	work, err := os.MkdirTemp(c.Bundle, "checkpoint-")
+	work, err := os.MkdirTemp(c.Bundle, checkpointWorkGlob)
 	if err != nil {
 		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
 	}
@@ -68,6 +68,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 	if err := cp.CheckpointContainer(ctx, pod, c, images, work); err != nil {
 		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
 	}
+	m.failpoint("checkpointcontainer:dumped")
 	spec, err := os.ReadFile(filepath.Join(c.Bundle, "config.json"))
 	if err != nil {
 		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
@@ -83,6 +84,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 			Runtime: pod.Handler, CreatedTime: c.CreatedAt, CheckpointedTime: time.Now().UTC(),
 		},
 		Spec: spec, Images: images, RootfsUpper: upper,
+		Written: func() { m.failpoint("checkpointcontainer:written") },
 	}
 	if err := ctrcheckpoint.Write(ctx, location, src, work); err != nil {
 		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
@@ -110,6 +112,21 @@ func rootfsUpper(rootfs string) (string, error) {
 		}
 	}
 	return "", nil // a read-only overlay: no changes
+}
+
+// checkpointWorkGlob matches the work directories CheckpointContainer
+// makes in a container's bundle.
+const checkpointWorkGlob = "checkpoint-*"
+
+// removeCheckpointWork removes the work directories a daemon that died
+// mid-checkpoint left in c's bundle.
+func (m *Manager) removeCheckpointWork(ctx context.Context, c *Container) {
+	left, _ := filepath.Glob(filepath.Join(c.Bundle, checkpointWorkGlob))
+	for _, dir := range left {
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.WarnContext(ctx, "remove an interrupted checkpoint's work directory", "container", c.ID, "error", err)
+		}
+	}
 }
 
 // restoreDir is where a container created from a checkpoint archive has

@@ -61,6 +61,9 @@ type Source struct {
 	Spec        []byte // the OCI spec, JSON
 	Images      string // directory of CRIU's images
 	RootfsUpper string // the rootfs's writable overlay layer; "": no changes
+	// Written, if set, is called once the archive is written and synced,
+	// before it is put at its location (the crash tests' failpoint).
+	Written func()
 }
 
 // Write writes the archive of src at location (absolute) through a
@@ -124,6 +127,9 @@ func Write(ctx context.Context, location string, src Source, workDir string) (re
 	}
 	if err := f.Sync(); err != nil {
 		return err
+	}
+	if src.Written != nil {
+		src.Written()
 	}
 	if err := publish(f, location); err != nil {
 		return fmt.Errorf("checkpoint archive: %w", err)
