@@ -22,8 +22,8 @@ import (
 // (kubelet's forensic checkpoint). timeout 0: until ctx ends.
 //
 // The CRIU images are written in a directory of the container's bundle,
-// removed on return (and with the bundle after a crash); the archive is
-// renamed into place complete, or not at all.
+// removed on return (after a crash, by Recover); the archive is an unnamed
+// file until it is complete and linked into place.
 func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, timeout time.Duration) error {
 	if location == "" || !filepath.IsAbs(location) {
 		return fmt.Errorf("checkpoint location %q must be an absolute path: %w", location, errdefs.ErrInvalidArgument)
@@ -52,9 +52,19 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	if err := m.checkpoint(ctx, pod, c, cp, location); err != nil {
+		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+	}
+	m.log.InfoContext(ctx, "container checkpointed", "container", c.ID, "location", location)
+	return nil
+}
+
+// checkpoint has the backend dump c into a work directory of its bundle
+// and writes the archive from it. The caller holds c's lock.
+func (m *Manager) checkpoint(ctx context.Context, pod *Pod, c *Container, cp Checkpointer, location string) error {
 	work, err := os.MkdirTemp(c.Bundle, checkpointWorkGlob)
 	if err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+		return err
 	}
 	defer func() {
 		if err := os.RemoveAll(work); err != nil {
@@ -66,18 +76,18 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 		return err
 	}
 	if err := cp.CheckpointContainer(ctx, pod, c, images, work); err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+		return err
 	}
 	m.failpoint("checkpointcontainer:dumped")
 	spec, err := os.ReadFile(filepath.Join(c.Bundle, "config.json"))
 	if err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+		return err
 	}
 	upper, err := rootfsUpper(c.Rootfs())
 	if err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+		return err
 	}
-	src := ctrcheckpoint.Source{
+	return ctrcheckpoint.Write(ctx, location, ctrcheckpoint.Source{
 		Config: ctrcheckpoint.Config{
 			ID: c.ID, Name: containerName(pod, c.Config),
 			RootfsImage: c.ImageRef, RootfsImageRef: c.ImageID, RootfsImageName: c.ImageRef,
@@ -85,12 +95,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 		},
 		Spec: spec, Images: images, RootfsUpper: upper,
 		Written: func() { m.failpoint("checkpointcontainer:written") },
-	}
-	if err := ctrcheckpoint.Write(ctx, location, src, work); err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
-	}
-	m.log.InfoContext(ctx, "container checkpointed", "container", c.ID, "location", location)
-	return nil
+	}, work)
 }
 
 // rootfsUpper finds the writable layer of the overlay mounted at rootfs.

@@ -27,7 +27,12 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, imageDir, workDir string) 
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	if _, err := r.run(ctx, "checkpoint", "--image-path", imageDir, "--work-path", workDir, "--leave-running", id); err != nil {
-		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogTail(workDir, "dump.log"))
+		if ctx.Err() != nil {
+			return fmt.Errorf("checkpoint %s: %w", id, err)
+		}
+		// What CRIU cannot dump is the container's state or the host's
+		// (its log says which), not a fault of cradle's.
+		return fmt.Errorf("checkpoint %s: %v%s: %w", id, err, criuLogTail(workDir, "dump.log"), errdefs.ErrFailedPrecondition)
 	}
 	return nil
 }
@@ -36,6 +41,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, id, imageDir, workDir string) 
 // built with CRIU optionally, and says so in its version's feature line
 // ("+CRIU"); Debian 12's crun 1.8 is built without it.
 func (r *Runtime) checkCRIU(ctx context.Context) error {
+	if _, err := lookPath("criu"); err != nil {
+		return fmt.Errorf("%s needs criu, not found in %s: %w", r.name, runtimePath, errdefs.ErrFailedPrecondition)
+	}
 	if !r.crun {
 		return nil
 	}
@@ -61,4 +69,15 @@ func criuLogTail(dir, name string) string {
 		b = b[len(b)-1024:]
 	}
 	return fmt.Sprintf(" (CRIU's %s ends: %s)", name, b)
+}
+
+// lookPath finds name in the runtime's PATH.
+func lookPath(name string) (string, error) {
+	for _, dir := range filepath.SplitList(runtimePath) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w", name, os.ErrNotExist)
 }

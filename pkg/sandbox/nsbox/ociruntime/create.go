@@ -161,7 +161,7 @@ func (r *Runtime) startConmon(ctx context.Context, o CreateOptions) (syncMessage
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.conmon, r.conmonArgs(o)...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE=3"}
+	cmd.Env = []string{"PATH=" + runtimePath, "_OCI_SYNCPIPE=3"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// conmon writes its "oom" marker into its working directory: keep it in
 	// the container's state directory. (--persist-dir would move it too,
