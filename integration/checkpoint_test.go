@@ -318,3 +318,19 @@ func testCheckpointCrash(t *testing.T, step string) {
 	assertNoPodLeaks(t, d)
 	assertNoContainerProcesses(t, d)
 }
+
+// TestCheckpointVMPod: a microVM pod's container is refused with
+// FailedPrecondition that says why; nothing is written.
+func TestCheckpointVMPod(t *testing.T) {
+	d, image := newVMDaemon(t)
+	k := newPodKit(t, d, image, "vm", podSandboxConfig("ckpt-vm"))
+	id := k.run("sleeper", &runtime.ContainerConfig{}, "sleep", "1000")
+	out := t.TempDir()
+	_, err := d.Runtime.CheckpointContainer(ctxT(t), &runtime.CheckpointContainerRequest{ContainerId: id, Location: filepath.Join(out, "c.tar")})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "microVM") {
+		t.Errorf("checkpoint of a vm pod's container: %v, want FailedPrecondition naming microVMs", err)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("written: %v", entries)
+	}
+}

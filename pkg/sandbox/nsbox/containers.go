@@ -14,7 +14,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-var _ sandbox.ContainerBackend = (*Backend)(nil)
+var (
+	_ sandbox.ContainerBackend = (*Backend)(nil)
+	_ sandbox.Checkpointer     = (*Backend)(nil)
+)
 
 func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
 	rt, ok := b.runtimes[pod.Handler]
