@@ -59,11 +59,21 @@ func (r *Runtime) checkCRIU(ctx context.Context) error {
 	return fmt.Errorf("%s (%s) was built without CRIU support (its --version lists no +CRIU): %w", r.name, r.binary, errdefs.ErrFailedPrecondition)
 }
 
-// criuLogTail is the end of CRIU's log in dir, for error messages.
+// criuLogTail is what CRIU's log in dir says went wrong, for error
+// messages: its Error lines (the first few), else its end.
 func criuLogTail(dir, name string) string {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil || len(b) == 0 {
 		return ""
+	}
+	var errs []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, "Error (") && len(errs) < 4 {
+			errs = append(errs, strings.TrimSpace(line))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Sprintf(" (CRIU's %s: %s)", name, strings.Join(errs, "; "))
 	}
 	if len(b) > 1024 {
 		b = b[len(b)-1024:]
