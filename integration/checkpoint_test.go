@@ -173,6 +173,23 @@ func testCheckpointRestore(t *testing.T, handler string) {
 		t.Errorf("the restored container's log starts over from 1")
 	}
 
+	// A restore CRIU refuses (the archive lost its inventory) fails
+	// StartContainer, records the container exited, and leaves no process.
+	broken := withoutMember(t, data, "checkpoint/inventory.img")
+	bad, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod2.PodSandboxId, SandboxConfig: podCfg2,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "broken"}, Image: spec(broken)}})
+	if err != nil {
+		t.Fatalf("CreateContainer from the broken archive: %v", err)
+	}
+	_, err = d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: bad.ContainerId})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "CRIU's restore.log: ") {
+		t.Errorf("restore without an inventory: %v, want FailedPrecondition quoting CRIU", err)
+	}
+	if st, err := d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: bad.ContainerId}); err != nil ||
+		st.Status.State != runtime.ContainerState_CONTAINER_EXITED || st.Status.Reason != "StartError" {
+		t.Errorf("status after a failed restore: %+v, %v", st.GetStatus(), err)
+	}
+
 	// Stopped and removed like any container; nothing is left.
 	for _, p := range []string{pod.PodSandboxId, pod2.PodSandboxId} {
 		if _, err := d.Runtime.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: p}); err != nil {
@@ -184,6 +201,41 @@ func testCheckpointRestore(t *testing.T, handler string) {
 	}
 	assertNoPodLeaks(t, d)
 	assertNoContainerProcesses(t, d)
+}
+
+// withoutMember writes a copy of the tar data without the member name and
+// returns its path.
+func withoutMember(t *testing.T, data []byte, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "broken.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, tw := tar.NewReader(bytes.NewReader(data)), tar.NewWriter(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == name {
+			continue
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // crunHasCRIU reports whether crun was built with CRIU support.

@@ -4,10 +4,10 @@ import (
 	"archive/tar"
 	"context"
 	"os"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrcheckpoint"
@@ -61,34 +61,84 @@ func TestCheckpointContainerRefusals(t *testing.T) {
 	e.assertNoContainers(t)
 }
 
-// A container whose image is a broken checkpoint archive is refused as
-// InvalidArgument, and nothing of it is left.
-func TestCreateFromBrokenArchiveRollsBack(t *testing.T) {
-	e := newContainerEnv(t)
-	ctx := context.Background()
-	pod := e.readyPod(t)
-	archive := filepath.Join(t.TempDir(), "broken.tar")
-	f, err := os.Create(archive)
+// A container whose image is a broken checkpoint archive, or one whose
+// image is missing, is refused, and nothing of it is left; so with each
+// step of its create failed in turn.
+func TestCreateFromArchiveRollsBack(t *testing.T) {
+	broken := func(t *testing.T) string {
+		archive := filepath.Join(t.TempDir(), "broken.tar")
+		f, err := os.Create(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(f)
+		_ = tw.WriteHeader(&tar.Header{Name: "config.dump", Mode: 0o600, Size: 2, Typeflag: tar.TypeReg})
+		_, _ = tw.Write([]byte("{}"))
+		_ = tw.Close()
+		_ = f.Close()
+		return archive
+	}
+	for _, tc := range []struct {
+		name    string
+		archive func(t *testing.T) string
+		failAt  string
+		is      func(error) bool
+	}{
+		{"broken archive", broken, "", errdefs.IsInvalidArgument},
+		{"missing image", func(t *testing.T) string { return writeArchive(t, "missing:1") }, "", errdefs.IsNotFound},
+		{"image step", func(t *testing.T) string { return writeArchive(t, "busybox:1") }, "image", isInjected},
+		{"rootfs step", func(t *testing.T) string { return writeArchive(t, "busybox:1") }, "rootfs", isInjected},
+		{"runtime step", func(t *testing.T) string { return writeArchive(t, "busybox:1") }, "create", isInjected},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newContainerEnv(t)
+			ctx := context.Background()
+			pod := e.readyPod(t)
+			cfg := containerConfig("c")
+			cfg.Image.Image = tc.archive(t)
+			e.f.failAt = tc.failAt
+			if _, err := e.m.CreateContainer(ctx, pod, cfg); !tc.is(err) {
+				t.Fatalf("create: %v", err)
+			}
+			e.f.failAt = ""
+			e.assertNoContainers(t)
+			if entries, _ := os.ReadDir(filepath.Join(e.dir, "containers")); len(entries) != 0 {
+				t.Errorf("bundles left: %v", entries)
+			}
+			if _, err := e.m.CreateContainer(ctx, pod, cfg); tc.failAt != "" && err != nil {
+				t.Errorf("create after the rollback: %v", err)
+			}
+			if err := e.m.RemovePod(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			e.assertNoContainers(t)
+		})
+	}
+}
+
+func isInjected(err error) bool { return errors.Is(err, errInjected) }
+
+// writeArchive writes a checkpoint archive of a container of image, with
+// one CRIU image file, and returns its path.
+func writeArchive(t *testing.T, image string) string {
+	t.Helper()
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images")
+	if err := os.Mkdir(images, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(images, "pstree.img"), []byte("orig"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "c.tar")
+	err := ctrcheckpoint.Write(context.Background(), archive, ctrcheckpoint.Source{
+		Config: ctrcheckpoint.Config{ID: "orig", Name: "c", RootfsImageName: image, RootfsImageRef: "sha256:img"},
+		Spec:   []byte(`{"process":{"args":["sh","-c","count"],"env":["A=1"],"cwd":"/work"}}`), Images: images,
+	}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw := tar.NewWriter(f)
-	_ = tw.WriteHeader(&tar.Header{Name: "config.dump", Mode: 0o600, Size: 2, Typeflag: tar.TypeReg})
-	_, _ = tw.Write([]byte("{}"))
-	_ = tw.Close()
-	_ = f.Close()
-	cfg := containerConfig("c")
-	cfg.Image.Image = archive
-	if _, err := e.m.CreateContainer(ctx, pod, cfg); !errdefs.IsInvalidArgument(err) {
-		t.Fatalf("create from a broken archive: %v, want InvalidArgument", err)
-	}
-	e.assertNoContainers(t)
-	if entries, _ := os.ReadDir(filepath.Join(e.dir, "containers")); len(entries) != 0 {
-		t.Errorf("bundles left: %v", entries)
-	}
-	if err := e.m.RemovePod(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	return archive
 }
 
 // criuRuntime is the fake runtime with CRIU: a checkpoint writes one
@@ -118,22 +168,7 @@ func TestRestoreFromArchive(t *testing.T) {
 	e.m.opts.Backends["runc"] = criuRuntime{e.rt}
 	ctx := context.Background()
 	pod := e.readyPod(t)
-	archive := filepath.Join(t.TempDir(), "c.tar")
-	src := Container{ID: "orig", Bundle: t.TempDir(), CreatedAt: time.Now()}
-	images := filepath.Join(src.Bundle, "images")
-	if err := os.Mkdir(images, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := (criuRuntime{e.rt}).CheckpointContainer(ctx, nil, &src, images, ""); err != nil {
-		t.Fatal(err)
-	}
-	err := ctrcheckpoint.Write(ctx, archive, ctrcheckpoint.Source{
-		Config: ctrcheckpoint.Config{ID: "orig", Name: "c", RootfsImageName: "busybox:1", RootfsImageRef: "sha256:img"},
-		Spec:   []byte(`{"process":{"args":["sh","-c","count"],"env":["A=1"],"cwd":"/work"}}`), Images: images,
-	}, src.Bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
+	archive := writeArchive(t, "busybox:1")
 	cfg := containerConfig("restored")
 	cfg.Image.Image = archive
 	id, err := e.m.CreateContainer(ctx, pod, cfg)

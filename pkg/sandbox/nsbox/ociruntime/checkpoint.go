@@ -60,7 +60,7 @@ func (r *Runtime) checkCRIU(ctx context.Context) error {
 }
 
 // criuLogTail is what CRIU's log in dir says went wrong, for error
-// messages: its Error lines (the first few), else its end.
+// messages: its last few Error lines (where it gave up), else its end.
 func criuLogTail(dir, name string) string {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil || len(b) == 0 {
@@ -68,10 +68,11 @@ func criuLogTail(dir, name string) string {
 	}
 	var errs []string
 	for line := range strings.Lines(string(b)) {
-		if strings.Contains(line, "Error (") && len(errs) < 4 {
+		if strings.Contains(line, "Error (") {
 			errs = append(errs, strings.TrimSpace(line))
 		}
 	}
+	errs = errs[max(0, len(errs)-4):]
 	if len(errs) > 0 {
 		return fmt.Sprintf(" (CRIU's %s: %s)", name, strings.Join(errs, "; "))
 	}
