@@ -3,8 +3,8 @@ package sandbox
 import (
 	"archive/tar"
 	"context"
-	"os"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
