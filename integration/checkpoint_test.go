@@ -83,7 +83,9 @@ func testCheckpointRestore(t *testing.T, handler string) {
 		t.Fatal(err)
 	}
 	removePodAtEnd(t, d, pod.PodSandboxId)
-	orig, _ := startContainer(ctx, t, d, pod.PodSandboxId, "counter", image, counterScript)
+	// With a volume (a hostPath bind mount), as kubelet's pods have: the
+	// restored container gets its own pod's.
+	orig := startCounter(ctx, t, d, pod.PodSandboxId, podCfg, spec(image), volume(t, "first"))
 	waitFor(t, "the counter to reach 10", func() bool { return readCounter(ctx, t, d, orig) >= 10 })
 
 	location := filepath.Join(t.TempDir(), "counter.tar")
@@ -143,16 +145,8 @@ func testCheckpointRestore(t *testing.T, handler string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod2.PodSandboxId, SandboxConfig: podCfg2,
-		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "counter"}, Image: spec(location)}})
-	if err != nil {
-		t.Fatalf("CreateContainer from the archive: %v", err)
-	}
 	removePodAtEnd(t, d, pod2.PodSandboxId)
-	restored := created.ContainerId
-	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: restored}); err != nil {
-		t.Fatalf("StartContainer (restore): %v\n%s", err, d.Logs())
-	}
+	restored := startCounter(ctx, t, d, pod2.PodSandboxId, podCfg2, spec(location), volume(t, "second"))
 	first := readCounter(ctx, t, d, restored)
 	t.Logf("restored counter at first read: %d (original now %d)", first, readCounter(ctx, t, d, orig))
 	if first < atCheckpoint {
@@ -162,6 +156,13 @@ func testCheckpointRestore(t *testing.T, handler string) {
 	st, err = d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: restored})
 	if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING || st.Status.Image.GetImage() != image {
 		t.Fatalf("restored status: %+v, %v", st.GetStatus(), err)
+	}
+	if res, err := d.Runtime.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: restored, Cmd: []string{"cat", "/data/id"}}); err != nil || string(res.Stdout) != "second" {
+		t.Errorf("the restored container's volume holds %q, %v; want its own pod's (second)", res.GetStdout(), err)
+	}
+	stats, err := d.Runtime.ContainerStats(ctx, &runtime.ContainerStatsRequest{ContainerId: restored})
+	if err != nil || stats.Stats.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || stats.Stats.GetMemory().GetWorkingSetBytes() == nil {
+		t.Errorf("the restored container's stats (from its new cgroup): %+v, %v", stats.GetStats(), err)
 	}
 	// Its stdout reaches its own log, counting on from the checkpoint.
 	want := fmt.Sprintf(" stdout F %d\n", atCheckpoint+1)
@@ -201,6 +202,32 @@ func testCheckpointRestore(t *testing.T, handler string) {
 	}
 	assertNoPodLeaks(t, d)
 	assertNoContainerProcesses(t, d)
+}
+
+// volume makes a host directory holding the file id that says which it is,
+// mounted at /data.
+func volume(t *testing.T, id string) *runtime.Mount {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "id"), []byte(id), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &runtime.Mount{ContainerPath: "/data", HostPath: dir}
+}
+
+// startCounter creates and starts the counter (from an image or an
+// archive) with mount, and returns its ID.
+func startCounter(ctx context.Context, t *testing.T, d *daemon, pod string, podCfg *runtime.PodSandboxConfig, image *runtime.ImageSpec, mount *runtime.Mount) string {
+	t.Helper()
+	created, err := d.Runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "counter"}, Image: image,
+			Command: []string{"sh", "-c", counterScript}, Mounts: []*runtime.Mount{mount}}})
+	if err != nil {
+		t.Fatalf("CreateContainer (image %s): %v", image.Image, err)
+	}
+	if _, err := d.Runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
+		t.Fatalf("StartContainer (image %s): %v\n%s", image.Image, err, d.Logs())
+	}
+	return created.ContainerId
 }
 
 // withoutMember writes a copy of the tar data without the member name and
