@@ -69,15 +69,22 @@ func archiveMember(t *testing.T, r io.Reader, name string) []byte {
 func TestCheckpointRestore(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireCRIU(t)
-	for _, handler := range []string{"runc", "crun"} {
-		t.Run(handler, func(t *testing.T) { testCheckpointRestore(t, handler) })
+	for _, tc := range []struct {
+		name, handler string
+		pid           runtime.NamespaceMode // the pods' PID namespace: the container's own, or the pod's (shared)
+	}{
+		{"runc", "runc", runtime.NamespaceMode_CONTAINER},
+		{"runc in pods sharing their PID namespace", "runc", runtime.NamespaceMode_POD},
+		{"crun", "crun", runtime.NamespaceMode_CONTAINER},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCheckpointRestore(t, tc.handler, tc.pid) })
 	}
 }
 
-func testCheckpointRestore(t *testing.T, handler string) {
+func testCheckpointRestore(t *testing.T, handler string, pid runtime.NamespaceMode) {
 	d, image := busyboxDaemon(t, "")
 	ctx := ctxT(t)
-	podCfg := podSandboxConfig("ckpt-" + handler)
+	podCfg := withPID(podSandboxConfig("ckpt-"+handler), pid)
 	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: handler})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +147,7 @@ func testCheckpointRestore(t *testing.T, handler string) {
 	}
 
 	// A new pod, a container whose image is the archive.
-	podCfg2 := podSandboxConfig("restored-" + handler)
+	podCfg2 := withPID(podSandboxConfig("restored-"+handler), pid)
 	pod2, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg2, RuntimeHandler: handler})
 	if err != nil {
 		t.Fatal(err)
