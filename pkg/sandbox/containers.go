@@ -28,6 +28,9 @@ type containerEntry struct {
 	mu   sync.Mutex
 	c    *Container
 	seen Container // copy of c as last checkpointed; guarded by Manager.mu
+	// dumping is held while CheckpointContainer runs (without mu: status
+	// and lists go on meanwhile); a second checkpoint is refused.
+	dumping sync.Mutex
 }
 
 func newContainerEntry(c *Container) *containerEntry { return &containerEntry{c: c, seen: *c} }

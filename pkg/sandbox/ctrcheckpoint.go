@@ -32,9 +32,13 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 	if err != nil {
 		return err
 	}
+	// CRIU's dump and the archive take long: the container's lock is not
+	// held meanwhile (status, lists and stats go on); a stop or removal
+	// meanwhile makes the dump fail.
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	c := e.c
+	snapshot := *e.c
+	e.mu.Unlock()
+	c := &snapshot
 	if c.State != ContainerRunning {
 		return fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
@@ -47,6 +51,10 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 		return fmt.Errorf("container %s: handler %s cannot checkpoint containers (CRIU checkpoints the runc and crun containers of namespace pods, not a microVM's): %w",
 			c.ID, pod.Handler, errdefs.ErrFailedPrecondition)
 	}
+	if !e.dumping.TryLock() {
+		return fmt.Errorf("container %s is being checkpointed already: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	defer e.dumping.Unlock()
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -59,8 +67,8 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 	return nil
 }
 
-// checkpoint has the backend dump c into a work directory of its bundle
-// and writes the archive from it. The caller holds c's lock.
+// checkpoint has the backend dump c (a copy) into a work directory of its
+// bundle and writes the archive from it. The caller holds e.dumping.
 func (m *Manager) checkpoint(ctx context.Context, pod *Pod, c *Container, cp Checkpointer, location string) error {
 	work, err := os.MkdirTemp(c.Bundle, checkpointWorkGlob)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrcheckpoint"
@@ -142,10 +143,18 @@ func writeArchive(t *testing.T, image string) string {
 }
 
 // criuRuntime is the fake runtime with CRIU: a checkpoint writes one
-// image file; a restore makes the container running.
-type criuRuntime struct{ *fakeRuntime }
+// image file (once dumping, if set, is closed); a restore makes the
+// container running.
+type criuRuntime struct {
+	*fakeRuntime
+	dumpStarted, dumping chan struct{} // if set: told when a dump starts; closed to let it finish
+}
 
 func (r criuRuntime) CheckpointContainer(_ context.Context, _ *Pod, c *Container, imageDir, _ string) error {
+	if r.dumping != nil {
+		r.dumpStarted <- struct{}{}
+		<-r.dumping
+	}
 	return os.WriteFile(filepath.Join(imageDir, "pstree.img"), []byte(c.ID), 0o600)
 }
 
@@ -165,7 +174,7 @@ func (r criuRuntime) RestoreContainer(_ context.Context, _ *Pod, c *Container) (
 // runtime knows it only once restored).
 func TestRestoreFromArchive(t *testing.T) {
 	e := newContainerEnv(t)
-	e.m.opts.Backends["runc"] = criuRuntime{e.rt}
+	e.m.opts.Backends["runc"] = criuRuntime{fakeRuntime: e.rt}
 	ctx := context.Background()
 	pod := e.readyPod(t)
 	archive := writeArchive(t, "busybox:1")
@@ -188,7 +197,7 @@ func TestRestoreFromArchive(t *testing.T) {
 	}
 	e.rt.detach()
 	m2 := e.manager(t)
-	m2.opts.Backends["runc"] = criuRuntime{e.rt}
+	m2.opts.Backends["runc"] = criuRuntime{fakeRuntime: e.rt}
 	if c, _ := m2.Container(id); c.State != ContainerCreated {
 		t.Fatalf("after a restart: %v, want Created", c.State)
 	}
@@ -199,6 +208,57 @@ func TestRestoreFromArchive(t *testing.T) {
 		t.Errorf("after start: %v pid %d, want Running, the restored pid", c.State, c.Pid)
 	}
 	if err := m2.RemovePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
+}
+
+// While a checkpoint dumps, the container is listed and its status read
+// (kubelet's relist goes on); a second checkpoint of it is refused. The
+// dump reaches the archive's writer, which needs a mounted overlay: the
+// fake's bind-mounted rootfs is refused there.
+func TestCheckpointDoesNotBlockTheContainer(t *testing.T) {
+	e := newContainerEnv(t)
+	started, dumping := make(chan struct{}), make(chan struct{})
+	e.m.opts.Backends["runc"] = criuRuntime{fakeRuntime: e.rt, dumpStarted: started, dumping: dumping}
+	ctx := context.Background()
+	pod := e.readyPod(t)
+	id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	loc := filepath.Join(t.TempDir(), "c.tar")
+	first := make(chan error, 1)
+	go func() { first <- e.m.CheckpointContainer(ctx, id, loc, 0) }()
+	<-started
+	if err := e.m.CheckpointContainer(ctx, id, loc, 0); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "being checkpointed") {
+		t.Errorf("a second checkpoint while the first dumps: %v", err)
+	}
+	listed := make(chan int, 1)
+	go func() { listed <- len(e.m.ListContainers(ContainerFilter{})) }()
+	select {
+	case n := <-listed:
+		if n != 1 {
+			t.Errorf("listed %d containers, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("ListContainers waits for the checkpoint")
+	}
+	c, err := e.m.Container(id)
+	if err != nil || c.State != ContainerRunning {
+		t.Errorf("status during the checkpoint: %v, %v", c.State, err)
+	}
+	if err := os.WriteFile(filepath.Join(c.Bundle, "config.json"), []byte("{}"), 0o600); err != nil { // the fake runtime writes none
+		t.Fatal(err)
+	}
+	close(dumping)
+	if err := <-first; !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "not an overlay") {
+		t.Errorf("the first checkpoint: %v, want the archive writer's refusal of a bind-mounted rootfs", err)
+	}
+	if err := e.m.RemovePod(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	e.assertNoContainers(t)
