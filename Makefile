@@ -10,7 +10,8 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
 # Debian packages namespace pods need at run time, and the tests' busybox-static (make deps).
-DEB_PACKAGES  := runc crun conmon busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
+# criu: CheckpointContainer and restore (CRIU 4.0 or newer on kernels from 6.13 on).
+DEB_PACKAGES  := runc crun conmon criu busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
 # What vm handlers (microVM pods) add (make deps-vm): the VMM and the shared-directory daemon
 # (qemu-system-common's virtiofsd); crun also runs inside the guests. Their kernel is Debian's,
 # unpacked into GUEST_KERNEL_DIR with dpkg-deb, never installed on the host (no initramfs, no /boot).

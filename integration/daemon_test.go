@@ -92,15 +92,6 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	}
 }
 
-func TestUnimplementedRPCsSayUnimplemented(t *testing.T) {
-	d := newDaemon(t, "")
-	ctx := ctxT(t)
-	_, err := d.Runtime.CheckpointContainer(ctx, &runtime.CheckpointContainerRequest{ContainerId: "x"})
-	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("CheckpointContainer: %v, want Unimplemented", err)
-	}
-}
-
 func TestSocketModeStaleSocketAndSecondDaemon(t *testing.T) {
 	d := newDaemon(t, "")
 	fi, err := os.Stat(d.Socket)

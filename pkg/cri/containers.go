@@ -101,6 +101,20 @@ func (s *runtimeServer) UpdateContainerResources(ctx context.Context, req *runti
 	return &runtime.UpdateContainerResourcesResponse{}, nil
 }
 
+// CheckpointContainer writes a checkpoint archive of a running container
+// at the request's location (an absolute path); the container keeps
+// running. The timeout is in seconds; 0: the request's own deadline.
+func (s *runtimeServer) CheckpointContainer(ctx context.Context, req *runtime.CheckpointContainerRequest) (*runtime.CheckpointContainerResponse, error) {
+	if req.GetContainerId() == "" || req.GetLocation() == "" {
+		return nil, fmt.Errorf("CheckpointContainer needs a container ID and a location: %w", errdefs.ErrInvalidArgument)
+	}
+	timeout := time.Duration(req.GetTimeout()) * time.Second
+	if err := s.deps.Pods.CheckpointContainer(ctx, req.GetContainerId(), req.GetLocation(), timeout); err != nil {
+		return nil, err
+	}
+	return &runtime.CheckpointContainerResponse{}, nil
+}
+
 func (s *runtimeServer) ReopenContainerLog(ctx context.Context, req *runtime.ReopenContainerLogRequest) (*runtime.ReopenContainerLogResponse, error) {
 	if err := s.deps.Pods.ReopenContainerLog(ctx, req.GetContainerId()); err != nil {
 		return nil, err

@@ -36,6 +36,36 @@ func checkConmon(ctx context.Context, f Facts) []Result {
 	return []Result{ok("conmon", commandLine(ctx, path, "--version")+" at "+path)}
 }
 
+// checkCRIU: CheckpointContainer (and restoring its archives) needs a
+// CRIU whose `criu check` passes on this kernel; without it only those
+// RPCs fail (FailedPrecondition), so a problem is a warning.
+func checkCRIU(ctx context.Context, f Facts) []Result {
+	path, err := exec.LookPath(f.CRIU)
+	if err != nil {
+		return []Result{warn("criu", f.CRIU+" not found: CheckpointContainer answers FailedPrecondition", "apt-get install criu")}
+	}
+	version := commandLine(ctx, path, "--version")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
+	if err != nil {
+		return []Result{warn("criu", fmt.Sprintf("%s (%s): `criu check` fails on this kernel: %s: CheckpointContainer will fail",
+			path, version, firstError(string(out), err)),
+			"CRIU 4.0 or newer on kernels from 6.13 on (Debian 12's 3.17 cannot read their split [vvar] mapping); earlier in PATH than "+path)}
+	}
+	return []Result{ok("criu", version+" at "+path+": `criu check` passes")}
+}
+
+// firstError is the first line of out that says Error, else err.
+func firstError(out string, err error) string {
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "Error") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return err.Error()
+}
+
 // checkVirtiofsd: each vm handler shares its pods' files with their VMs
 // through virtiofsd. With no vm handler, the default one is looked for, as
 // a hint.

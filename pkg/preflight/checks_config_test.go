@@ -40,6 +40,12 @@ func TestCheckConmonAndVirtiofsd(t *testing.T) {
 		{"conmon missing, oci handlers", checkConmon, Facts{Conmon: filepath.Join(bin, "nope"), Handlers: oci}, []Status{Fail}, "no oci handler can run containers"},
 		{"conmon missing, vm handlers only", checkConmon, Facts{Conmon: "no-such-conmon", Handlers: map[string]string{"vm": "qemu"},
 			VMHandlers: map[string]string{"vm": virtiofsd}}, []Status{Warn}, "no oci handler is configured"},
+		{"criu that works", checkCRIU, Facts{CRIU: script(t, bin, "criu", `[ "$1" = check ] && echo 'Looks good.' || echo 'Version: 4.2'`)},
+			[]Status{OK}, "Version: 4.2 at " + filepath.Join(bin, "criu") + ": `criu check` passes"},
+		{"criu that fails its check", checkCRIU, Facts{CRIU: script(t, bin, "criu-3.17", `[ "$1" = check ] || { echo 'Version: 3.17.1'; exit 0; }
+echo 'Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds'; exit 1`)},
+			[]Status{Warn}, "Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds: CheckpointContainer will fail"},
+		{"criu missing", checkCRIU, Facts{CRIU: filepath.Join(bin, "no-criu")}, []Status{Warn}, "CheckpointContainer answers FailedPrecondition"},
 		{"virtiofsd of a vm handler", checkVirtiofsd, Facts{Handlers: withVM, VMHandlers: map[string]string{"vm": virtiofsd}}, []Status{OK}, "virtiofsd 1.10.1"},
 		{"virtiofsd of a vm handler missing", checkVirtiofsd, Facts{Handlers: withVM,
 			VMHandlers: map[string]string{"vm": virtiofsd, "vm2": filepath.Join(bin, "nope")}}, []Status{OK, Fail}, "the vm handler vm2 cannot run pods"},

@@ -51,6 +51,7 @@ type Facts struct {
 	ProcRoot     string            // "/proc"
 	SysRoot      string            // "/sys"
 	DevKVM       string            // "/dev/kvm"
+	CRIU         string            // the CRIU runc and crun run for CheckpointContainer
 }
 
 // FactsOf are the facts of a standard node running with cfg.
@@ -69,6 +70,7 @@ func FactsOf(cfg config.Config) Facts {
 		ProcRoot:     "/proc",
 		SysRoot:      "/sys",
 		DevKVM:       "/dev/kvm",
+		CRIU:         "criu",
 	}
 	for name, h := range cfg.Runtime.Handlers {
 		f.Handlers[name] = h.Binary
@@ -83,7 +85,7 @@ func FactsOf(cfg config.Config) Facts {
 func Run(ctx context.Context, f Facts) []Result {
 	var out []Result
 	for _, check := range []func(context.Context, Facts) []Result{
-		checkKernel, checkCgroups, checkHugetlb, checkRuntimes, checkConmon, checkMicroVM, checkVirtiofsd,
+		checkKernel, checkCgroups, checkHugetlb, checkRuntimes, checkConmon, checkCRIU, checkMicroVM, checkVirtiofsd,
 		checkNetwork, checkCNI, checkSocket, checkDisk, checkPrivileges,
 	} {
 		out = append(out, check(ctx, f)...)

@@ -38,6 +38,10 @@ type Container struct {
 	// ImageVolumes maps the index of each image volume in Config.Mounts to
 	// the ID of the image mounted there.
 	ImageVolumes map[int]string `json:",omitempty"`
+	// RestoreImages, for a container created from a checkpoint archive,
+	// is the directory (in its bundle) of the archive's CRIU images:
+	// StartContainer restores them instead of starting a new process.
+	RestoreImages string `json:",omitempty"`
 
 	targetPID string // while it is created: the PID namespace of the container it targets
 }
@@ -189,4 +193,16 @@ type ContainerBackend interface {
 	// running.
 	Attach(ctx context.Context, pod *Pod, c *Container, o AttachOptions) error
 	ReopenLog(ctx context.Context, pod *Pod, c *Container) error
+}
+
+// Checkpointer is implemented by container backends that checkpoint and
+// restore containers' processes (CRIU through the OCI runtime).
+type Checkpointer interface {
+	// CheckpointContainer writes the CRIU images of c's processes into
+	// imageDir (CRIU's log and work files into workDir) and leaves them
+	// running.
+	CheckpointContainer(ctx context.Context, pod *Pod, c *Container, imageDir, workDir string) error
+	// RestoreContainer makes c running from the CRIU images in
+	// c.RestoreImages, in place of StartContainer, and returns its pid.
+	RestoreContainer(ctx context.Context, pod *Pod, c *Container) (pid int, err error)
 }

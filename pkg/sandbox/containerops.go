@@ -79,7 +79,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	if err := m.opts.NRI.StartContainer(ctx, pod, c); err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	if err := b.StartContainer(ctx, pod, c); err != nil {
+	if err := m.startProcess(ctx, pod, c, b); err != nil {
 		// The runtime may have started it all the same (a start retried
 		// after a crash, a timeout): ask before calling it failed.
 		if st, serr := b.ContainerState(ctx, pod, c); serr == nil && st.Status == ProcessRunning {

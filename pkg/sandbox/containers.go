@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrcheckpoint"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -27,6 +28,9 @@ type containerEntry struct {
 	mu   sync.Mutex
 	c    *Container
 	seen Container // copy of c as last checkpointed; guarded by Manager.mu
+	// dumping is held while CheckpointContainer runs (without mu: status
+	// and lists go on meanwhile); a second checkpoint is refused.
+	dumping sync.Mutex
 }
 
 func newContainerEntry(c *Container) *containerEntry { return &containerEntry{c: c, seen: *c} }
@@ -145,9 +149,9 @@ func (m *Manager) abandonContainer(ctx context.Context, c *Container, pod *Pod, 
 // in its checkpoint before it is made, so releaseContainer undoes any
 // prefix of them.
 func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend) error {
-	img, err := m.opts.Images.Resolve(ctx, c.ImageRef)
+	img, dumped, err := m.resolveImage(ctx, c)
 	if err != nil {
-		return fmt.Errorf("image %s: %w", c.ImageRef, err)
+		return err
 	}
 	c.ImageID = img.ID
 	c.StopSignal = stopSignal(c.Config, img.Config.StopSignal)
@@ -165,6 +169,11 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	if err := mount.All(mounts, c.Rootfs()); err != nil {
 		return fmt.Errorf("mount rootfs: %w", err)
 	}
+	if dumped != nil {
+		if err := ctrcheckpoint.ApplyRootfsDiff(ctx, restoreDir(c), c.Rootfs()); err != nil {
+			return fmt.Errorf("restore rootfs changes: %w", err)
+		}
+	}
 	cfg, err := m.mountImageVolumes(ctx, c)
 	if err != nil {
 		return err
@@ -173,6 +182,9 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	spec, err := m.buildSpec(ctx, pod, c, cfg, img)
 	if err != nil {
 		return err
+	}
+	if dumped != nil {
+		restoredProcess(spec.Spec, dumped)
 	}
 	if err := m.opts.NRI.CreateContainer(ctx, pod, c, spec.Spec); err != nil {
 		return err
@@ -199,6 +211,26 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 	m.failpoint("createcontainer:runtime")
 	c.Pid = pid
 	return nil
+}
+
+// resolveImage finds the image the container's rootfs is made from. An
+// image that names a checkpoint archive (a local file, as CRI-O takes it)
+// is unpacked: the rootfs comes from the image it names, and the spec it
+// was checkpointed with is returned.
+func (m *Manager) resolveImage(ctx context.Context, c *Container) (ImageInfo, *specs.Spec, error) {
+	var dumped *specs.Spec
+	if ctrcheckpoint.IsArchive(c.ImageRef) {
+		image, spec, err := m.unpackCheckpoint(ctx, c)
+		if err != nil {
+			return ImageInfo{}, nil, err
+		}
+		c.ImageRef, dumped = image, spec
+	}
+	img, err := m.opts.Images.Resolve(ctx, c.ImageRef)
+	if err != nil {
+		return ImageInfo{}, nil, fmt.Errorf("image %s: %w", c.ImageRef, err)
+	}
+	return img, dumped, nil
 }
 
 // buildSpec makes the container's OCI spec from its CRI config, its pod

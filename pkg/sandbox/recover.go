@@ -32,7 +32,12 @@ const recoverTimeout = 30 * time.Second
 //   - The runtime, not the record, knows where a container's process is: every
 //     container is reconciled with it (a Created container that runs is
 //     Running; one recorded Exited that still runs is killed; one that exited
-//     while the daemon was away gets its real exit code and time).
+//     while the daemon was away gets its real exit code and time). A Created
+//     container to be restored from a checkpoint is unknown to the runtime
+//     until it starts, and stays Created.
+//   - A checkpoint the daemon died in left, at most, its work directory in
+//     the container's bundle (removed here) and no archive: the archive is
+//     an unnamed file until it is complete.
 //   - A container is never left running untracked: one whose pod is gone (or
 //     whose checkpoint cannot be read) is killed and released before its
 //     pod's leftovers, so an IP is never released while a process of its pod
@@ -197,8 +202,12 @@ func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *
 		}
 		return
 	}
+	m.removeCheckpointWork(ctx, c)
 	st, err := b.ContainerState(ctx, pod, c)
 	switch {
+	case errdefs.IsNotFound(err) && c.State == ContainerCreated && c.RestoreImages != "":
+		// Restored from a checkpoint when started: the runtime makes it
+		// only then.
 	case errdefs.IsNotFound(err) && c.State != ContainerExited:
 		m.log.Warn("the runtime does not know the container: it cannot run", "container", c.ID)
 		c.Message = "the runtime lost the container while cradle was away"

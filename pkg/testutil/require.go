@@ -51,3 +51,14 @@ func RequireExecutable(t testing.TB, path, hint string) string {
 	}
 	return path
 }
+
+// RequireCRIU needs a criu on PATH whose `criu check` passes on this
+// kernel (Debian 12's CRIU 3.17 fails it on kernels from 6.13 on: they
+// split the vvar mapping, which CRIU learnt in 4.0).
+func RequireCRIU(t testing.TB) {
+	t.Helper()
+	p := RequireBinary(t, "criu")
+	if out, err := exec.Command(p, "check").CombinedOutput(); err != nil {
+		Unmet(t, "needs a CRIU that works on this kernel: "+p+" check: "+err.Error()+": "+string(out))
+	}
+}

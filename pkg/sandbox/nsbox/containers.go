@@ -14,7 +14,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-var _ sandbox.ContainerBackend = (*Backend)(nil)
+var (
+	_ sandbox.ContainerBackend = (*Backend)(nil)
+	_ sandbox.Checkpointer     = (*Backend)(nil)
+)
 
 func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
 	rt, ok := b.runtimes[pod.Handler]
@@ -25,7 +28,9 @@ func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
 }
 
 // CreateContainer writes the bundle's config.json (root "rootfs", mounted
-// by the engine) and has the monitor create the container.
+// by the engine) and has the monitor create the container. A container
+// restored from a checkpoint (c.RestoreImages) is only written: the
+// runtime makes it when RestoreContainer starts it, as CRI-O does.
 func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, spec *specs.Spec) (int, error) {
 	rt, err := b.runtimeFor(pod)
 	if err != nil {
@@ -40,15 +45,45 @@ func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	if err := os.WriteFile(filepath.Join(c.Bundle, "config.json"), data, 0o600); err != nil {
 		return 0, err
 	}
+	if c.RestoreImages != "" {
+		return 0, nil
+	}
+	return rt.Create(ctx, createOptions(c))
+}
+
+func createOptions(c *sandbox.Container) ociruntime.CreateOptions {
 	logPath := c.LogPath
 	if logPath == "" {
 		// kubelet asked for no log; the monitor still needs somewhere to write.
 		logPath = os.DevNull
 	}
-	return rt.Create(ctx, ociruntime.CreateOptions{
+	return ociruntime.CreateOptions{
 		ID: c.ID, Bundle: c.Bundle, LogPath: logPath,
 		Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce(), Terminal: c.Config.GetTty(),
-	})
+	}
+}
+
+// CheckpointContainer has the OCI runtime dump c's processes with CRIU
+// into imageDir, leaving them running.
+func (b *Backend) CheckpointContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, imageDir, workDir string) error {
+	rt, err := b.runtimeFor(pod)
+	if err != nil {
+		return err
+	}
+	return rt.Checkpoint(ctx, c.ID, imageDir, workDir)
+}
+
+// RestoreContainer makes and starts a container written by CreateContainer
+// from the CRIU images in c.RestoreImages, under its monitor; it returns
+// the restored init's pid.
+func (b *Backend) RestoreContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (int, error) {
+	rt, err := b.runtimeFor(pod)
+	if err != nil {
+		return 0, err
+	}
+	o := createOptions(c)
+	o.Restore = c.RestoreImages
+	return rt.Create(ctx, o)
 }
 
 func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {

@@ -29,6 +29,10 @@ type CreateOptions struct {
 	// detaches; without it stdin stays open for the next one.
 	StdinOnce bool
 	Terminal  bool // the process has a terminal (process.terminal in config.json)
+	// Restore, when set, is a directory of CRIU images: the container is
+	// restored from them (`runtime restore --detach`, CRIU's log in the
+	// bundle) and is running when Create returns, instead of created.
+	Restore string
 }
 
 // syncMessage is what conmon writes to its sync pipe: the container's pid,
@@ -45,11 +49,16 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 	if err := checkID(o.ID); err != nil {
 		return 0, err
 	}
-	if !filepath.IsAbs(o.Bundle) || !filepath.IsAbs(o.LogPath) {
+	if !filepath.IsAbs(o.Bundle) || !filepath.IsAbs(o.LogPath) || (o.Restore != "" && !filepath.IsAbs(o.Restore)) {
 		return 0, fmt.Errorf("create %s: bundle %q and log path %q must be absolute: %w", o.ID, o.Bundle, o.LogPath, errdefs.ErrInvalidArgument)
 	}
 	if fi, err := os.Stat(filepath.Dir(o.LogPath)); err != nil || !fi.IsDir() {
 		return 0, fmt.Errorf("create %s: log directory %s: not a directory: %w", o.ID, filepath.Dir(o.LogPath), errdefs.ErrFailedPrecondition)
+	}
+	if o.Restore != "" {
+		if err := r.checkCRIU(ctx); err != nil {
+			return 0, fmt.Errorf("restore %s: %w", o.ID, err)
+		}
 	}
 	if err := os.Mkdir(r.dir(o.ID), 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -79,7 +88,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 		return 0, fmt.Errorf("create %s: %w", o.ID, err)
 	}
 	if msg.Data <= 0 {
-		return 0, fmt.Errorf("create %s: %s: %s: %w", o.ID, r.name, strings.TrimSpace(msg.Message), errdefs.ErrFailedPrecondition)
+		var criuLog string
+		if o.Restore != "" {
+			criuLog = criuLogTail(o.Bundle, "restore.log")
+		}
+		return 0, fmt.Errorf("create %s: %s: %s%s: %w", o.ID, r.name, strings.TrimSpace(msg.Message), criuLog, errdefs.ErrFailedPrecondition)
 	}
 	if ctx.Err() != nil {
 		return 0, fmt.Errorf("create %s: %w", o.ID, ctx.Err())
@@ -122,6 +135,11 @@ func (r *Runtime) conmonArgs(o CreateOptions) []string {
 	if o.Terminal {
 		args = append(args, "-t")
 	}
+	if o.Restore != "" {
+		// conmon runs `runtime restore --detach --image-path DIR
+		// --work-path BUNDLE` instead of `runtime create`.
+		args = append(args, "--restore", o.Restore)
+	}
 	return args
 }
 
@@ -143,7 +161,7 @@ func (r *Runtime) startConmon(ctx context.Context, o CreateOptions) (syncMessage
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.conmon, r.conmonArgs(o)...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE=3"}
+	cmd.Env = []string{"PATH=" + runtimePath, "_OCI_SYNCPIPE=3"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// conmon writes its "oom" marker into its working directory: keep it in
 	// the container's state directory. (--persist-dir would move it too,

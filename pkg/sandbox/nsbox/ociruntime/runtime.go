@@ -9,7 +9,8 @@
 // API:
 //
 //	New(Config) (*Runtime, error)
-//	Create(ctx, CreateOptions) (pid, error)   conmon + `runtime create`
+//	Create(ctx, CreateOptions) (pid, error)   conmon + `runtime create` (or `runtime restore` from CRIU images)
+//	Checkpoint(ctx, id, imageDir, workDir)    `runtime checkpoint --leave-running` (CRIU)
 //	Start(ctx, id)                            `runtime start`
 //	Kill(ctx, id, sig, all)                   `runtime kill [--all]`
 //	Delete(ctx, id, force)                    `runtime delete`, waits for conmon, removes state; idempotent
@@ -226,10 +227,14 @@ func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
+// runtimePath is the PATH the runtime and conmon run with (runc and crun
+// find criu there).
+const runtimePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // command makes (without starting) the runtime command.
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, r.binary, append([]string{"--root", r.root}, args...)...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Env = []string{"PATH=" + runtimePath}
 	return cmd
 }
 
