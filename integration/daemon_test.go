@@ -74,6 +74,9 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	if !strings.Contains(st.Info["config"], `"socket":`) || !strings.Contains(st.Info["handlers"], "runc") {
 		t.Errorf("verbose info = %v", st.Info)
 	}
+	if f := st.GetFeatures(); !f.GetSupplementalGroupsPolicy() || !f.GetMountOptions() || f.GetUserNamespacesHostNetwork() {
+		t.Errorf("runtime features = %v", f)
+	}
 	// The default network mode is auto; this host has no CNI configuration.
 	if _, err := os.Stat("/etc/cni/net.d"); os.IsNotExist(err) && !strings.HasPrefix(st.Info["networkMode"], "builtin (auto: no CNI configuration") {
 		t.Errorf("networkMode = %q", st.Info["networkMode"])

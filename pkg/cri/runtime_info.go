@@ -58,7 +58,10 @@ func (s *runtimeServer) Status(ctx context.Context, req *runtime.StatusRequest) 
 				Message: netMessage,
 			},
 		}},
-		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true}, // both policies are applied
+		// Both supplemental-groups policies are applied; a volume's noexec,
+		// nodev, nosuid (and atime) options reach its bind mount. Host network
+		// with a user namespace is not offered: untested with runc and crun.
+		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true},
 	}
 	resp.RuntimeHandlers = runtimeHandlers(s.deps.Handlers, s.deps.Config.Runtime.DefaultHandler)
 	if req.GetVerbose() {
