@@ -13,9 +13,9 @@ GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 # criu: CheckpointContainer and restore (CRIU 4.0 or newer on kernels from 6.13 on).
 DEB_PACKAGES  := runc crun conmon criu busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
 # What vm handlers (microVM pods) add (make deps-vm): the VMM and the shared-directory daemon
-# (qemu-system-common's virtiofsd); crun also runs inside the guests. Their kernel is Debian's,
+# (qemu-system-common's virtiofsd), and kmod's depmod for the guest's modules; crun also runs inside the guests. Their kernel is Debian's,
 # unpacked into GUEST_KERNEL_DIR with dpkg-deb, never installed on the host (no initramfs, no /boot).
-VM_PACKAGES   := qemu-system-x86 qemu-system-common
+VM_PACKAGES   := qemu-system-x86 qemu-system-common kmod
 GUEST_KERNEL_DIR ?= /var/lib/cradle/guest
 GUEST_KERNEL_PKG ?= linux-image-amd64
 
@@ -38,7 +38,7 @@ deps:
 ## GUEST_KERNEL_DIR (boot/vmlinuz-*, lib/modules/*) without installing it on the host (root)
 deps-vm: deps
 	@$(call apt_install,$(VM_PACKAGES))
-	@if ls $(GUEST_KERNEL_DIR)/boot/vmlinuz-* >/dev/null 2>&1; then exit 0; fi; \
+	@if ls $(GUEST_KERNEL_DIR)/boot/vmlinuz-* $(GUEST_KERNEL_DIR)/lib/modules/*/modules.dep >/dev/null 2>&1; then exit 0; fi; \
 	pkg=$$(apt-cache depends $(GUEST_KERNEL_PKG) 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -1); \
 	[ -n "$$pkg" ] || { apt-get update -qq; pkg=$$(apt-cache depends $(GUEST_KERNEL_PKG) | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -1); }; \
 	[ -n "$$pkg" ] || { echo "no kernel package behind $(GUEST_KERNEL_PKG)"; exit 1; }; \

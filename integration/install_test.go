@@ -105,3 +105,48 @@ func TestMakeDeb(t *testing.T) {
 		t.Error("packaged config differs from configs/cradle.toml")
 	}
 }
+
+// TestMakeDepsInstallWhatItRuns: every tool the deps and deps-vm recipes run
+// comes from a package they install or from one every Debian system has
+// (Priority: required). kmod's depmod is "important" only, missing from
+// minimal images, and deps-vm once stopped there on a fresh machine.
+func TestMakeDepsInstallWhatItRuns(t *testing.T) {
+	testutil.RequireBinary(t, "make")
+	testutil.RequireBinary(t, "dpkg-query")
+	printer := filepath.Join(t.TempDir(), "print.mk")
+	if err := os.WriteFile(printer, []byte("print-packages:\n\t@echo $(DEB_PACKAGES) $(VM_PACKAGES)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("make", "-s", "-C", "..", "-f", "Makefile", "-f", printer, "print-packages").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make print-packages: %v\n%s", err, out)
+	}
+	listed := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		listed[p] = true
+	}
+	for _, tool := range []string{"depmod", "dpkg-deb", "apt-get", "apt-cache", "dpkg-query"} {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			t.Errorf("%s: %v", tool, err)
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
+		owner, err := exec.Command("dpkg-query", "-S", path).Output()
+		if err != nil {
+			// usrmerge: dpkg may know the file under /bin or /sbin.
+			owner, err = exec.Command("dpkg-query", "-S", strings.TrimPrefix(path, "/usr")).Output()
+		}
+		if err != nil {
+			t.Errorf("%s (%s): no package owns it", tool, path)
+			continue
+		}
+		pkg, _, _ := strings.Cut(strings.TrimSpace(string(owner)), ":")
+		prio, _ := exec.Command("dpkg-query", "-W", "-f=${Priority}", pkg).Output()
+		if !listed[pkg] && string(prio) != "required" {
+			t.Errorf("make deps-vm runs %s from package %s (priority %s), which it does not install", tool, pkg, prio)
+		}
+	}
+}
