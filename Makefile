@@ -13,9 +13,10 @@ GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 # criu: CheckpointContainer and restore (CRIU 4.0 or newer on kernels from 6.13 on).
 DEB_PACKAGES  := runc crun conmon criu busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
 # What vm handlers (microVM pods) add (make deps-vm): the VMM and the shared-directory daemon
-# (qemu-system-common's virtiofsd), and kmod's depmod for the guest's modules; crun also runs inside the guests. Their kernel is Debian's,
+# (qemu-system-common's virtiofsd), kmod's depmod for the guest's modules, and cpio(1), with which
+# the tests read back the initramfs cradle writes; crun also runs inside the guests. Their kernel is Debian's,
 # unpacked into GUEST_KERNEL_DIR with dpkg-deb, never installed on the host (no initramfs, no /boot).
-VM_PACKAGES   := qemu-system-x86 qemu-system-common kmod
+VM_PACKAGES   := qemu-system-x86 qemu-system-common kmod cpio
 GUEST_KERNEL_DIR ?= /var/lib/cradle/guest
 GUEST_KERNEL_PKG ?= linux-image-amd64
 
@@ -25,7 +26,7 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps deps-vm kubelet build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
+.PHONY: all deps deps-vm criu kubelet build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
 
 all: build
 
@@ -49,6 +50,34 @@ deps-vm: deps
 	mkdir -p $(GUEST_KERNEL_DIR)/boot $(GUEST_KERNEL_DIR)/lib && \
 	cp "$$tmp"/x/boot/vmlinuz-* $(GUEST_KERNEL_DIR)/boot/ && cp -a "$$tmp"/x/lib/modules $(GUEST_KERNEL_DIR)/lib/ && \
 	for m in $(GUEST_KERNEL_DIR)/lib/modules/*; do depmod -b $(GUEST_KERNEL_DIR) "$$(basename "$$m")"; done
+
+# CRIU for CheckpointContainer where the host's is older than 4.2 or fails `criu check`:
+# Debian 12's 3.17 cannot dump on kernels from 6.13 on (split [vvar]), and 3.17 and 4.1.1
+# pass `criu check` on some kernels yet hang in the parasite on `runc checkpoint` (seen on
+# 6.18). Debian's source, sha256-pinned, built on this host (Debian's binary needs a newer libc).
+CRIU_MIN        := 4.2
+CRIU_VERSION    := 4.2.1
+CRIU_SHA256     := 29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9
+CRIU_URL        := http://deb.debian.org/debian/pool/main/c/criu/criu_$(CRIU_VERSION).orig.tar.xz
+CRIU_BUILD_DEBS := gcc libc6-dev make pkgconf curl xz-utils python3 libprotobuf-c-dev protobuf-c-compiler \
+	libprotobuf-dev protobuf-compiler libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev \
+	libnftables-dev uuid-dev
+
+## criu: a CRIU of at least $(CRIU_MIN) that passes `criu check` on this kernel: the host's if
+## it is one, else CRIU $(CRIU_VERSION) built from Debian's source into $(PREFIX)/sbin (root; about 1 minute)
+criu:
+	@v=$$(criu --version 2>/dev/null | sed -n 's/^Version: //p'); \
+	if [ -n "$$v" ] && [ "$$(printf '%s\n%s\n' "$(CRIU_MIN)" "$$v" | sort -V | head -1)" = "$(CRIU_MIN)" ] && criu check >/dev/null 2>&1; then \
+		echo "criu: $$(command -v criu) ($$v) passes criu check"; exit 0; fi; \
+	$(call apt_install,$(CRIU_BUILD_DEBS)); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "criu: building $(CRIU_VERSION) from $(CRIU_URL)"; \
+	curl -fsS -m 300 -o "$$tmp/criu.tar.xz" "$(CRIU_URL)" && \
+	echo "$(CRIU_SHA256)  $$tmp/criu.tar.xz" | sha256sum -c --quiet && \
+	tar -C "$$tmp" -xf "$$tmp/criu.tar.xz" && \
+	$(MAKE) -s -C "$$tmp/criu-$(CRIU_VERSION)" -j$$(nproc) criu >"$$tmp/build.log" 2>&1 || { tail -30 "$$tmp/build.log"; exit 1; }; \
+	install -D -m 0755 "$$tmp/criu-$(CRIU_VERSION)/criu/criu" "$(DESTDIR)$(PREFIX)/sbin/criu" && \
+	"$(DESTDIR)$(PREFIX)/sbin/criu" check && echo "criu: installed $(DESTDIR)$(PREFIX)/sbin/criu"
 
 # apt_install: install the packages of $(1) that are missing.
 define apt_install

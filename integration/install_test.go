@@ -106,10 +106,11 @@ func TestMakeDeb(t *testing.T) {
 	}
 }
 
-// TestMakeDepsInstallWhatItRuns: every tool the deps and deps-vm recipes run
-// comes from a package they install or from one every Debian system has
-// (Priority: required). kmod's depmod is "important" only, missing from
-// minimal images, and deps-vm once stopped there on a fresh machine.
+// TestMakeDepsInstallWhatItRuns: every tool the deps and deps-vm recipes and
+// the tests run comes from a package they install or from one every Debian
+// system has (Priority: required). kmod's depmod and cpio are "important" only,
+// missing from minimal images: deps-vm once stopped at depmod on a fresh
+// machine, and vmbox's TestCPIOReadBack failed there for want of cpio.
 func TestMakeDepsInstallWhatItRuns(t *testing.T) {
 	testutil.RequireBinary(t, "make")
 	testutil.RequireBinary(t, "dpkg-query")
@@ -125,7 +126,7 @@ func TestMakeDepsInstallWhatItRuns(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		listed[p] = true
 	}
-	for _, tool := range []string{"depmod", "dpkg-deb", "apt-get", "apt-cache", "dpkg-query"} {
+	for _, tool := range []string{"depmod", "cpio", "dpkg-deb", "apt-get", "apt-cache", "dpkg-query"} {
 		path, err := exec.LookPath(tool)
 		if err != nil {
 			t.Errorf("%s: %v", tool, err)
