@@ -28,7 +28,8 @@ func GuestModules() []string {
 
 // InitramfsSpec is what a guest initramfs holds.
 type InitramfsSpec struct {
-	// Agent is the static cradle binary; it becomes /init.
+	// Agent is the static guest agent (cradle built with the guest tag:
+	// `cradle agent` without the daemon); it becomes /init.
 	Agent string
 	// ModulesDir is the guest kernel's /lib/modules/<release> ("" when
 	// its kernel has everything built in).
