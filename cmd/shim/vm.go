@@ -17,7 +17,7 @@ import (
 )
 
 // vmBootTimeout bounds a pod VM's boot, up to its agent's first Health
-// (about 6 s under TCG on a small host).
+// (about 2 s under TCG on a small host, more with many booting at once).
 const vmBootTimeout = 90 * time.Second
 
 // vmBackends prepares, once at start-up, what the VMs of each vm handler
