@@ -90,8 +90,11 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-## build: the static cradle binary in bin/
+## build: the static cradle binary in bin/, with the microVM guest agent (cmd/shim built with the
+## guest tag: the agent without the daemon) inside it
+GUEST_AGENT   := cmd/shim/guestagent/cradle-agent
 build:
+	CGO_ENABLED=0 $(GO) build -trimpath -tags guest -ldflags "$(LDFLAGS)" -o $(GUEST_AGENT) ./cmd/shim
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shim
 
 ## run: install packages, build, and serve CRI on /run/cradle/cradle.sock with the built-in defaults
@@ -175,7 +178,7 @@ deb: build
 	rm -rf $(DEB_STAGE)
 
 clean:
-	rm -rf bin
+	rm -rf bin $(GUEST_AGENT)
 
 # The conformance kit (test images served offline): ../shared/conformance next to the repo, else /work/shared/conformance.
 CONFORMANCE_KIT ?= $(firstword $(wildcard $(abspath ../shared/conformance)) /work/shared/conformance)

@@ -32,9 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cradleBin = filepath.Join(dir, "cradle")
-	build := exec.Command("go", "build", "-o", cradleBin, "github.com/cradle-runtime/cradle/cmd/shim")
-	// Static, as `make build` makes it: it is also the microVM guests' init.
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// As make build makes it: static, with the microVM guest agent inside.
+	build := exec.Command("make", "-C", "..", "build", "BIN="+cradleBin)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build cradle:", err)

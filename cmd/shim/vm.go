@@ -1,3 +1,5 @@
+//go:build !guest
+
 package main
 
 import (
@@ -15,12 +17,12 @@ import (
 )
 
 // vmBootTimeout bounds a pod VM's boot, up to its agent's first Health
-// (about 6 s under TCG on a small host).
+// (about 2 s under TCG on a small host, more with many booting at once).
 const vmBootTimeout = 90 * time.Second
 
 // vmBackends prepares, once at start-up, what the VMs of each vm handler
 // boot (the guest kernel, cached under <root>/vm/kernels, and an initramfs
-// around this very cradle binary, cached under <root>/vm) and returns a
+// around the guest agent built into this binary, cached under <root>/vm) and returns a
 // backend per handler that is ready. A handler that is not gets its Problem
 // in handlers and no backend. Each handler's Accel records the acceleration
 // in use and why.
@@ -61,11 +63,11 @@ func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handl
 
 // prepareVM prepares the kernel and the initramfs of one vm handler.
 func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machine, error) {
-	self, err := os.Executable()
+	agent, err := writeGuestAgent(filepath.Join(root, "vm"))
 	if err != nil {
-		return vmbox.Machine{}, fmt.Errorf("find cradle's own binary for the guest: %w", err)
+		return vmbox.Machine{}, err
 	}
-	if err := requireStatic(self); err != nil {
+	if err := requireStatic(agent); err != nil {
 		return vmbox.Machine{}, err
 	}
 	src := c.Kernel
@@ -82,7 +84,7 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 		return vmbox.Machine{}, fmt.Errorf("virtiofsd (shares container roots with pod VMs): %w (apt-get install qemu-system-common)", err)
 	}
 	initrd, err := vmbox.BuildInitramfs(ctx, filepath.Join(root, "vm"), vmbox.InitramfsSpec{
-		Agent: self, ModulesDir: vmbox.ModulesDir(src, k.Release), Modules: vmbox.GuestModules(),
+		Agent: agent, ModulesDir: vmbox.ModulesDir(src, k.Release), Modules: vmbox.GuestModules(),
 		Runtime: c.GuestRuntime,
 	})
 	if err != nil {
@@ -92,17 +94,17 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout}, nil
 }
 
-// requireStatic fails for a dynamically linked binary: it cannot be /init
+// requireStatic fails for a dynamically linked agent: it cannot be /init
 // of a guest that has no libc.
 func requireStatic(path string) error {
 	f, err := elf.Open(path)
 	if err != nil {
-		return fmt.Errorf("read cradle's own binary: %w", err)
+		return fmt.Errorf("read the guest agent: %w", err)
 	}
 	defer func() { _ = f.Close() }()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked and cannot be the guest's init: build it with CGO_ENABLED=0 (make build)", path)
+			return fmt.Errorf("%s is dynamically linked and cannot be the guest's init: build cradle with make build (CGO_ENABLED=0)", path)
 		}
 	}
 	return nil

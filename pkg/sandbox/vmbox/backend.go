@@ -118,6 +118,7 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error)
 	if err := b.startHelpers(ctx, pod, spec); err != nil {
 		return err
 	}
+	helpers := time.Since(start)
 	vm, err := Start(ctx, spec, b.log)
 	if err != nil {
 		return fmt.Errorf("start the pod's VM: %w", err)
@@ -132,7 +133,7 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error)
 	b.vms[pod.ID] = vm
 	b.mu.Unlock()
 	undo.Release()
-	b.log.InfoContext(ctx, "pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start),
+	b.log.InfoContext(ctx, "pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start), "helpers", helpers,
 		"accel", spec.Accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB, "guest_kernel", h.KernelRelease)
 	return nil
 }
@@ -163,10 +164,12 @@ func (b *Backend) startHelpers(ctx context.Context, pod *sandbox.Pod, spec VMSpe
 func (b *Backend) boot(ctx context.Context, pod *sandbox.Pod, vm *VM) (*api.HealthResponse, error) {
 	bctx, cancel := context.WithTimeout(ctx, b.machine.BootTimeout)
 	defer cancel()
+	start := time.Now()
 	h, err := vm.WaitReady(bctx)
 	if err != nil {
 		return nil, fmt.Errorf("boot the pod's VM: %w", err)
 	}
+	healthy := time.Since(start)
 	if pod.PidStart, err = sandbox.ProcessStart(vm.PID()); err != nil {
 		return nil, err
 	}
@@ -182,6 +185,10 @@ func (b *Backend) boot(ctx context.Context, pod *sandbox.Pod, vm *VM) (*api.Heal
 	if err != nil {
 		return nil, fmt.Errorf("set the pod up in its VM: %w", err)
 	}
+	// Where a boot's time goes: to the agent's first Health (the guest's
+	// own uptime then: kernel and agent start), then the pod's set-up.
+	b.log.DebugContext(ctx, "pod VM booted", "pod", pod.ID, "to_health", healthy,
+		"guest_uptime", time.Duration(h.UptimeNs), "setup", time.Since(start)-healthy)
 	return h, nil
 }
 

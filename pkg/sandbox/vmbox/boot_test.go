@@ -19,7 +19,7 @@ import (
 )
 
 // bootFixture is what a real boot needs: QEMU, the prepared Debian kernel,
-// and an initramfs around a freshly built cradle.
+// and an initramfs around a freshly built guest agent.
 type bootFixture struct {
 	qemu, kernel, initramfs, release string
 	tscKHz                           uint64
@@ -40,8 +40,9 @@ func newBootFixture(t testing.TB, gzip bool) bootFixture {
 	}
 	t.Logf("kernel prepared in %v (pvh=%v)", time.Since(start), k.PVH)
 
-	agent := filepath.Join(cache, "cradle")
-	build := exec.Command(gobin, "build", "-trimpath", "-ldflags", "-s -w", "-o", agent, "../../../cmd/shim")
+	// The guest agent as make build makes it: cmd/shim with the guest tag.
+	agent := filepath.Join(cache, "cradle-agent")
+	build := exec.Command(gobin, "build", "-trimpath", "-tags", "guest", "-ldflags", "-s -w", "-o", agent, "../../../cmd/shim")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -21,14 +21,16 @@ import (
 
 // GuestModules are the kernel modules the guest needs when its kernel has
 // them as modules (Debian's does): virtio-mmio transport, the agent's
-// virtio-serial port, and virtiofs for container rootfs (next milestones).
+// virtio-serial port, virtiofs for container roots, the NIC, and the
+// balloon that reports freed pages to the host.
 func GuestModules() []string {
-	return []string{"virtio_mmio", "virtio_console", "fuse", "virtiofs", "virtio_net"}
+	return []string{"virtio_mmio", "virtio_console", "fuse", "virtiofs", "virtio_net", "virtio_balloon"}
 }
 
 // InitramfsSpec is what a guest initramfs holds.
 type InitramfsSpec struct {
-	// Agent is the static cradle binary; it becomes /init.
+	// Agent is the static guest agent (cradle built with the guest tag:
+	// `cradle agent` without the daemon); it becomes /init.
 	Agent string
 	// ModulesDir is the guest kernel's /lib/modules/<release> ("" when
 	// its kernel has everything built in).
