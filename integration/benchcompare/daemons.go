@@ -251,3 +251,41 @@ func removeNetwork(bridge string, table bool) {
 	}
 	_ = c.Flush()
 }
+
+// cgroupTops are the cgroups the runtimes make their pods' under: cradle's
+// cgroup_root and containerd's default parent (its namespace's name).
+var cgroupTops = []string{"cradle-bench", "k8s.io"}
+
+// newCgroupTops lists those of cgroupTops that do not exist yet, in every
+// hierarchy, so that removeCgroups takes away only what the run made.
+func newCgroupTops() []string {
+	var out []string
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, h := range hierarchies {
+		for _, top := range cgroupTops {
+			if _, err := os.Stat(filepath.Join(h, top)); os.IsNotExist(err) {
+				out = append(out, filepath.Join(h, top))
+			}
+		}
+	}
+	return out
+}
+
+// removeCgroups removes the empty cgroup trees at dirs, deepest first; a
+// cgroup that still holds a process stays (and is reported).
+func removeCgroups(dirs []string) {
+	for _, dir := range dirs {
+		var tree []string
+		_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				tree = append(tree, p)
+			}
+			return nil
+		})
+		for i := len(tree) - 1; i >= 0; i-- {
+			if err := os.Remove(tree[i]); err != nil {
+				log.Printf("cgroup left behind: %v", err)
+			}
+		}
+	}
+}

@@ -71,6 +71,7 @@ func run(ctx context.Context, o options) error {
 	if !o.keep {
 		defer os.RemoveAll(o.work)
 	}
+	defer removeCgroups(newCgroupTops())
 	reg, err := startRegistry(o.work, o.kit)
 	if err != nil {
 		return err
