@@ -26,7 +26,7 @@ UNITDIR       ?= /etc/systemd/system
 CONFIG        ?=
 SERVE_ARGS    := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: all deps deps-vm criu kubelet build run test integration check bench lint lint-install install deb clean conformance e2e-kubelet runc-userns
+.PHONY: all deps deps-vm criu kubelet build run test integration check bench bench-compare lint lint-install install deb clean conformance e2e-kubelet runc-userns
 
 all: build
 
@@ -129,6 +129,27 @@ e2e-kubelet: deps build
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./integration
+
+# bench-compare: cradle against containerd (CRI plugin + containerd-shim-runc-v2), built through the Go
+# module proxy into _output/tools (cached by version). A developer's tool: not part of make check or CI.
+CONTAINERD_VERSION ?= v2.4.2
+CONTAINERD_DIR     ?= $(CURDIR)/_output/tools/containerd-$(CONTAINERD_VERSION)
+BENCH_N            ?= 20
+BENCH_ROUNDS       ?= 3
+BENCH_ARGS         ?=
+
+## bench-compare: cradle vs containerd $(CONTAINERD_VERSION), same runc and busybox image from a loopback
+## registry, BENCH_N pods one after another and by 5 clients, median of BENCH_ROUNDS rounds (root)
+bench-compare: deps build
+	@if [ ! -x $(CONTAINERD_DIR)/containerd ] || [ ! -x $(CONTAINERD_DIR)/containerd-shim-runc-v2 ]; then \
+		mkdir -p $(CONTAINERD_DIR) && echo "building containerd $(CONTAINERD_VERSION) into $(CONTAINERD_DIR)" && \
+		GOFLAGS=-mod=mod GOBIN=$(CONTAINERD_DIR) $(GO) install -p 1 -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+			github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
+			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION); \
+	fi
+	$(GO) build -o _output/tools/benchcompare ./integration/benchcompare
+	flock /tmp/cradle-integration.lock _output/tools/benchcompare -cradle $(BIN) -containerd $(CONTAINERD_DIR)/containerd \
+		-kit $(CONFORMANCE_KIT) -n $(BENCH_N) -rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
 
 lint-install:
 	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version 2>/dev/null | grep -q "$(GOLANGCI_LINT_VERSION:v%=%)" || \

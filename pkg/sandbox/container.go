@@ -195,6 +195,17 @@ type ContainerBackend interface {
 	ReopenLog(ctx context.Context, pod *Pod, c *Container) error
 }
 
+// ExitReleaser is implemented by container backends whose containers'
+// runtime state, and rootfs mount, can go as soon as their exit is
+// recorded, before RemoveContainer (containerd deletes its task at exit
+// too): an exited container needs neither for its status, logs or
+// writable-layer usage.
+type ExitReleaser interface {
+	// ReleaseExited deletes the runtime state of c, which has exited
+	// (DeleteContainer's work, done early); idempotent.
+	ReleaseExited(ctx context.Context, pod *Pod, c *Container) error
+}
+
 // Checkpointer is implemented by container backends that checkpoint and
 // restore containers' processes (CRIU through the OCI runtime).
 type Checkpointer interface {

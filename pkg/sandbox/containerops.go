@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -127,7 +128,9 @@ func (m *Manager) watch(pod *Pod, id string, b ContainerBackend) {
 		}
 		st, err := b.WaitContainer(context.Background(), pod, &c)
 		if err == nil {
-			m.recordExit(e, st)
+			if m.recordExit(e, st) {
+				m.releaseExited(context.Background(), e, pod, b)
+			}
 			return
 		}
 		if errdefs.IsNotFound(err) {
@@ -139,12 +142,14 @@ func (m *Manager) watch(pod *Pod, id string, b ContainerBackend) {
 	}
 }
 
-func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
+// recordExit records a container's exit, and reports whether it did (it
+// had not been recorded yet).
+func (m *Manager) recordExit(e *containerEntry, st ExitStatus) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.c
 	if c.State == ContainerExited {
-		return
+		return false
 	}
 	c.ExitCode, c.FinishedAt = st.Code, st.FinishedAt
 	switch {
@@ -163,6 +168,7 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) {
 	if pod, err := m.Pod(c.PodID); err == nil {
 		m.opts.NRI.StopContainer(context.Background(), &pod, c)
 	}
+	return true
 }
 
 // StopContainer sends the container's stop signal, then SIGKILL once
@@ -211,6 +217,7 @@ func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod
 		cancel()
 		if err == nil {
 			m.recordExit(e, st)
+			m.releaseExited(ctx, e, pod, b)
 			return nil
 		}
 	}
@@ -225,7 +232,45 @@ func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod
 		return fmt.Errorf("container %s did not die after SIGKILL: %w", c.ID, err)
 	}
 	m.recordExit(e, st)
+	m.releaseExited(ctx, e, pod, b)
 	return nil
+}
+
+// releaseExited frees, once a container's exit is recorded, what only a
+// live container needs, where its backend allows (ExitReleaser): the
+// runtime's state (its cgroup, the monitor's files) and the rootfs mount.
+// The record, the writable layer's snapshot (its usage is still reported),
+// the bundle and the log stay until RemoveContainer, which does these
+// steps again (each is idempotent): so StopContainer leaves it little to
+// do (StopContainer releases even when the exit watch recorded the exit
+// first: the watch's release may not have run yet). It runs after the
+// exit is persisted, so a crash in between leaves
+// an Exited container for RemoveContainer or the next start to finish. A
+// failure is logged, not returned: the container has stopped all the
+// same.
+func (m *Manager) releaseExited(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend) {
+	r, ok := b.(ExitReleaser)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanup.Timeout)
+	defer cancel()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.c
+	m.mu.Lock()
+	removed := m.containers[c.ID] != e
+	m.mu.Unlock()
+	if removed || c.State != ContainerExited {
+		return
+	}
+	if err := r.ReleaseExited(ctx, pod, c); err != nil && !errdefs.IsNotFound(err) {
+		m.log.WarnContext(ctx, "release the runtime state of an exited container; RemoveContainer retries", "container", c.ID, "error", err)
+		return
+	}
+	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
+		m.log.WarnContext(ctx, "unmount the rootfs of an exited container; RemoveContainer retries", "container", c.ID, "error", err)
+	}
 }
 
 // RemoveContainer removes a container, killing it if it runs. Removing an

@@ -35,6 +35,8 @@ const recoverTimeout = 30 * time.Second
 //     while the daemon was away gets its real exit code and time). A Created
 //     container to be restored from a checkpoint is unknown to the runtime
 //     until it starts, and stays Created.
+//   - A container recorded Exited may be unknown to its runtime: its
+//     runtime state goes once the exit is recorded (releaseExited).
 //   - A checkpoint the daemon died in left, at most, its work directory in
 //     the container's bundle (removed here) and no archive: the archive is
 //     an unnamed file until it is complete.
@@ -208,7 +210,10 @@ func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *
 	case errdefs.IsNotFound(err) && c.State == ContainerCreated && c.RestoreImages != "":
 		// Restored from a checkpoint when started: the runtime makes it
 		// only then.
-	case errdefs.IsNotFound(err) && c.State != ContainerExited:
+	case errdefs.IsNotFound(err) && c.State == ContainerExited:
+		// Released from its runtime once its exit was recorded
+		// (releaseExited): nothing runs, nothing to reconcile.
+	case errdefs.IsNotFound(err):
 		m.log.Warn("the runtime does not know the container: it cannot run", "container", c.ID)
 		c.Message = "the runtime lost the container while cradle was away"
 		m.recordExit(e, ExitStatus{Code: 255, FinishedAt: time.Now().UTC()})

@@ -349,3 +349,96 @@ func TestConcurrentPullsOfOneImage(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoveRootfsCollectsInTheBackground: RemoveRootfs drops the record
+// at once (usage is NotFound, the key is free again) and leaves the
+// directories of the writable layers to one background collection, which
+// Close waits for: nothing of them is left once the store is closed.
+func TestRemoveRootfsCollectsInTheBackground(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
+	root := t.TempDir()
+	s := newStore(t, root)
+	ctx := context.Background()
+	img, _, err := s.Pull(ctx, reg.Ref("busybox:1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := func() int {
+		entries, err := os.ReadDir(filepath.Join(s.SnapshotRoot(), "snapshots"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	layers := dirs()
+	keys := []string{"c1", "c2", "c3"}
+	for _, k := range keys {
+		if _, err := s.PrepareRootfs(ctx, k, img.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dirs(); got != layers+len(keys) {
+		t.Fatalf("%d snapshot directories with %d rootfs, want %d", got, len(keys), layers+len(keys))
+	}
+	for _, k := range keys {
+		if err := s.RemoveRootfs(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RootfsUsage(ctx, k); !errdefs.IsNotFound(err) {
+			t.Errorf("usage of removed rootfs %s: %v", k, err)
+		}
+	}
+	if _, err := s.PrepareRootfs(ctx, "c1", img.ID); err != nil {
+		t.Fatalf("a removed rootfs's key is not free again: %v", err)
+	}
+	if err := s.RemoveRootfs(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirs(); got != layers {
+		t.Errorf("%d snapshot directories after Close, want the image's %d", got, layers)
+	}
+}
+
+// TestOpenSweepsRecordlessSnapshots: a rootfs whose record went but whose
+// background collection never ran (a kill -9 between the two) leaves
+// nothing behind once the store is opened again.
+func TestOpenSweepsRecordlessSnapshots(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
+	root := t.TempDir()
+	s := newStore(t, root)
+	ctx := context.Background()
+	img, _, err := s.Pull(ctx, reg.Ref("busybox:1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := func() int {
+		entries, err := os.ReadDir(filepath.Join(s.SnapshotRoot(), "snapshots"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	layers := dirs()
+	if _, err := s.PrepareRootfs(ctx, "c1", img.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The record goes, the collection does not run: as a kill -9 leaves it.
+	if err := s.sn.Remove(s.nsCtx(ctx), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirs(); got != layers+1 {
+		t.Fatalf("%d snapshot directories before the reopen, want %d", got, layers+1)
+	}
+	s = newStore(t, root)
+	if got := dirs(); got != layers {
+		t.Errorf("%d snapshot directories after the reopen, want the image's %d", got, layers)
+	}
+}

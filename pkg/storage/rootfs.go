@@ -60,16 +60,23 @@ func (s *Store) RootfsMounts(ctx context.Context, key string) ([]mount.Mount, er
 	return s.sn.Mounts(s.nsCtx(ctx), key)
 }
 
-// RemoveRootfs deletes a rootfs snapshot; a missing one is not an error.
-// The caller unmounts it first.
+// RemoveRootfs deletes a rootfs snapshot's record; a missing one is not
+// an error. The caller unmounts it first. Its directories go with the
+// next garbage collection, run in the background (as containerd's
+// scheduler does): RemoveContainer does not wait for the walk and the
+// unlinks of its writable layer.
 func (s *Store) RemoveRootfs(ctx context.Context, key string) error {
 	ctx = s.nsCtx(ctx)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+	err := s.sn.Remove(ctx, key)
+	s.mu.Unlock()
+	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove rootfs %q: %w", key, err)
 	}
-	return s.collectGarbage(ctx)
+	if err == nil {
+		s.collectGarbageLater()
+	}
+	return nil
 }
 
 func platformString() string { return platforms.Format(platforms.DefaultSpec()) }

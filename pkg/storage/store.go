@@ -85,6 +85,10 @@ type Store struct {
 
 	mu    sync.Mutex // guards index and serialises record changes with GC
 	index *imageIndex
+
+	gcMu      sync.Mutex     // guards gcPending
+	gcPending bool           // a background collection is scheduled and has not begun
+	gcRuns    sync.WaitGroup // background collections; Close waits for them
 }
 
 // Open opens (creating if needed) the store at opts.Root, takes its lock,
@@ -185,8 +189,20 @@ func (s *Store) recover(ctx context.Context) error {
 	if len(stale) > 0 || len(statuses) > 0 {
 		s.log.InfoContext(ctx, "recovered image store", "stale_pulls", len(stale), "stale_ingests", len(statuses))
 	}
+	// A rootfs removed just before a kill -9 left its directories behind
+	// with no record (RemoveRootfs leaves them to a background collection).
+	// The collection sweeps a snapshotter's directories only once it has
+	// seen that snapshotter lose a record in this process: a throwaway
+	// snapshot with no reference, collected at once, makes it sweep.
+	if _, err := s.sn.Prepare(ctx, sweepKey, ""); err != nil && !errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("prepare the sweep snapshot: %w", err)
+	}
 	return s.collectGarbage(ctx)
 }
+
+// sweepKey names the throwaway snapshot recover makes to have the garbage
+// collection sweep the snapshot directories.
+const sweepKey = "cradle-gc-sweep"
 
 // collectGarbage deletes content and snapshots no image, lease or rootfs
 // references.
@@ -198,6 +214,35 @@ func (s *Store) collectGarbage(ctx context.Context) error {
 	s.log.DebugContext(ctx, "garbage collected", "elapsed", st.Elapsed())
 	return nil
 }
+
+// collectGarbageLater runs a garbage collection in the background, once
+// for any number of calls made before it begins. What it deletes is no
+// longer referenced by any record, so no reader misses it; a daemon killed
+// before it ran leaves it to the collection Open runs.
+func (s *Store) collectGarbageLater() {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	if s.gcPending {
+		return
+	}
+	s.gcPending = true
+	s.gcRuns.Add(1)
+	go func() {
+		defer s.gcRuns.Done()
+		ctx := s.nsCtx(context.Background())
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.gcMu.Lock()
+		s.gcPending = false // a removal from now on schedules another
+		s.gcMu.Unlock()
+		if err := s.collectGarbage(ctx); err != nil {
+			s.log.WarnContext(ctx, "background garbage collection; the next one retries", "error", err)
+		}
+	}()
+}
+
+// waitGarbage waits for the background collections scheduled so far.
+func (s *Store) waitGarbage() { s.gcRuns.Wait() }
 
 // removeUncommittedSnapshots removes the snapshot directories that the
 // overlay snapshotter's own metadata does not list. Its Prepare makes
@@ -246,6 +291,7 @@ func removeEntries(dir string) error {
 // Close releases the store. It does not unmount anything: snapshots are
 // mounted only by their users.
 func (s *Store) Close() error {
+	s.gcRuns.Wait()
 	var errs []error
 	if s.db != nil {
 		for _, sn := range s.db.Snapshotters() {

@@ -90,6 +90,7 @@ func readRootfs(t *testing.T, s *Store, image string, fn func(root string)) {
 // assertEmpty checks that the store holds no image, content, snapshot or
 // lease: what a failed pull must leave.
 func assertEmpty(t *testing.T, s *Store) {
+	s.waitGarbage()
 	t.Helper()
 	ctx := s.nsCtx(context.Background())
 	if imgs := s.List(ctx); len(imgs) != 0 {

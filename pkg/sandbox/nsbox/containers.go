@@ -17,6 +17,7 @@ import (
 var (
 	_ sandbox.ContainerBackend = (*Backend)(nil)
 	_ sandbox.Checkpointer     = (*Backend)(nil)
+	_ sandbox.ExitReleaser     = (*Backend)(nil)
 )
 
 func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
@@ -142,6 +143,13 @@ func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 		return err
 	}
 	return rt.Delete(ctx, c.ID, true)
+}
+
+// ReleaseExited deletes an exited container from its OCI runtime
+// (`runtime delete`: its state and cgroup) and removes its monitor's files:
+// conmon has written the exit code, which the engine has recorded.
+func (b *Backend) ReleaseExited(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
+	return b.DeleteContainer(ctx, pod, c)
 }
 
 // Exec runs o.Cmd with the container's environment, user and working

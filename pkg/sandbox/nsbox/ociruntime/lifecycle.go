@@ -118,8 +118,16 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 // killForDelete kills a created or running container and waits (briefly)
 // for conmon to record its exit, before runc's forced delete: that would
 // kill it too, but then polls for the exit in 100 ms steps (crun's does
-// not, so crun is spared the extra calls).
+// not, so crun is spared the extra calls). A container whose exit conmon
+// has recorded (the usual case: kubelet stops a container before it
+// removes it) has no init left to kill, and `runtime state` would only say
+// "stopped": it is not asked. Processes the init leaves behind in a shared
+// PID namespace are killed by the forced delete either way.
 func (r *Runtime) killForDelete(ctx context.Context, id string) {
+	var exit Status
+	if exited, err := r.readExit(id, &exit); err == nil && exited {
+		return
+	}
 	st, err := r.runtimeState(ctx, id)
 	if err != nil || (st.State != StateRunning && st.State != StateCreated) {
 		return

@@ -268,3 +268,40 @@ func memoryCgroup(t *testing.T, pid int) string {
 	}
 	return ""
 }
+
+// TestForcedDeleteOfExited: a forced Delete of a container whose exit
+// conmon has recorded asks runc for nothing but the delete (no `state`, no
+// `kill`: one runtime start less on kubelet's stop-then-remove path), and
+// leaves nothing behind.
+func TestForcedDeleteOfExited(t *testing.T) {
+	e := newEnv(t, "runc")
+	calls := filepath.Join(e.dir, "calls")
+	wrapper := filepath.Join(e.dir, "runc-logged")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n", calls, e.cfg.Binary)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Binary = wrapper
+	e.rt = mustNew(e, e.cfg.Conmon)
+	ctx := context.Background()
+	c := e.run(t, "sh", "-c", "exit 0")
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if st, err := e.rt.Wait(wctx, c.id); err != nil || !st.Exited {
+		t.Fatalf("Wait = %+v, %v", st, err)
+	}
+	if err := os.Remove(calls); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Delete(ctx, c.id, true); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(readFile(t, calls)), "\n") {
+		f := strings.Fields(l)
+		got = append(got, strings.Join(f[2:], " ")) // past --root DIR
+	}
+	if d := cmp.Diff([]string{"delete --force " + c.id}, got); d != "" {
+		t.Errorf("runtime calls of a forced delete of an exited container (-want +got):\n%s", d)
+	}
+}

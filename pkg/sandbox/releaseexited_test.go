@@ -1,0 +1,134 @@
+package sandbox
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+)
+
+// releasingRuntime is the fake runtime of a backend that releases exited
+// containers early (ExitReleaser, as nsbox does): a released container is
+// unknown to it, as runc's is after `runc delete`.
+type releasingRuntime struct {
+	*fakeRuntime
+	released map[string]int // guarded by fakeRuntime.mu
+}
+
+func (r *releasingRuntime) ReleaseExited(ctx context.Context, pod *Pod, c *Container) error {
+	if err := r.DeleteContainer(ctx, pod, c); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.exited, c.ID)
+	delete(r.done, c.ID)
+	r.released[c.ID]++
+	r.mu.Unlock()
+	return nil
+}
+
+func (e *containerEnv) releasingManager(t *testing.T, rt *releasingRuntime) *Manager {
+	t.Helper()
+	m, err := New(Options{
+		StateDir: filepath.Join(e.dir, "state"), ContainerDir: filepath.Join(e.dir, "containers"),
+		CheckpointDir: filepath.Join(e.dir, "checkpoints"), DefaultHandler: "runc",
+		Backends: map[string]Backend{"runc": rt}, Network: e.f, Cgroups: e.f, Images: e.img,
+		CgroupRoot: "/cradle-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestExitedContainersAreReleasedEarly: once a container's exit is
+// recorded (by StopContainer, or by the exit watch), a backend that allows
+// it releases the runtime state and the rootfs mount is gone, before
+// RemoveContainer; the container keeps its status, across a restart too
+// (the runtime no longer knows it), and RemoveContainer still removes it
+// whole.
+func TestExitedContainersAreReleasedEarly(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	rt := &releasingRuntime{fakeRuntime: e.rt, released: map[string]int{}}
+	e.m = e.releasingManager(t, rt)
+	pod := e.readyPod(t)
+	run := func(name string) Container {
+		id, err := e.m.CreateContainer(ctx, pod, containerConfig(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.StartContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := e.m.Container(id)
+		if len(testutil.Mounts(t, c.Rootfs())) == 0 {
+			t.Fatalf("rootfs of a running container is not mounted")
+		}
+		return c
+	}
+	released := func(c Container) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			rt.mu.Lock()
+			n := rt.released[c.ID]
+			_, held := rt.created[c.ID]
+			rt.mu.Unlock()
+			if n > 0 && !held {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("container %s not released after its exit", c.ID)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(testutil.Mounts(t, c.Rootfs())) > 0 {
+			t.Errorf("rootfs of an exited container is still mounted")
+		}
+	}
+
+	stopped := run("stopped")
+	if err := e.m.StopContainer(ctx, stopped.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rt.mu.Lock()
+	if rt.released[stopped.ID] == 0 {
+		t.Errorf("StopContainer returned before the runtime state was released")
+	}
+	rt.mu.Unlock()
+	released(stopped)
+	exitedItself := run("exits")
+	e.rt.exit(exitedItself.ID, ExitStatus{Code: 3, FinishedAt: time.Now()})
+	released(exitedItself)
+
+	want := map[string]int32{stopped.ID: 128 + 3 /* SIGQUIT */, exitedItself.ID: 3}
+	check := func(when string) {
+		t.Helper()
+		for id, code := range want {
+			c, err := e.m.Container(id)
+			if err != nil || c.State != ContainerExited || c.ExitCode != code || c.Message != "" {
+				t.Errorf("%s: container %s = %+v, %v; want Exited with code %d", when, id, c, err, code)
+			}
+		}
+	}
+	check("after the exits")
+	e.rt.detach()
+	e.m = e.releasingManager(t, rt) // a restart: the runtime knows neither
+	check("after a restart")
+	for id := range want {
+		if err := e.m.RemoveContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Container(id); !errdefs.IsNotFound(err) {
+			t.Errorf("removed container %s: %v", id, err)
+		}
+	}
+	e.assertNoContainers(t)
+}
