@@ -220,6 +220,9 @@ func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod
 			m.releaseExited(ctx, e, pod, b)
 			return nil
 		}
+		if exitedMeanwhile(e, err) {
+			return nil
+		}
 	}
 	if err := b.SignalContainer(ctx, pod, &c, int(syscall.SIGKILL)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("kill container %s: %w", c.ID, err)
@@ -228,12 +231,28 @@ func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := b.WaitContainer(wctx, pod, &c)
+	if exitedMeanwhile(e, err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("container %s did not die after SIGKILL: %w", c.ID, err)
 	}
 	m.recordExit(e, st)
 	m.releaseExited(ctx, e, pod, b)
 	return nil
+}
+
+// exitedMeanwhile reports whether a wait failed with NotFound because the
+// exit watch recorded the container's exit first and released its runtime
+// state (releaseExited): the runtime no longer knows a container that is
+// stopped all the same.
+func exitedMeanwhile(e *containerEntry, waitErr error) bool {
+	if !errdefs.IsNotFound(waitErr) {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.State == ContainerExited
 }
 
 // releaseExited frees, once a container's exit is recorded, what only a

@@ -132,3 +132,75 @@ func TestExitedContainersAreReleasedEarly(t *testing.T) {
 	}
 	e.assertNoContainers(t)
 }
+
+// racingRuntime lets the exit watch win the race with a stop: the signal
+// returns only once the watch has recorded the exit and released the
+// container, so the stop's own wait finds a runtime that no longer knows it.
+type racingRuntime struct{ *releasingRuntime }
+
+func (r racingRuntime) SignalContainer(ctx context.Context, pod *Pod, c *Container, sig int) error {
+	if err := r.releasingRuntime.SignalContainer(ctx, pod, c, sig); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		n := r.released[c.ID]
+		r.mu.Unlock()
+		if n > 0 {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// TestStopRacingTheExitWatch: a container that dies while StopContainer or
+// RemoveContainer waits for it, its exit recorded and its runtime state
+// released by the exit watch first, is stopped, not "did not die after
+// SIGKILL" (critest's Image Identifier Consistency spec met this).
+func TestStopRacingTheExitWatch(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	rel := &releasingRuntime{fakeRuntime: e.rt, released: map[string]int{}}
+	m, err := New(Options{
+		StateDir: filepath.Join(e.dir, "state"), ContainerDir: filepath.Join(e.dir, "containers"),
+		CheckpointDir: filepath.Join(e.dir, "checkpoints"), DefaultHandler: "runc",
+		Backends: map[string]Backend{"runc": racingRuntime{rel}}, Network: e.f, Cgroups: e.f, Images: e.img,
+		CgroupRoot: "/cradle-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.m = m
+	pod := e.readyPod(t)
+	for _, stop := range []struct {
+		name string
+		do   func(id string) error
+	}{
+		{"StopContainer", func(id string) error { return m.StopContainer(ctx, id, 10*time.Second) }},
+		{"StopContainer without grace", func(id string) error { return m.StopContainer(ctx, id, 0) }},
+		{"RemoveContainer", func(id string) error { return m.RemoveContainer(ctx, id) }},
+	} {
+		id, err := m.CreateContainer(ctx, pod, containerConfig("racing"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.StartContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop.do(id); err != nil {
+			t.Errorf("%s: %v", stop.name, err)
+		}
+		if c, err := m.Container(id); err == nil && c.State != ContainerExited {
+			t.Errorf("%s: container %s", stop.name, c.State)
+		}
+		if err := m.RemoveContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.assertNoContainers(t)
+}
