@@ -82,7 +82,7 @@ subnet = %q
 masquerade = false
 cni_conf_dir = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "run"), d.socket, o.cradleDebug, reg.certsD,
-		filepath.Join(dir, "preload"), o.runc, cradleBridge, cradleSubnet, filepath.Join(dir, "cni"))
+		filepath.Join(dir, "preload"), o.cradleOCI, cradleBridge, cradleSubnet, filepath.Join(dir, "cni"))
 	conf := filepath.Join(dir, "cradle.toml")
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		return nil, err
