@@ -1,6 +1,7 @@
 package vmbox
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -67,46 +69,87 @@ func PrepareKernel(ctx context.Context, cacheDir, src string) (Kernel, error) {
 		return Kernel{}, err
 	}
 
-	vmlinux, release, err := extractVmlinux(raw)
-	if err == nil {
-		err = checkPVH(vmlinux)
-	}
-	k.Release = release
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Kernel{}, fmt.Errorf("kernel cache: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, releaseName), []byte(release), 0o644); err != nil {
-		return Kernel{}, err
+	release, err := writeVmlinux(filepath.Join(dir, vmlinuxName), raw)
+	// The decompressor's buffers (its dictionary, up to tens of MiB) are
+	// garbage now: give them back to the OS at once rather than leave the
+	// daemon holding them until the scavenger gets round to it.
+	debug.FreeOSMemory()
+	k.Release = release
+	if werr := writeFileAtomic(filepath.Join(dir, releaseName), []byte(release), 0o644); werr != nil {
+		return Kernel{}, werr
 	}
 	if err != nil {
 		k.Fallback = err.Error()
 		return k, writeFileAtomic(filepath.Join(dir, fallbackName), []byte(k.Fallback), 0o644)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, vmlinuxName), vmlinux, 0o644); err != nil {
-		return Kernel{}, err
-	}
 	k.Path, k.PVH = filepath.Join(dir, vmlinuxName), true
 	return k, nil
 }
 
+// writeVmlinux extracts the vmlinux of the kernel image raw into path,
+// streamed through a temporary file that becomes path only once it is
+// whole and has the PVH entry note (so the decompressed kernel, 60 MiB and
+// more, is never in memory). It returns the release from the image's
+// header; an error says why there is no usable vmlinux (nothing at path).
+func writeVmlinux(path string, raw []byte) (release string, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	release, err = extractVmlinux(raw, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = checkPVH(f)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	f = nil
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	return release, err
+}
+
 // extractVmlinux finds the compressed payload of a bzImage through its
 // setup header (boot protocol 2.08+: payload_offset, payload_length) and
-// decompresses it. An ELF is returned as it is. The release comes from the
-// header's kernel_version string.
-func extractVmlinux(raw []byte) (vmlinux []byte, release string, err error) {
+// decompresses it into w. An ELF is copied as it is. The release comes from
+// the header's kernel_version string.
+func extractVmlinux(raw []byte, w io.Writer) (release string, err error) {
 	if bytes.HasPrefix(raw, []byte(elf.ELFMAG)) {
-		return raw, "", nil
+		_, err := w.Write(raw)
+		return "", err
 	}
 	h, err := parseSetupHeader(raw)
 	if err != nil {
-		return nil, "", err
+		return "", err
 	}
 	payload := raw[h.payloadStart : h.payloadStart+h.payloadLen]
-	vmlinux, err = decompressPayload(payload)
-	if err != nil {
-		return nil, h.release, err
+	if err := decompressPayload(payload, w); err != nil {
+		return h.release, err
 	}
-	return vmlinux, h.release, nil
+	return h.release, nil
 }
 
 type setupHeader struct {
@@ -145,14 +188,14 @@ func parseSetupHeader(raw []byte) (setupHeader, error) {
 // decompressPayload decodes the formats Debian's and most distributions'
 // kernels use. xz and zstd payloads end with the 4-byte uncompressed size
 // the kernel build appends (size_append), checked here.
-func decompressPayload(p []byte) ([]byte, error) {
+func decompressPayload(p []byte, w io.Writer) error {
 	trimmed := func() ([]byte, uint32) {
 		if len(p) < 4 {
 			return p, 0
 		}
 		return p[:len(p)-4], binary.LittleEndian.Uint32(p[len(p)-4:])
 	}
-	var out []byte
+	out := &countingWriter{w: w}
 	var want uint32
 	var err error
 	switch {
@@ -160,30 +203,30 @@ func decompressPayload(p []byte) ([]byte, error) {
 		var zr *gzip.Reader
 		if zr, err = gzip.NewReader(bytes.NewReader(p)); err == nil {
 			zr.Multistream(false)
-			out, err = io.ReadAll(zr)
+			_, err = io.Copy(out, zr)
 		}
 	case bytes.HasPrefix(p, []byte("\xfd7zXZ\x00")):
 		var s []byte
 		s, want = trimmed()
-		out, err = unxzKernel(s)
+		err = unxzKernel(s, out)
 	case bytes.HasPrefix(p, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		var s []byte
 		s, want = trimmed()
 		var d *zstd.Decoder
-		if d, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(1<<30), zstd.WithDecoderConcurrency(1)); err == nil {
-			out, err = d.DecodeAll(s, nil)
+		if d, err = zstd.NewReader(bytes.NewReader(s), zstd.WithDecoderMaxMemory(1<<30), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true)); err == nil {
+			_, err = io.Copy(out, d)
 			d.Close()
 		}
 	default:
-		return nil, fmt.Errorf("kernel payload compression %x… is not supported (gzip, xz, zstd)", p[:min(len(p), 4)])
+		return fmt.Errorf("kernel payload compression %x… is not supported (gzip, xz, zstd)", p[:min(len(p), 4)])
 	}
 	if err != nil {
-		return nil, fmt.Errorf("decompress kernel: %w", err)
+		return fmt.Errorf("decompress kernel: %w", err)
 	}
-	if want != 0 && uint32(len(out)) != want {
-		return nil, fmt.Errorf("decompressed kernel is %d bytes, the image says %d", len(out), want)
+	if want != 0 && uint32(out.n) != want {
+		return fmt.Errorf("decompressed kernel is %d bytes, the image says %d", out.n, want)
 	}
-	return out, nil
+	return nil
 }
 
 // xenElfnotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry
@@ -191,8 +234,8 @@ func decompressPayload(p []byte) ([]byte, error) {
 const xenElfnotePhys32Entry = 18
 
 // checkPVH succeeds when vmlinux is an x86-64 ELF carrying the PVH entry note.
-func checkPVH(vmlinux []byte) error {
-	f, err := elf.NewFile(bytes.NewReader(vmlinux))
+func checkPVH(vmlinux io.ReaderAt) error {
+	f, err := elf.NewFile(vmlinux)
 	if err != nil {
 		return fmt.Errorf("vmlinux is not an ELF: %w", err)
 	}
