@@ -243,10 +243,20 @@ func writeRootfsDiff(ctx context.Context, path, upper string) (deleted []string,
 
 // walkTree adds dir's tree to tw under prefix. With whiteouts, overlay
 // whiteouts (character devices 0:0) are returned instead of added.
+//
+// The tree may be changing: a checkpoint with --leave-running diffs the
+// layer of a container that runs on. A file that vanishes before it is
+// read is left out, and a file is taken at the size it had when opened
+// (cut short or padded with zeros if it changes while copied), so the tar
+// stays well formed.
 func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts bool) ([]string, error) {
 	var deleted []string
+	gone := func(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if gone(err) && p != dir {
+				return nil
+			}
 			return err
 		}
 		if err := ctx.Err(); err != nil {
@@ -261,6 +271,9 @@ func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts
 		}
 		name := filepath.ToSlash(filepath.Join(prefix, rel))
 		fi, err := d.Info()
+		if gone(err) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -270,7 +283,21 @@ func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts
 		}
 		var link string
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
+			if link, err = os.Readlink(p); gone(err) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+		var f *os.File
+		if fi.Mode().IsRegular() {
+			if f, err = os.Open(p); gone(err) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			defer func() { _ = f.Close() }()
+			if fi, err = f.Stat(); err != nil {
 				return err
 			}
 		}
@@ -285,18 +312,25 @@ func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if !fi.Mode().IsRegular() {
+		if f == nil {
 			return nil
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
+		n, err := io.CopyN(tw, f, hdr.Size)
+		if errors.Is(err, io.EOF) {
+			// Cut short while copied: pad to the size in the header.
+			_, err = io.CopyN(tw, zeros{}, hdr.Size-n)
 		}
-		defer func() { _ = f.Close() }()
-		_, err = io.Copy(tw, f)
 		return err
 	})
 	return deleted, err
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func isWhiteout(fi fs.FileInfo) bool {

@@ -2,9 +2,11 @@ package ctrcheckpoint
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -233,5 +235,58 @@ func TestCrashMidWriteLeavesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a killed writer left %v", entries)
+	}
+}
+
+// TestRootfsDiffOfARunningContainer: with --leave-running the container
+// goes on writing its files while the diff walks its layer: a file that
+// vanishes, shrinks or grows between the directory read and the copy is
+// taken as it is then, or left out, and the tar stays well formed (the
+// counter in the integration tests renames a file ten times a second).
+func TestRootfsDiffOfARunningContainer(t *testing.T) {
+	upper := t.TempDir()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := filepath.Join(upper, fmt.Sprintf("f%d", i%50))
+			_ = os.WriteFile(name+".new", bytes.Repeat([]byte("x"), i%5000), 0o644)
+			_ = os.Rename(name+".new", name)
+			if i%3 == 0 {
+				_ = os.Remove(filepath.Join(upper, fmt.Sprintf("f%d", (i+25)%50)))
+			}
+			if i%7 == 0 {
+				_ = os.Truncate(filepath.Join(upper, fmt.Sprintf("f%d", (i+10)%50)), int64(i%100))
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	out := filepath.Join(t.TempDir(), "diff.tar")
+	for i := 0; i < 200; i++ {
+		if _, err := writeRootfsDiff(context.Background(), out, upper); err != nil {
+			t.Fatalf("walk %d: %v", i, err)
+		}
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(f)
+		for {
+			if _, err := tr.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("walk %d: the tar is broken: %v", i, err)
+			}
+			if _, err := io.Copy(io.Discard, tr); err != nil {
+				t.Fatalf("walk %d: the tar is broken: %v", i, err)
+			}
+		}
+		_ = f.Close()
 	}
 }
