@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/testutil"
+	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -181,6 +182,30 @@ func testCheckpointRestore(t *testing.T, handler string, pid runtime.NamespaceMo
 		t.Errorf("the restored container's log starts over from 1")
 	}
 
+	// kubelet's restore path: the archive as a checkpoint OCI image (as
+	// buildah makes it), pulled from a registry, in a third pod.
+	reg := fixtures.StartRegistry(t)
+	ckptRef := reg.Ref("checkpoint/counter:1")
+	reg.Push(t, ckptRef, fixtures.CheckpointImage(t, data, "counter"))
+	if _, err := d.Images.PullImage(ctx, &runtime.PullImageRequest{Image: spec(ckptRef)}); err != nil {
+		t.Fatalf("pull the checkpoint image: %v", err)
+	}
+	podCfg3 := withPID(podSandboxConfig("from-image-"+handler), pid)
+	pod3, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg3, RuntimeHandler: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removePodAtEnd(t, d, pod3.PodSandboxId)
+	fromImage := startCounter(ctx, t, d, pod3.PodSandboxId, podCfg3, spec(ckptRef), volume(t, "third"))
+	if first := readCounter(ctx, t, d, fromImage); first < atCheckpoint {
+		t.Errorf("counter restored from the checkpoint image %d is below the checkpoint's %d: it started over", first, atCheckpoint)
+	}
+	waitFor(t, "the counter restored from the image to pass the checkpoint's", func() bool { return readCounter(ctx, t, d, fromImage) > atCheckpoint })
+	st3, err := d.Runtime.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: fromImage})
+	if err != nil || st3.Status.State != runtime.ContainerState_CONTAINER_RUNNING || st3.Status.Image.GetImage() != image {
+		t.Fatalf("status of the container restored from the image: %+v, %v", st3.GetStatus(), err)
+	}
+
 	// A restore CRIU refuses (the archive lost its inventory) fails
 	// StartContainer, records the container exited, and leaves no process.
 	broken := withoutMember(t, data, "checkpoint/inventory.img")
@@ -199,7 +224,7 @@ func testCheckpointRestore(t *testing.T, handler string, pid runtime.NamespaceMo
 	}
 
 	// Stopped and removed like any container; nothing is left.
-	for _, p := range []string{pod.PodSandboxId, pod2.PodSandboxId} {
+	for _, p := range []string{pod.PodSandboxId, pod2.PodSandboxId, pod3.PodSandboxId} {
 		if _, err := d.Runtime.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: p}); err != nil {
 			t.Fatal(err)
 		}

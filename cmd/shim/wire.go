@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	goruntime "runtime"
@@ -87,7 +88,11 @@ func (p podImages) Resolve(ctx context.Context, ref string) (sandbox.ImageInfo, 
 	if err != nil {
 		return sandbox.ImageInfo{}, err
 	}
-	return sandbox.ImageInfo{ID: img.ID, Config: img.Config.Config}, nil
+	return sandbox.ImageInfo{ID: img.ID, Config: img.Config.Config, Annotations: img.Annotations}, nil
+}
+
+func (p podImages) ReadLayers(ctx context.Context, image string, fn func(io.Reader) error) error {
+	return p.s.ReadLayers(ctx, image, fn)
 }
 
 func (p podImages) PrepareRootfs(ctx context.Context, key, image string) ([]mount.Mount, error) {

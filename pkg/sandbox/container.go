@@ -55,6 +55,8 @@ const containerCheckpointVersion = 1
 type ImageInfo struct {
 	ID     string
 	Config ocispec.ImageConfig
+	// Annotations are the image manifest's (and its index's).
+	Annotations map[string]string
 }
 
 // Images is the image seam (pkg/storage behind an adapter).
@@ -67,6 +69,9 @@ type Images interface {
 	RemoveRootfs(ctx context.Context, key string) error
 	// RootfsUsage measures the writable layer of the rootfs named key.
 	RootfsUsage(ctx context.Context, key string) (FsUsage, error)
+	// ReadLayers hands fn the image's layers in order, each as its
+	// uncompressed tar stream (a checkpoint image's files).
+	ReadLayers(ctx context.Context, image string, fn func(io.Reader) error) error
 }
 
 // ExitStatus is how a container process ended.

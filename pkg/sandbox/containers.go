@@ -215,12 +215,13 @@ func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Con
 
 // resolveImage finds the image the container's rootfs is made from. An
 // image that names a checkpoint archive (a local file, as CRI-O takes it)
-// is unpacked: the rootfs comes from the image it names, and the spec it
-// was checkpointed with is returned.
+// or a checkpoint image (annotated as CRI-O's and containerd's are) is
+// unpacked: the rootfs comes from the image it names, and the spec it was
+// checkpointed with is returned.
 func (m *Manager) resolveImage(ctx context.Context, c *Container) (ImageInfo, *specs.Spec, error) {
 	var dumped *specs.Spec
 	if ctrcheckpoint.IsArchive(c.ImageRef) {
-		image, spec, err := m.unpackCheckpoint(ctx, c)
+		image, spec, err := m.unpackCheckpoint(ctx, c, "")
 		if err != nil {
 			return ImageInfo{}, nil, err
 		}
@@ -229,6 +230,19 @@ func (m *Manager) resolveImage(ctx context.Context, c *Container) (ImageInfo, *s
 	img, err := m.opts.Images.Resolve(ctx, c.ImageRef)
 	if err != nil {
 		return ImageInfo{}, nil, fmt.Errorf("image %s: %w", c.ImageRef, err)
+	}
+	if dumped == nil && img.Annotations[ctrcheckpoint.ImageAnnotation] != "" {
+		// A checkpoint image (kubelet's restore path): its layers are the
+		// archive's files; the rootfs comes from the image they name.
+		checkpointImage := img.ID
+		image, spec, err := m.unpackCheckpoint(ctx, c, checkpointImage)
+		if err != nil {
+			return ImageInfo{}, nil, err
+		}
+		c.ImageRef, dumped = image, spec
+		if img, err = m.opts.Images.Resolve(ctx, image); err != nil {
+			return ImageInfo{}, nil, fmt.Errorf("image %s of checkpoint image %s: %w", image, checkpointImage, err)
+		}
 	}
 	return img, dumped, nil
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -48,6 +49,11 @@ func (i *fakeImages) PrepareRootfs(_ context.Context, key, _ string) ([]mount.Mo
 
 func (i *fakeImages) PrepareView(ctx context.Context, key, image string) ([]mount.Mount, error) {
 	return i.PrepareRootfs(ctx, key, image)
+}
+
+// ReadLayers: the fake's images have no layers to read.
+func (i *fakeImages) ReadLayers(context.Context, string, func(io.Reader) error) error {
+	return nil
 }
 
 func (i *fakeImages) RemoveRootfs(_ context.Context, key string) error {

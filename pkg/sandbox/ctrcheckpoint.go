@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,16 +147,25 @@ func (m *Manager) removeCheckpointWork(ctx context.Context, c *Container) {
 // the archive unpacked: in its bundle, removed with it.
 func restoreDir(c *Container) string { return filepath.Join(c.Bundle, "restore") }
 
-// unpackCheckpoint unpacks the checkpoint archive a container is created
-// from, records where its CRIU images are, and returns the image its
-// rootfs is made from and the spec it was checkpointed with.
-func (m *Manager) unpackCheckpoint(ctx context.Context, c *Container) (image string, dumped *specs.Spec, err error) {
+// unpackCheckpoint unpacks the checkpoint a container is created from: the
+// archive its image reference names or, when checkpointImage is set, that
+// image's layers. It records where the CRIU images are, and returns the
+// image its rootfs is made from and the spec it was checkpointed with.
+func (m *Manager) unpackCheckpoint(ctx context.Context, c *Container, checkpointImage string) (image string, dumped *specs.Spec, err error) {
 	archive := c.ImageRef
 	dir := restoreDir(c)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	cfg, data, err := ctrcheckpoint.Extract(ctx, archive, dir)
+	var cfg ctrcheckpoint.Config
+	var data []byte
+	if checkpointImage != "" {
+		cfg, data, err = ctrcheckpoint.ExtractImage(ctx, archive, dir, func(fn func(io.Reader) error) error {
+			return m.opts.Images.ReadLayers(ctx, checkpointImage, fn)
+		})
+	} else {
+		cfg, data, err = ctrcheckpoint.Extract(ctx, archive, dir)
+	}
 	if err != nil {
 		return "", nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -27,6 +28,9 @@ type Image struct {
 	Manifest    ocispec.Descriptor // the manifest for this host's platform
 	Config      ocispec.Image      // the image config
 	ChainID     digest.Digest      // snapshot of the unpacked rootfs
+	// Annotations are the manifest's, and the index's over them when the
+	// target is an index (a checkpoint image names its container there).
+	Annotations map[string]string
 	Pinned      bool
 }
 
@@ -171,6 +175,17 @@ func (s *Store) describe(ctx context.Context, target ocispec.Descriptor) (*Image
 	if err := readJSON(ctx, s.content, m.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	annotations := maps.Clone(m.Annotations)
+	if images.IsIndexType(target.MediaType) {
+		var idx ocispec.Index
+		if err := readJSON(ctx, s.content, target, &idx); err != nil {
+			return nil, fmt.Errorf("read index %s: %w", target.Digest, err)
+		}
+		if len(idx.Annotations) > 0 && annotations == nil {
+			annotations = map[string]string{}
+		}
+		maps.Copy(annotations, idx.Annotations)
+	}
 	size := indexSize + manifestDesc.Size + m.Config.Size
 	for _, l := range m.Layers {
 		size += l.Size
@@ -182,6 +197,8 @@ func (s *Store) describe(ctx context.Context, target ocispec.Descriptor) (*Image
 		Manifest: manifestDesc,
 		Config:   cfg,
 		ChainID:  identity.ChainID(cfg.RootFS.DiffIDs),
+
+		Annotations: annotations,
 	}, nil
 }
 
@@ -287,5 +304,6 @@ func (img *Image) clone() Image {
 	c := *img
 	c.RepoTags = slices.Clone(img.RepoTags)
 	c.RepoDigests = slices.Clone(img.RepoDigests)
+	c.Annotations = maps.Clone(img.Annotations)
 	return c
 }

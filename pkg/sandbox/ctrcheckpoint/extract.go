@@ -15,22 +15,40 @@ import (
 	"github.com/containerd/errdefs"
 )
 
+// ImageAnnotation marks a checkpoint OCI image and names the container
+// checkpointed (what CRI-O, containerd and checkpointctl look for): an image
+// whose layers hold a checkpoint archive's files, as `buildah add` of the
+// archive makes it.
+const ImageAnnotation = "io.kubernetes.cri-o.annotations.checkpoint.name"
+
 // Extract unpacks the archive at archive into dir (which exists) and
 // returns its config.dump and spec.dump. Only regular files and
 // directories are taken, by names that stay inside dir.
 func Extract(ctx context.Context, archive, dir string) (Config, []byte, error) {
-	f, err := os.Open(archive)
-	if err != nil {
-		return Config{}, nil, fmt.Errorf("checkpoint archive: %w", err)
-	}
-	defer func() { _ = f.Close() }()
+	return extract(ctx, "checkpoint archive "+archive, dir, func(fn func(io.Reader) error) error {
+		f, err := os.Open(archive)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		return fn(f)
+	})
+}
+
+// ExtractImage unpacks the layers of a checkpoint image, which readLayers
+// hands over as tar streams in order, into dir as Extract does an archive.
+func ExtractImage(ctx context.Context, image, dir string, readLayers func(fn func(io.Reader) error) error) (Config, []byte, error) {
+	return extract(ctx, "checkpoint image "+image, dir, readLayers)
+}
+
+func extract(ctx context.Context, what, dir string, read func(fn func(io.Reader) error) error) (Config, []byte, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return Config{}, nil, err
 	}
 	defer func() { _ = root.Close() }()
-	if err := unpack(ctx, tar.NewReader(f), root, false); err != nil {
-		return Config{}, nil, fmt.Errorf("checkpoint archive %s: %w", archive, err)
+	if err := read(func(r io.Reader) error { return unpack(ctx, tar.NewReader(r), root, false) }); err != nil {
+		return Config{}, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	var cfg Config
 	data, err := root.ReadFile(ConfigDump)
@@ -38,14 +56,14 @@ func Extract(ctx context.Context, archive, dir string) (Config, []byte, error) {
 		err = json.Unmarshal(data, &cfg)
 	}
 	if err != nil {
-		return Config{}, nil, fmt.Errorf("checkpoint archive %s: %s: %v: %w", archive, ConfigDump, err, errdefs.ErrInvalidArgument)
+		return Config{}, nil, fmt.Errorf("%s: %s: %v: %w", what, ConfigDump, err, errdefs.ErrInvalidArgument)
 	}
 	spec, err := root.ReadFile(SpecDump)
 	if err != nil {
-		return Config{}, nil, fmt.Errorf("checkpoint archive %s: %s: %v: %w", archive, SpecDump, err, errdefs.ErrInvalidArgument)
+		return Config{}, nil, fmt.Errorf("%s: %s: %v: %w", what, SpecDump, err, errdefs.ErrInvalidArgument)
 	}
 	if _, err := root.Stat(ImagesDir); err != nil {
-		return Config{}, nil, fmt.Errorf("checkpoint archive %s: no CRIU images: %w", archive, errdefs.ErrInvalidArgument)
+		return Config{}, nil, fmt.Errorf("%s: no CRIU images: %w", what, errdefs.ErrInvalidArgument)
 	}
 	return cfg, spec, nil
 }
