@@ -215,7 +215,7 @@ func (d *daemon) start(ctx context.Context) error {
 // network from the host.
 func (d *daemon) stop() {
 	if d.conn != nil {
-		d.conn.Close()
+		_ = d.conn.Close()
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {

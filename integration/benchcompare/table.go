@@ -44,7 +44,7 @@ func printTable(w io.Writer, o options, runtimes []string, results map[string][]
 		}
 		fmt.Fprintln(tw)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 }
 
 func median(rounds []figures, row string) float64 {
