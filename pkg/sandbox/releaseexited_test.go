@@ -30,7 +30,7 @@ func (r *releasingRuntime) ReleaseExited(ctx context.Context, pod *Pod, c *Conta
 	return nil
 }
 
-func (e *containerEnv) releasingManager(t *testing.T, rt *releasingRuntime) *Manager {
+func (e *containerEnv) releasingManager(t *testing.T, rt Backend) *Manager {
 	t.Helper()
 	m, err := New(Options{
 		StateDir: filepath.Join(e.dir, "state"), ContainerDir: filepath.Join(e.dir, "containers"),
@@ -163,18 +163,7 @@ func TestStopRacingTheExitWatch(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()
 	rel := &releasingRuntime{fakeRuntime: e.rt, released: map[string]int{}}
-	m, err := New(Options{
-		StateDir: filepath.Join(e.dir, "state"), ContainerDir: filepath.Join(e.dir, "containers"),
-		CheckpointDir: filepath.Join(e.dir, "checkpoints"), DefaultHandler: "runc",
-		Backends: map[string]Backend{"runc": racingRuntime{rel}}, Network: e.f, Cgroups: e.f, Images: e.img,
-		CgroupRoot: "/cradle-test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := e.releasingManager(t, racingRuntime{rel})
 	e.m = m
 	pod := e.readyPod(t)
 	for _, stop := range []struct {
