@@ -351,7 +351,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 	if err != nil {
 		return nil, err
 	}
-	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause)
+	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause, cg)
 	plugins, err := newNRI(cfg.NRI, log)
 	if err != nil {
 		return nil, err

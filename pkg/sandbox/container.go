@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -156,69 +155,4 @@ type AttachOptions struct {
 	Stdin          io.Reader // nil: none; ignored unless the container has stdin
 	Stdout, Stderr io.Writer // nil discards
 	Resize         <-chan TerminalSize
-}
-
-// GuestCgroups is implemented by container backends whose containers'
-// cgroups are not the host's (a microVM's guest): the engine reads and
-// updates them through the backend instead of Cgroups.
-type GuestCgroups interface {
-	// ContainerCgroupStats reads c's cgroup; NotFound when it has none.
-	ContainerCgroupStats(ctx context.Context, pod *Pod, c *Container) (cgroup.Stats, ProcessCounts, error)
-	// UpdateContainerCgroup applies res to c's cgroup; limits beyond what
-	// the sandbox can give are InvalidArgument.
-	UpdateContainerCgroup(ctx context.Context, pod *Pod, c *Container, res *specs.LinuxResources) error
-	// FitsPod refuses, InvalidArgument, pod resources beyond what the
-	// sandbox has (its VM's memory and vCPUs).
-	FitsPod(pod *Pod, res *specs.LinuxResources) error
-}
-
-// ContainerBackend is the container half of a Backend.
-type ContainerBackend interface {
-	// CreateContainer makes the container from spec (its root is
-	// c.Rootfs(), already mounted) without starting it; it returns the pid.
-	CreateContainer(ctx context.Context, pod *Pod, c *Container, spec *specs.Spec) (pid int, err error)
-	StartContainer(ctx context.Context, pod *Pod, c *Container) error
-	// SignalContainer sends sig to the container's processes.
-	SignalContainer(ctx context.Context, pod *Pod, c *Container, sig int) error
-	// WaitContainer blocks until the container exits (or ctx ends).
-	WaitContainer(ctx context.Context, pod *Pod, c *Container) (ExitStatus, error)
-	// ContainerState asks the runtime, without blocking, where the
-	// container's process is; a container the runtime does not know is
-	// NotFound.
-	ContainerState(ctx context.Context, pod *Pod, c *Container) (ProcessState, error)
-	// DeleteContainer releases the container's runtime state; idempotent.
-	DeleteContainer(ctx context.Context, pod *Pod, c *Container) error
-	// Exec runs o.Cmd in the running container with the container's
-	// environment, user and working directory, and returns its exit code.
-	// It kills the process when o.Timeout passes or ctx ends (the client
-	// went away), and then returns an error wrapping why.
-	Exec(ctx context.Context, pod *Pod, c *Container, o ExecOptions) (int32, error)
-	// Attach copies between o and the stdio of the container's process
-	// (from now on) until that exits or ctx ends; detaching leaves it
-	// running.
-	Attach(ctx context.Context, pod *Pod, c *Container, o AttachOptions) error
-	ReopenLog(ctx context.Context, pod *Pod, c *Container) error
-}
-
-// ExitReleaser is implemented by container backends whose containers'
-// runtime state, and rootfs mount, can go as soon as their exit is
-// recorded, before RemoveContainer (containerd deletes its task at exit
-// too): an exited container needs neither for its status, logs or
-// writable-layer usage.
-type ExitReleaser interface {
-	// ReleaseExited deletes the runtime state of c, which has exited
-	// (DeleteContainer's work, done early); idempotent.
-	ReleaseExited(ctx context.Context, pod *Pod, c *Container) error
-}
-
-// Checkpointer is implemented by container backends that checkpoint and
-// restore containers' processes (CRIU through the OCI runtime).
-type Checkpointer interface {
-	// CheckpointContainer writes the CRIU images of c's processes into
-	// imageDir (CRIU's log and work files into workDir) and leaves them
-	// running.
-	CheckpointContainer(ctx context.Context, pod *Pod, c *Container, imageDir, workDir string) error
-	// RestoreContainer makes c running from the CRIU images in
-	// c.RestoreImages, in place of StartContainer, and returns its pid.
-	RestoreContainer(ctx context.Context, pod *Pod, c *Container) (pid int, err error)
 }

@@ -46,16 +46,27 @@ func (m *Manager) containerEntryOf(id string) (*containerEntry, error) {
 }
 
 // podOf returns a snapshot of the container's pod and its backend.
-func (m *Manager) podOf(c *Container) (*Pod, ContainerBackend, error) {
+func (m *Manager) podOf(c *Container) (*Pod, Backend, error) {
 	p, err := m.Pod(c.PodID)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, ok := m.opts.Backends[p.Handler].(ContainerBackend)
-	if !ok {
-		return nil, nil, fmt.Errorf("handler %s runs no containers: %w", p.Handler, errdefs.ErrNotImplemented)
+	b, err := m.backendOf(&p)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &p, b, nil
+}
+
+// backendOf returns the backend of pod's handler: a pod recovered from an
+// earlier run may have a handler that is no longer ready (a vm handler
+// whose kernel cannot be prepared) or configured.
+func (m *Manager) backendOf(pod *Pod) (Backend, error) {
+	b, ok := m.opts.Backends[pod.Handler]
+	if !ok {
+		return nil, fmt.Errorf("handler %s has no backend: %w", pod.Handler, errdefs.ErrNotImplemented)
+	}
+	return b, nil
 }
 
 // StartContainer starts a Created container and watches for its exit.
@@ -112,7 +123,7 @@ const watchBackoff = 30 * time.Second
 // fails (the monitor's exit file unreadable, inotify exhausted) is started
 // again, with backoff, for as long as the container runs: an exit must
 // never go unrecorded.
-func (m *Manager) watch(pod *Pod, id string, b ContainerBackend) {
+func (m *Manager) watch(pod *Pod, id string, b Backend) {
 	for attempt := 0; ; attempt++ {
 		m.mu.Lock()
 		e := m.containers[id]
@@ -200,7 +211,7 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout time.Dur
 
 // stopContainer does StopContainer's work for a known pod and backend (the
 // caller may hold the pod's lock).
-func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend, timeout time.Duration, sig syscall.Signal) error {
+func (m *Manager) stopContainer(ctx context.Context, e *containerEntry, pod *Pod, b Backend, timeout time.Duration, sig syscall.Signal) error {
 	e.mu.Lock()
 	c := *e.c
 	e.mu.Unlock()
@@ -256,8 +267,9 @@ func exitedMeanwhile(e *containerEntry, waitErr error) bool {
 }
 
 // releaseExited frees, once a container's exit is recorded, what only a
-// live container needs, where its backend allows (ExitReleaser): the
-// runtime's state (its cgroup, the monitor's files) and the rootfs mount.
+// live container needs, where its backend allows (Backend.ReleaseExited):
+// the runtime's state (its cgroup, the monitor's files) and the rootfs
+// mount.
 // The record, the writable layer's snapshot (its usage is still reported),
 // the bundle and the log stay until RemoveContainer, which does these
 // steps again (each is idempotent): so StopContainer leaves it little to
@@ -267,11 +279,7 @@ func exitedMeanwhile(e *containerEntry, waitErr error) bool {
 // an Exited container for RemoveContainer or the next start to finish. A
 // failure is logged, not returned: the container has stopped all the
 // same.
-func (m *Manager) releaseExited(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend) {
-	r, ok := b.(ExitReleaser)
-	if !ok {
-		return
-	}
+func (m *Manager) releaseExited(ctx context.Context, e *containerEntry, pod *Pod, b Backend) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanup.Timeout)
 	defer cancel()
 	e.mu.Lock()
@@ -283,12 +291,8 @@ func (m *Manager) releaseExited(ctx context.Context, e *containerEntry, pod *Pod
 	if removed || c.State != ContainerExited {
 		return
 	}
-	if err := r.ReleaseExited(ctx, pod, c); err != nil && !errdefs.IsNotFound(err) {
-		m.log.WarnContext(ctx, "release the runtime state of an exited container; RemoveContainer retries", "container", c.ID, "error", err)
-		return
-	}
-	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
-		m.log.WarnContext(ctx, "unmount the rootfs of an exited container; RemoveContainer retries", "container", c.ID, "error", err)
+	if err := b.ReleaseExited(ctx, pod, c); err != nil {
+		m.log.WarnContext(ctx, "release an exited container; RemoveContainer retries", "container", c.ID, "error", err)
 	}
 }
 
@@ -314,7 +318,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 
 // removeContainer kills and releases a container of a known pod (the
 // caller may hold the pod's lock).
-func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend) error {
+func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *Pod, b Backend) error {
 	if err := m.stopContainer(ctx, e, pod, b, 0, syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -342,7 +346,7 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 // alone, each part idempotent: the runtime's state (which kills what
 // still runs), the rootfs mount, its snapshot and its bundle. A failure
 // leaves it Unknown, checkpointed, to be finished later.
-func (m *Manager) releaseContainer(ctx context.Context, c *Container, pod *Pod, b ContainerBackend) error {
+func (m *Manager) releaseContainer(ctx context.Context, c *Container, pod *Pod, b Backend) error {
 	var errs []error
 	if err := b.DeleteContainer(ctx, pod, c); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, err)
@@ -490,15 +494,11 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 	return m.saveContainer(c)
 }
 
-// updateCgroup applies res to c's cgroup: the host's, or through a backend
-// whose containers have cgroups of their own (GuestCgroups).
+// updateCgroup applies res to c's cgroup through its pod's backend.
 func (m *Manager) updateCgroup(ctx context.Context, c *Container, res *specs.LinuxResources) error {
 	pod, b, err := m.podOf(c)
 	if err != nil {
 		return err
 	}
-	if g, ok := b.(GuestCgroups); ok {
-		return g.UpdateContainerCgroup(ctx, pod, c, res)
-	}
-	return m.opts.Cgroups.Update(c.CgroupPath, res)
+	return b.UpdateContainerCgroup(ctx, pod, c, res)
 }

@@ -70,9 +70,9 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if pod.State != PodReady {
 		return "", fmt.Errorf("pod sandbox %s is %s: %w", pod.ID, pod.State, errdefs.ErrFailedPrecondition)
 	}
-	b, ok := m.opts.Backends[pod.Handler].(ContainerBackend)
-	if !ok {
-		return "", fmt.Errorf("handler %s runs no containers yet: %w", pod.Handler, errdefs.ErrNotImplemented)
+	b, err := m.backendOf(pod)
+	if err != nil {
+		return "", err
 	}
 	id := newID()
 	logPath, err := m.containerLogPath(pod, id, cfg)
@@ -128,7 +128,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 // record (releaseContainer): forgotten once released, else kept and
 // listed as Unknown, so that RemoveContainer and the next start finish it.
 // The caller holds the pod's lock.
-func (m *Manager) abandonContainer(ctx context.Context, c *Container, pod *Pod, b ContainerBackend) {
+func (m *Manager) abandonContainer(ctx context.Context, c *Container, pod *Pod, b Backend) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanup.Timeout) // the request's values (its ID), not its end
 	defer cancel()
 	if err := m.releaseContainer(ctx, c, pod, b); err != nil {
@@ -148,7 +148,7 @@ func (m *Manager) abandonContainer(ctx context.Context, c *Container, pod *Pod, 
 // container's ID (its rootfs snapshot, bundle, runtime state) or recorded
 // in its checkpoint before it is made, so releaseContainer undoes any
 // prefix of them.
-func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b ContainerBackend) error {
+func (m *Manager) createSteps(ctx context.Context, pod *Pod, c *Container, b Backend) error {
 	img, dumped, err := m.resolveImage(ctx, c)
 	if err != nil {
 		return err
@@ -286,17 +286,18 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg *ru
 }
 
 // hostFor is what spec building knows of the host for a container of pod:
-// its handler's features, the controllers its pod cgroup can use (a VM's containers have the
-// guest's own cgroups: every controller).
+// its handler's features, the cgroup controllers its backend can give
+// its containers.
 func (m *Manager) hostFor(pod *Pod) (oci.Host, error) {
 	h := m.opts.Host
 	if f, ok := m.opts.Features[pod.Handler]; ok {
 		h.RecursiveReadOnly, h.UserNamespaces = f.RecursiveReadOnlyMounts, f.UserNamespaces
 	}
-	if _, guest := m.opts.Backends[pod.Handler].(GuestCgroups); guest || pod.Cgroup == "" {
-		return h, nil
+	b, err := m.backendOf(pod)
+	if err != nil {
+		return h, err
 	}
-	ctrl, err := m.opts.Cgroups.Controllers(pod.Cgroup)
+	ctrl, err := b.ContainerControllers(pod)
 	if err != nil {
 		return h, fmt.Errorf("pod %s: %w", pod.ID, err)
 	}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,8 +79,9 @@ func (i *fakeImages) RootfsUsage(_ context.Context, key string) (FsUsage, error)
 	return FsUsage{Mountpoint: "/snapshots", UsedBytes: 4096, Inodes: 1}, nil
 }
 
-// fakeRuntime is the container half of the fake backend: a "process" is a
-// channel closed when it exits, so every waiter sees the exit.
+// fakeRuntime is the whole fake backend (fakeBackend is its pod half): a
+// "process" is a channel closed when it exits, so every waiter sees the
+// exit.
 type fakeRuntime struct {
 	fakeBackend
 	mu      sync.Mutex
@@ -195,6 +197,20 @@ func (r *fakeRuntime) Exec(_ context.Context, _ *Pod, _ *Container, o ExecOption
 func (r *fakeRuntime) Attach(context.Context, *Pod, *Container, AttachOptions) error { return nil }
 
 func (r *fakeRuntime) ReopenLog(context.Context, *Pod, *Container) error { return nil }
+
+// ReleaseExited keeps everything until RemoveContainer, as a microVM's
+// backend does (releasingRuntime releases early, as nsbox does).
+func (r *fakeRuntime) ReleaseExited(context.Context, *Pod, *Container) error { return nil }
+
+// CheckpointContainer refuses, as a microVM's backend does (criuRuntime
+// checkpoints).
+func (r *fakeRuntime) CheckpointContainer(_ context.Context, pod *Pod, c *Container, _, _ string) error {
+	return fmt.Errorf("container %s: handler %s cannot checkpoint containers: %w", c.ID, pod.Handler, errdefs.ErrFailedPrecondition)
+}
+
+func (r *fakeRuntime) RestoreContainer(_ context.Context, pod *Pod, _ *Container) (int, error) {
+	return 0, fmt.Errorf("handler %s cannot restore checkpoints: %w", pod.Handler, errdefs.ErrFailedPrecondition)
+}
 
 type containerEnv struct {
 	f   *fakes

@@ -47,11 +47,6 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 	if err != nil {
 		return err
 	}
-	cp, ok := b.(Checkpointer)
-	if !ok {
-		return fmt.Errorf("container %s: handler %s cannot checkpoint containers (CRIU checkpoints the runc and crun containers of namespace pods, not a microVM's): %w",
-			c.ID, pod.Handler, errdefs.ErrFailedPrecondition)
-	}
 	if !e.dumping.TryLock() {
 		return fmt.Errorf("container %s is being checkpointed already: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
@@ -61,7 +56,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if err := m.checkpoint(ctx, pod, c, cp, location); err != nil {
+	if err := m.checkpoint(ctx, pod, c, b, location); err != nil {
 		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
 	}
 	m.log.InfoContext(ctx, "container checkpointed", "container", c.ID, "location", location)
@@ -70,7 +65,7 @@ func (m *Manager) CheckpointContainer(ctx context.Context, id, location string, 
 
 // checkpoint has the backend dump c (a copy) into a work directory of its
 // bundle and writes the archive from it. The caller holds e.dumping.
-func (m *Manager) checkpoint(ctx context.Context, pod *Pod, c *Container, cp Checkpointer, location string) error {
+func (m *Manager) checkpoint(ctx context.Context, pod *Pod, c *Container, b Backend, location string) error {
 	work, err := os.MkdirTemp(c.Bundle, checkpointWorkGlob)
 	if err != nil {
 		return err
@@ -84,7 +79,7 @@ func (m *Manager) checkpoint(ctx context.Context, pod *Pod, c *Container, cp Che
 	if err := os.Mkdir(images, 0o700); err != nil {
 		return err
 	}
-	if err := cp.CheckpointContainer(ctx, pod, c, images, work); err != nil {
+	if err := b.CheckpointContainer(ctx, pod, c, images, work); err != nil {
 		return err
 	}
 	m.failpoint("checkpointcontainer:dumped")
@@ -198,15 +193,11 @@ func restoredProcess(spec, dumped *specs.Spec) {
 
 // startProcess starts a created container's process: restored from its
 // checkpoint's CRIU images, or started anew.
-func (m *Manager) startProcess(ctx context.Context, pod *Pod, c *Container, b ContainerBackend) error {
+func (m *Manager) startProcess(ctx context.Context, pod *Pod, c *Container, b Backend) error {
 	if c.RestoreImages == "" {
 		return b.StartContainer(ctx, pod, c)
 	}
-	cp, ok := b.(Checkpointer)
-	if !ok {
-		return fmt.Errorf("handler %s cannot restore checkpoints: %w", pod.Handler, errdefs.ErrFailedPrecondition)
-	}
-	pid, err := cp.RestoreContainer(ctx, pod, c)
+	pid, err := b.RestoreContainer(ctx, pod, c)
 	if err != nil {
 		return err
 	}

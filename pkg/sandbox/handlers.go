@@ -1,6 +1,6 @@
-// Package sandbox is cradle's pod engine: runtime handlers, and (as the pod
-// runtime lands) pod and container state machines, checkpoints and recovery,
-// shared by every sandbox kind behind one Backend seam.
+// Package sandbox is cradle's pod engine: runtime handlers, pod and
+// container state machines, checkpoints and recovery, shared by every
+// sandbox kind behind one Backend seam.
 package sandbox
 
 import (

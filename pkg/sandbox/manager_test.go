@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -172,7 +173,31 @@ func (f *fakes) Delete(_ context.Context, p string) error {
 	return nil
 }
 
+// fakeBackend is the pod half of the fake backend (fakeRuntime is the
+// whole): its containers' cgroups are the fake host's.
 type fakeBackend struct{ f *fakes }
+
+func (b fakeBackend) host() HostCgroups {
+	return HostCgroups{Cgroups: b.f, Log: slog.New(slog.DiscardHandler)}
+}
+
+func (b fakeBackend) JoinNetwork(context.Context, *Pod) error { return nil }
+
+func (b fakeBackend) FitPodResources(pod *Pod, res *specs.LinuxResources) (PodResize, error) {
+	return b.host().FitPodResources(pod, res)
+}
+
+func (b fakeBackend) ContainerControllers(pod *Pod) (map[string]bool, error) {
+	return b.host().ContainerControllers(pod)
+}
+
+func (b fakeBackend) ContainerCgroupStats(ctx context.Context, pod *Pod, c *Container) (cgroup.Stats, *ProcessCounts, error) {
+	return b.host().ContainerCgroupStats(ctx, pod, c)
+}
+
+func (b fakeBackend) UpdateContainerCgroup(ctx context.Context, pod *Pod, c *Container, res *specs.LinuxResources) error {
+	return b.host().UpdateContainerCgroup(ctx, pod, c, res)
+}
 
 func (b fakeBackend) StartPod(_ context.Context, pod *Pod) error {
 	b.f.mu.Lock()
@@ -209,7 +234,7 @@ func newTestManager(t *testing.T, f *fakes, dir string) *Manager {
 		StateDir:       filepath.Join(dir, "state"),
 		CheckpointDir:  filepath.Join(dir, "checkpoints"),
 		DefaultHandler: "runc",
-		Backends:       map[string]Backend{"runc": fakeBackend{f}},
+		Backends:       map[string]Backend{"runc": newFakeRuntime(f)},
 		Network:        f,
 		Cgroups:        f,
 		CgroupRoot:     "/cradle-test",

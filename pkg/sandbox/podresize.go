@@ -16,11 +16,11 @@ import (
 // res is the sum of its containers' resources, overhead the handler's.
 // A pod cgroup cradle made (no cgroup_parent) is resized to res plus
 // overhead; one kubelet made it resizes itself, and this records the new
-// figures and tells NRI plugins. A vm pod's VM keeps the size it booted
-// with: resources beyond it are InvalidArgument, those within it are
-// accepted (the limits inside the guest are its containers', which kubelet
-// resizes one by one; its host cgroup holds the VMM, whose size does not
-// change).
+// figures and tells NRI plugins. A sandbox with bounds fixed when it
+// started (a vm pod's VM; Backend.FitPodResources says so) keeps them:
+// resources beyond them are InvalidArgument, those within are accepted
+// (the limits inside the guest are its containers', which kubelet resizes
+// one by one; its host cgroup holds the VMM, whose size does not change).
 func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhead *runtime.LinuxContainerResources) error {
 	if res == nil {
 		return fmt.Errorf("UpdatePodSandboxResources needs Linux resources: %w", errdefs.ErrInvalidArgument)
@@ -44,30 +44,29 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 	if err != nil {
 		return err
 	}
-	guest, vm := m.opts.Backends[pod.Handler].(GuestCgroups)
-	if vm {
-		// The VM's memory and vCPUs are fixed when it boots: a pod may
-		// shrink and grow within them, its containers' limits (which
-		// kubelet resizes one by one) holding inside the guest.
-		if err := guest.FitsPod(pod, next); err != nil {
-			return fmt.Errorf("resize pod sandbox %s: %w", pod.ID, err)
-		}
+	b, err := m.backendOf(pod)
+	if err != nil {
+		return err
+	}
+	where, err := b.FitPodResources(pod, next)
+	if err != nil {
+		return fmt.Errorf("resize pod sandbox %s: %w", pod.ID, err)
 	}
 	if err := m.opts.NRI.UpdatePod(ctx, pod, res, overhead); err != nil {
 		return fmt.Errorf("resize pod sandbox %s: %w", pod.ID, err)
 	}
 	m.logDropped(ctx, pod, dropped)
-	if _, owned, err := m.podCgroup(pod); err == nil && owned && pod.Cgroup != "" && !vm {
+	if where == ResizeWithinSandbox {
+		// Its config keeps the resources the sandbox was sized from (a
+		// VM's, which vmbox.Size reads): they stay its bounds.
+		m.opts.NRI.PostUpdatePod(ctx, pod)
+		m.log.InfoContext(ctx, "pod sandbox resized within its bounds", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota())
+		return nil
+	}
+	if _, owned, err := m.podCgroup(pod); err == nil && owned && pod.Cgroup != "" {
 		if err := m.opts.Cgroups.Update(pod.Cgroup, next); err != nil {
 			return fmt.Errorf("resize the cgroup of pod sandbox %s: %w", pod.ID, err)
 		}
-	}
-	if vm {
-		// Its config keeps the resources the VM was sized from at boot
-		// (vmbox.Size reads them): they stay its bounds.
-		m.opts.NRI.PostUpdatePod(ctx, pod)
-		m.log.InfoContext(ctx, "pod sandbox resized within its VM", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota())
-		return nil
 	}
 	// Copy on write: snapshots of the pod share its config.
 	raw := &runtime.PodSandboxConfig{}

@@ -78,23 +78,25 @@ func TestUpdatePodResources(t *testing.T) {
 
 // fakeVM is a backend whose pods run in VMs of a fixed memory size.
 type fakeVM struct {
-	fakeBackend
+	*fakeRuntime
 	memory int64
 }
 
-func (fakeVM) ContainerCgroupStats(context.Context, *Pod, *Container) (cgroup.Stats, ProcessCounts, error) {
-	return cgroup.Stats{}, ProcessCounts{}, errdefs.ErrNotFound
+func (fakeVM) ContainerControllers(*Pod) (map[string]bool, error) { return nil, nil }
+
+func (fakeVM) ContainerCgroupStats(context.Context, *Pod, *Container) (cgroup.Stats, *ProcessCounts, error) {
+	return cgroup.Stats{}, nil, errdefs.ErrNotFound
 }
 
 func (fakeVM) UpdateContainerCgroup(context.Context, *Pod, *Container, *specs.LinuxResources) error {
 	return nil
 }
 
-func (v fakeVM) FitsPod(_ *Pod, res *specs.LinuxResources) error {
+func (v fakeVM) FitPodResources(_ *Pod, res *specs.LinuxResources) (PodResize, error) {
 	if res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > v.memory {
-		return fmt.Errorf("more than the VM has: %w", errdefs.ErrInvalidArgument)
+		return ResizeWithinSandbox, fmt.Errorf("more than the VM has: %w", errdefs.ErrInvalidArgument)
 	}
-	return nil
+	return ResizeWithinSandbox, nil
 }
 
 // A vm pod is resized within its VM and refused beyond it; its config
@@ -103,7 +105,7 @@ func TestUpdatePodResourcesOfAVMPod(t *testing.T) {
 	f, dir := newFakes(), t.TempDir()
 	m, err := New(Options{
 		StateDir: filepath.Join(dir, "state"), CheckpointDir: filepath.Join(dir, "checkpoints"), DefaultHandler: "vm",
-		Backends: map[string]Backend{"vm": fakeVM{fakeBackend{f}, 512 << 20}}, Network: f, Cgroups: f, CgroupRoot: "/cradle-test",
+		Backends: map[string]Backend{"vm": fakeVM{newFakeRuntime(f), 512 << 20}}, Network: f, Cgroups: f, CgroupRoot: "/cradle-test",
 	})
 	if err != nil {
 		t.Fatal(err)

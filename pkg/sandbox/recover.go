@@ -174,10 +174,7 @@ func (m *Manager) releaseOrphan(ctx context.Context, c *Container, podID string)
 	slices.Sort(handlers)
 	var lastErr error
 	for _, h := range handlers {
-		b, ok := m.opts.Backends[h].(ContainerBackend)
-		if !ok {
-			continue
-		}
+		b := m.opts.Backends[h]
 		pod := &Pod{ID: podID, Dir: m.podDir(podID), Handler: h, NS: map[string]string{}}
 		if lastErr = m.releaseContainer(ctx, c, pod, b); lastErr != nil {
 			break
@@ -190,7 +187,7 @@ func (m *Manager) releaseOrphan(ctx context.Context, c *Container, podID string)
 	_ = m.ckpt.Delete(containerKind, c.ID)
 }
 
-func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *Pod, b ContainerBackend) {
+func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *Pod, b Backend) {
 	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 	defer cancel()
 	c := e.c

@@ -6,13 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 )
 
 // releasingRuntime is the fake runtime of a backend that releases exited
-// containers early (ExitReleaser, as nsbox does): a released container is
-// unknown to it, as runc's is after `runc delete`.
+// containers early (ReleaseExited, as nsbox does): a released container is
+// unknown to it, as runc's is after `runc delete`, and its rootfs is
+// unmounted.
 type releasingRuntime struct {
 	*fakeRuntime
 	released map[string]int // guarded by fakeRuntime.mu
@@ -27,7 +29,7 @@ func (r *releasingRuntime) ReleaseExited(ctx context.Context, pod *Pod, c *Conta
 	delete(r.done, c.ID)
 	r.released[c.ID]++
 	r.mu.Unlock()
-	return nil
+	return mount.UnmountAll(c.Rootfs(), 0)
 }
 
 func (e *containerEnv) releasingManager(t *testing.T, rt Backend) *Manager {

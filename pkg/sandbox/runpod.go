@@ -227,14 +227,13 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend) error {
 	return m.save(pod)
 }
 
-// stepJoinNetwork tells a backend whose sandbox must join the pod network
-// itself (a VM's NIC) that the network is up.
+// stepJoinNetwork tells the backend that the pod network is up: a
+// sandbox that joins it itself (a VM's NIC) does so.
 func (m *Manager) stepJoinNetwork(ctx context.Context, pod *Pod, b Backend) error {
-	j, ok := b.(NetworkJoiner)
-	if !ok || pod.NetNS == "" {
+	if pod.NetNS == "" {
 		return nil
 	}
-	return j.JoinNetwork(ctx, pod)
+	return b.JoinNetwork(ctx, pod)
 }
 
 func (m *Manager) stepSysctls(_ context.Context, pod *Pod, _ Backend) error {
@@ -273,9 +272,9 @@ func (m *Manager) stopLocked(ctx context.Context, pod *Pod) error {
 	}
 	b := m.opts.Backends[pod.Handler]
 	var errs []error
-	if cb, ok := b.(ContainerBackend); ok {
+	if b != nil {
 		for _, e := range m.containersOf(pod.ID) {
-			errs = append(errs, m.stopContainer(ctx, e, pod, cb, 0, syscall.SIGKILL))
+			errs = append(errs, m.stopContainer(ctx, e, pod, b, 0, syscall.SIGKILL))
 		}
 	}
 	m.failpoint("stoppod:containers")
@@ -315,9 +314,9 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	if err := m.stopLocked(ctx, e.pod); err != nil {
 		return err
 	}
-	if cb, ok := m.opts.Backends[e.pod.Handler].(ContainerBackend); ok {
+	if b := m.opts.Backends[e.pod.Handler]; b != nil {
 		for _, ce := range m.containersOf(e.pod.ID) {
-			if err := m.removeContainer(ctx, ce, e.pod, cb); err != nil {
+			if err := m.removeContainer(ctx, ce, e.pod, b); err != nil {
 				return fmt.Errorf("remove pod sandbox %s: %w", e.pod.ID, err)
 			}
 		}

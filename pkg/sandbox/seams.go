@@ -10,14 +10,20 @@ import (
 )
 
 // Backend makes the sandboxes of one kind real: namespace+cgroup pods run
-// by an OCI runtime (nsbox), or microVMs (vmbox, Step 4). Everything else
-// (IDs, names, state machines, checkpoints, network, cgroups, pod files)
-// is the engine's and shared by every kind. Container methods join as the
-// container runtime lands.
+// by an OCI runtime (nsbox), or microVMs (vmbox). Everything else (IDs,
+// names, state machines, checkpoints, network, pod cgroups, pod files) is
+// the engine's and shared by every kind; what differs by kind is a method
+// here, which each backend implements its own way.
 type Backend interface {
 	// StartPod makes what holds the pod's non-network namespaces and its
 	// /dev/shm, filling pod.NS and pod.Shm. pod.NetNS and pod.Dir exist.
 	StartPod(ctx context.Context, pod *Pod) error
+	// JoinNetwork is called after Network.Setup, with pod.IPs set, for a
+	// pod with a network namespace of its own: a sandbox that must join
+	// the pod network itself (a VM wires its NIC to the pod's eth0 and
+	// configures the guest) does it here; what it makes is released by
+	// DeletePod.
+	JoinNetwork(ctx context.Context, pod *Pod) error
 	// StopPod stops every process of the pod. Idempotent.
 	StopPod(ctx context.Context, pod *Pod) error
 	// DeletePod releases what StartPod made, from the pod's fields alone
@@ -27,15 +33,79 @@ type Backend interface {
 	// from inside the pod's network (port-forward). Nothing listening is
 	// an error wrapping ECONNREFUSED.
 	DialPort(ctx context.Context, pod *Pod, port int32) (net.Conn, error)
+	// FitPodResources refuses, InvalidArgument, pod resources (overhead
+	// included) beyond what the sandbox can give, and says where they
+	// apply.
+	FitPodResources(pod *Pod, res *specs.LinuxResources) (PodResize, error)
+
+	// CreateContainer makes the container from spec (its root is
+	// c.Rootfs(), already mounted) without starting it; it returns the pid.
+	CreateContainer(ctx context.Context, pod *Pod, c *Container, spec *specs.Spec) (pid int, err error)
+	StartContainer(ctx context.Context, pod *Pod, c *Container) error
+	// SignalContainer sends sig to the container's processes.
+	SignalContainer(ctx context.Context, pod *Pod, c *Container, sig int) error
+	// WaitContainer blocks until the container exits (or ctx ends).
+	WaitContainer(ctx context.Context, pod *Pod, c *Container) (ExitStatus, error)
+	// ContainerState asks the runtime, without blocking, where the
+	// container's process is; a container the runtime does not know is
+	// NotFound.
+	ContainerState(ctx context.Context, pod *Pod, c *Container) (ProcessState, error)
+	// DeleteContainer releases the container's runtime state; idempotent.
+	DeleteContainer(ctx context.Context, pod *Pod, c *Container) error
+	// ReleaseExited is called once c's exit is recorded, before
+	// RemoveContainer: it frees what only a live container needs, where
+	// the sandbox allows it (containerd deletes its task at exit too),
+	// for an exited container needs neither its runtime state nor its
+	// rootfs mount for its status, logs or writable-layer usage.
+	// Idempotent; RemoveContainer does DeleteContainer's work all the
+	// same.
+	ReleaseExited(ctx context.Context, pod *Pod, c *Container) error
+	// Exec runs o.Cmd in the running container with the container's
+	// environment, user and working directory, and returns its exit code.
+	// It kills the process when o.Timeout passes or ctx ends (the client
+	// went away), and then returns an error wrapping why.
+	Exec(ctx context.Context, pod *Pod, c *Container, o ExecOptions) (int32, error)
+	// Attach copies between o and the stdio of the container's process
+	// (from now on) until that exits or ctx ends; detaching leaves it
+	// running.
+	Attach(ctx context.Context, pod *Pod, c *Container, o AttachOptions) error
+	ReopenLog(ctx context.Context, pod *Pod, c *Container) error
+	// CheckpointContainer writes the CRIU images of c's processes into
+	// imageDir (CRIU's log and work files into workDir) and leaves them
+	// running; a sandbox that cannot is FailedPrecondition, saying why.
+	CheckpointContainer(ctx context.Context, pod *Pod, c *Container, imageDir, workDir string) error
+	// RestoreContainer makes c running from the CRIU images in
+	// c.RestoreImages, in place of StartContainer, and returns its pid; a
+	// sandbox that cannot is FailedPrecondition.
+	RestoreContainer(ctx context.Context, pod *Pod, c *Container) (pid int, err error)
+
+	// ContainerControllers lists the cgroup controllers that can hold the
+	// limits of the pod's containers; nil: every one.
+	ContainerControllers(pod *Pod) (map[string]bool, error)
+	// ContainerCgroupStats reads c's cgroup; NotFound when it has none.
+	// The process counts are nil where they cannot be read.
+	ContainerCgroupStats(ctx context.Context, pod *Pod, c *Container) (cgroup.Stats, *ProcessCounts, error)
+	// UpdateContainerCgroup applies res to c's cgroup; limits beyond what
+	// the sandbox can give are InvalidArgument.
+	UpdateContainerCgroup(ctx context.Context, pod *Pod, c *Container, res *specs.LinuxResources) error
 }
 
-// NetworkJoiner is implemented by backends whose sandbox joins the pod
-// network itself once it is set up (a VM wires its NIC to the pod's eth0
-// and configures the guest): called after Network.Setup, with pod.IPs set.
-// What it makes is released by DeletePod.
-type NetworkJoiner interface {
-	JoinNetwork(ctx context.Context, pod *Pod) error
-}
+// PodResize says where a ready pod's new resources apply
+// (Backend.FitPodResources).
+type PodResize int
+
+const (
+	// ResizeHostCgroup: the pod's cgroup on the host holds them; the
+	// engine updates it (when it made it) and records them in the pod's
+	// config.
+	ResizeHostCgroup PodResize = iota
+	// ResizeWithinSandbox: the sandbox's bounds were fixed when it started
+	// (a VM's memory and vCPUs); the pod shrinks and grows within them,
+	// its containers' limits (which kubelet resizes one by one) holding
+	// inside it. The host cgroup and the pod's config keep what the
+	// sandbox was sized from.
+	ResizeWithinSandbox
+)
 
 // Network is the pod network seam (pkg/network behind an adapter).
 type Network interface {

@@ -94,33 +94,14 @@ func (m *Manager) containerStats(ctx context.Context, c Container) ContainerStat
 	return st
 }
 
-// cgroupStats reads c's cgroup: the host's, or through a backend whose
-// containers have cgroups of their own (GuestCgroups). The process counts
-// are nil where they cannot be read.
+// cgroupStats reads c's cgroup through its pod's backend. The process
+// counts are nil where they cannot be read.
 func (m *Manager) cgroupStats(ctx context.Context, c *Container) (cgroup.Stats, *ProcessCounts, error) {
-	if pod, b, err := m.podOf(c); err == nil {
-		if g, ok := b.(GuestCgroups); ok {
-			cg, procs, err := g.ContainerCgroupStats(ctx, pod, c)
-			return cg, &procs, err
-		}
-	}
-	cg, err := m.opts.Cgroups.Stats(c.CgroupPath)
+	pod, b, err := m.podOf(c)
 	if err != nil {
-		return cg, nil, err
+		return cgroup.Stats{}, nil, err
 	}
-	return cg, m.processCounts(ctx, *c), nil
-}
-
-func (m *Manager) processCounts(ctx context.Context, c Container) *ProcessCounts {
-	pids, err := m.opts.Cgroups.Processes(c.CgroupPath)
-	if err != nil {
-		if !errdefs.IsNotFound(err) {
-			m.log.WarnContext(ctx, "container processes", "container", c.ID, "error", err)
-		}
-		return nil
-	}
-	n := countProcesses(pids)
-	return &n
+	return b.ContainerCgroupStats(ctx, pod, c)
 }
 
 // PodStats measures one pod and its running containers.

@@ -29,7 +29,7 @@ func (m *Manager) RunningContainer(id string) (Container, error) {
 }
 
 // runningIn returns a running container with its pod and backend.
-func (m *Manager) runningIn(id string) (*Container, *Pod, ContainerBackend, error) {
+func (m *Manager) runningIn(id string) (*Container, *Pod, Backend, error) {
 	c, err := m.RunningContainer(id)
 	if err != nil {
 		return nil, nil, nil, err

@@ -8,16 +8,11 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
-
-var (
-	_ sandbox.ContainerBackend = (*Backend)(nil)
-	_ sandbox.Checkpointer     = (*Backend)(nil)
-	_ sandbox.ExitReleaser     = (*Backend)(nil)
 )
 
 func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
@@ -146,10 +141,17 @@ func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 }
 
 // ReleaseExited deletes an exited container from its OCI runtime
-// (`runtime delete`: its state and cgroup) and removes its monitor's files:
-// conmon has written the exit code, which the engine has recorded.
+// (`runtime delete`: its state and cgroup), removes its monitor's files
+// (conmon has written the exit code, which the engine has recorded) and
+// unmounts its rootfs, which nothing uses any more.
 func (b *Backend) ReleaseExited(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
-	return b.DeleteContainer(ctx, pod, c)
+	if err := b.DeleteContainer(ctx, pod, c); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("release the runtime state: %w", err)
+	}
+	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
+		return fmt.Errorf("unmount the rootfs: %w", err)
+	}
+	return nil
 }
 
 // Exec runs o.Cmd with the container's environment, user and working

@@ -25,17 +25,20 @@ import (
 // shmSize is the size of a pod's /dev/shm, as containerd and Docker give.
 const shmSize = "65536k"
 
-// Backend implements sandbox.Backend for namespace pods.
+// Backend implements sandbox.Backend for namespace pods. Its containers'
+// cgroups are the host's (sandbox.HostCgroups).
 type Backend struct {
+	sandbox.HostCgroups
 	log      *slog.Logger
 	runtimes map[string]*ociruntime.Runtime // by handler name
 	pause    []string                       // the infra process's command
 }
 
-// New makes the backend over the OCI runtime of each handler; pause is the
-// command of the infra process (cradle's `pause`).
-func New(log *slog.Logger, runtimes map[string]*ociruntime.Runtime, pause []string) *Backend {
-	return &Backend{log: log, runtimes: runtimes, pause: pause}
+// New makes the backend over the OCI runtime of each handler and the
+// host's cgroups; pause is the command of the infra process (cradle's
+// `pause`).
+func New(log *slog.Logger, runtimes map[string]*ociruntime.Runtime, pause []string, cgroups sandbox.Cgroups) *Backend {
+	return &Backend{HostCgroups: sandbox.HostCgroups{Cgroups: cgroups, Log: log}, log: log, runtimes: runtimes, pause: pause}
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -97,6 +100,10 @@ func mountShm(pod *sandbox.Pod) error {
 	pod.Shm = shm
 	return nil
 }
+
+// JoinNetwork does nothing: the pod's containers join its network
+// namespace, which the network has wired.
+func (b *Backend) JoinNetwork(context.Context, *sandbox.Pod) error { return nil }
 
 // StopPod ends the pod's infra process, if it has one.
 func (b *Backend) StopPod(ctx context.Context, pod *sandbox.Pod) error { return stopInfra(ctx, pod) }

@@ -61,7 +61,7 @@ func TestStartPodInAUserNamespace(t *testing.T) {
 	if err := os.WriteFile(pause, PauseProgram("amd64"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause})
+	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause}, nil)
 	m := []sandbox.IDMapping{{HostID: 40 * 65536, Size: 65536}}
 	for _, pid := range []sandbox.NamespaceMode{sandbox.NamespaceContainer, sandbox.NamespacePod} {
 		t.Run(map[sandbox.NamespaceMode]string{sandbox.NamespaceContainer: "own PID", sandbox.NamespacePod: "shared PID"}[pid], func(t *testing.T) {

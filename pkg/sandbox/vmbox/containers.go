@@ -18,8 +18,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-var _ sandbox.ContainerBackend = (*Backend)(nil)
-
 // call runs fn against the agent of pod's VM.
 func (b *Backend) call(ctx context.Context, pod *sandbox.Pod, fn func(api.AgentService) error) error {
 	vm, err := b.vmOf(pod)
@@ -208,6 +206,25 @@ func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	}
 	errs = append(errs, unbindTree(filepath.Join(SharedDir(pod), containerRel(c.ID))))
 	return errors.Join(errs...)
+}
+
+// ReleaseExited keeps what an exited container holds until RemoveContainer
+// (DeleteContainer): the guest keeps the container, and its rootfs, shared
+// into the VM, stays mounted.
+func (b *Backend) ReleaseExited(context.Context, *sandbox.Pod, *sandbox.Container) error {
+	return nil
+}
+
+// CheckpointContainer refuses: CRIU checkpoints the processes of the
+// host's OCI runtime, not a guest's.
+func (b *Backend) CheckpointContainer(_ context.Context, pod *sandbox.Pod, c *sandbox.Container, _, _ string) error {
+	return fmt.Errorf("container %s: handler %s cannot checkpoint containers (CRIU checkpoints the runc and crun containers of namespace pods, not a microVM's): %w",
+		c.ID, pod.Handler, errdefs.ErrFailedPrecondition)
+}
+
+// RestoreContainer refuses, as CheckpointContainer does.
+func (b *Backend) RestoreContainer(_ context.Context, pod *sandbox.Pod, _ *sandbox.Container) (int, error) {
+	return 0, fmt.Errorf("handler %s cannot restore checkpoints: %w", pod.Handler, errdefs.ErrFailedPrecondition)
 }
 
 func exited(vm *VM) bool {

@@ -12,17 +12,16 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-var _ sandbox.GuestCgroups = (*Backend)(nil)
-
-// ContainerCgroupStats reads the container's cgroup in the guest.
-func (b *Backend) ContainerCgroupStats(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (cgroup.Stats, sandbox.ProcessCounts, error) {
+// ContainerCgroupStats reads the container's cgroup in the guest, and
+// the guest's counts of its processes.
+func (b *Backend) ContainerCgroupStats(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (cgroup.Stats, *sandbox.ProcessCounts, error) {
 	var resp *api.StatsResponse
 	err := b.call(ctx, pod, func(s api.AgentService) (err error) {
 		resp, err = s.Stats(ctx, &api.StatsRequest{Ids: []string{c.ID}})
 		return err
 	})
 	if err != nil {
-		return cgroup.Stats{}, sandbox.ProcessCounts{}, fmt.Errorf("stats from the guest: %w", err)
+		return cgroup.Stats{}, nil, fmt.Errorf("stats from the guest: %w", err)
 	}
 	for _, cs := range resp.GetContainers() {
 		if cs.GetId() != c.ID {
@@ -30,12 +29,12 @@ func (b *Backend) ContainerCgroupStats(ctx context.Context, pod *sandbox.Pod, c 
 		}
 		var st cgroup.Stats
 		if err := json.Unmarshal(cs.GetCgroup(), &st); err != nil {
-			return cgroup.Stats{}, sandbox.ProcessCounts{}, fmt.Errorf("stats from the guest: %w", err)
+			return cgroup.Stats{}, nil, fmt.Errorf("stats from the guest: %w", err)
 		}
-		return st, sandbox.ProcessCounts{Processes: cs.GetProcesses(), Threads: cs.GetThreads(),
+		return st, &sandbox.ProcessCounts{Processes: cs.GetProcesses(), Threads: cs.GetThreads(),
 			FileDescriptors: cs.GetFileDescriptors()}, nil
 	}
-	return cgroup.Stats{}, sandbox.ProcessCounts{}, fmt.Errorf("container %s in the guest: %w", c.ID, errdefs.ErrNotFound)
+	return cgroup.Stats{}, nil, fmt.Errorf("container %s in the guest: %w", c.ID, errdefs.ErrNotFound)
 }
 
 // UpdateContainerCgroup applies res in the guest, within the VM's size.
@@ -53,10 +52,19 @@ func (b *Backend) UpdateContainerCgroup(ctx context.Context, pod *sandbox.Pod, c
 	})
 }
 
-// FitsPod refuses pod resources beyond the pod's VM.
-func (b *Backend) FitsPod(pod *sandbox.Pod, res *specs.LinuxResources) error {
-	return b.checkFits(pod, &specs.Linux{Resources: res})
+// FitPodResources refuses pod resources beyond the pod's VM: its memory
+// and vCPUs are fixed when it boots, and the pod shrinks and grows within
+// them.
+func (b *Backend) FitPodResources(pod *sandbox.Pod, res *specs.LinuxResources) (sandbox.PodResize, error) {
+	if err := b.checkFits(pod, &specs.Linux{Resources: res}); err != nil {
+		return sandbox.ResizeWithinSandbox, err
+	}
+	return sandbox.ResizeWithinSandbox, nil
 }
+
+// ContainerControllers: the guest's cgroups are the containers' own, with
+// every controller.
+func (b *Backend) ContainerControllers(*sandbox.Pod) (map[string]bool, error) { return nil, nil }
 
 // checkFits refuses limits a container could never have in the pod's VM:
 // more memory than the VM has, or a CPU quota of more than its vCPUs.
