@@ -351,7 +351,6 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 	if err != nil {
 		return nil, err
 	}
-	ns := nsbox.New(log.With("component", "nsbox"), runtimes, pause, cg)
 	plugins, err := newNRI(cfg.NRI, log)
 	if err != nil {
 		return nil, err
@@ -363,7 +362,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 	backends := vms
 	for name, h := range cfg.Runtime.Handlers {
 		if h.Kind == config.KindOCI {
-			backends[name] = ns
+			backends[name] = nsbox.New(log.With("component", "nsbox", "handler", name), runtimes[name], pause, cg)
 		}
 	}
 	pods, err := sandbox.New(sandbox.Options{

@@ -15,12 +15,13 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
-	rt, ok := b.runtimes[pod.Handler]
-	if !ok {
+// runtime is the handler's OCI runtime; a handler whose runtime (or
+// conmon) is missing runs pods but no containers.
+func (b *Backend) runtime(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
+	if b.rt == nil {
 		return nil, fmt.Errorf("handler %q has no OCI runtime: %w", pod.Handler, errdefs.ErrFailedPrecondition)
 	}
-	return rt, nil
+	return b.rt, nil
 }
 
 // CreateContainer writes the bundle's config.json (root "rootfs", mounted
@@ -28,7 +29,7 @@ func (b *Backend) runtimeFor(pod *sandbox.Pod) (*ociruntime.Runtime, error) {
 // restored from a checkpoint (c.RestoreImages) is only written: the
 // runtime makes it when RestoreContainer starts it, as CRI-O does.
 func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, spec *specs.Spec) (int, error) {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return 0, err
 	}
@@ -62,7 +63,7 @@ func createOptions(c *sandbox.Container) ociruntime.CreateOptions {
 // CheckpointContainer has the OCI runtime dump c's processes with CRIU
 // into imageDir, leaving them running.
 func (b *Backend) CheckpointContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, imageDir, workDir string) error {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func (b *Backend) CheckpointContainer(ctx context.Context, pod *sandbox.Pod, c *
 // from the CRIU images in c.RestoreImages, under its monitor; it returns
 // the restored init's pid.
 func (b *Backend) RestoreContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (int, error) {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return 0, err
 	}
@@ -83,7 +84,7 @@ func (b *Backend) RestoreContainer(ctx context.Context, pod *sandbox.Pod, c *san
 }
 
 func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandb
 }
 
 func (b *Backend) SignalContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, sig int) error {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func (b *Backend) SignalContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 }
 
 func (b *Backend) WaitContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, error) {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return sandbox.ExitStatus{}, err
 	}
@@ -112,7 +113,7 @@ func (b *Backend) WaitContainer(ctx context.Context, pod *sandbox.Pod, c *sandbo
 
 // ContainerState combines the OCI runtime's state with conmon's exit file.
 func (b *Backend) ContainerState(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ProcessState, error) {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return sandbox.ProcessState{}, err
 	}
@@ -133,7 +134,7 @@ func (b *Backend) ContainerState(ctx context.Context, pod *sandbox.Pod, c *sandb
 }
 
 func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func (b *Backend) ReleaseExited(ctx context.Context, pod *sandbox.Pod, c *sandbo
 // Exec runs o.Cmd with the container's environment, user and working
 // directory.
 func (b *Backend) Exec(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, o sandbox.ExecOptions) (int32, error) {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return -1, err
 	}
@@ -182,7 +183,7 @@ func (b *Backend) Exec(ctx context.Context, pod *sandbox.Pod, c *sandbox.Contain
 
 // Attach connects to the container's stdio through its monitor.
 func (b *Backend) Attach(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, o sandbox.AttachOptions) error {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}
@@ -200,7 +201,7 @@ func winSize(s sandbox.TerminalSize) ociruntime.WinSize {
 }
 
 func (b *Backend) ReopenLog(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
-	rt, err := b.runtimeFor(pod)
+	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}

@@ -25,20 +25,21 @@ import (
 // shmSize is the size of a pod's /dev/shm, as containerd and Docker give.
 const shmSize = "65536k"
 
-// Backend implements sandbox.Backend for namespace pods. Its containers'
-// cgroups are the host's (sandbox.HostCgroups).
+// Backend implements sandbox.Backend for the namespace pods of one
+// handler. Its containers' cgroups are the host's (sandbox.HostCgroups).
 type Backend struct {
 	sandbox.HostCgroups
-	log      *slog.Logger
-	runtimes map[string]*ociruntime.Runtime // by handler name
-	pause    []string                       // the infra process's command
+	log   *slog.Logger
+	rt    *ociruntime.Runtime // the handler's; nil: it has none ready
+	pause []string            // the infra process's command
 }
 
-// New makes the backend over the OCI runtime of each handler and the
+// New makes the backend of one handler over its OCI runtime (nil: none is
+// ready; its pods run, its containers are FailedPrecondition) and the
 // host's cgroups; pause is the command of the infra process (cradle's
 // `pause`).
-func New(log *slog.Logger, runtimes map[string]*ociruntime.Runtime, pause []string, cgroups sandbox.Cgroups) *Backend {
-	return &Backend{HostCgroups: sandbox.HostCgroups{Cgroups: cgroups, Log: log}, log: log, runtimes: runtimes, pause: pause}
+func New(log *slog.Logger, rt *ociruntime.Runtime, pause []string, cgroups sandbox.Cgroups) *Backend {
+	return &Backend{HostCgroups: sandbox.HostCgroups{Cgroups: cgroups, Log: log}, log: log, rt: rt, pause: pause}
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
