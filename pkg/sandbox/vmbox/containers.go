@@ -155,8 +155,16 @@ func isDialError(err error) bool {
 	return errors.As(err, &errno) && (errno == syscall.ECONNREFUSED || errno == syscall.ENOENT)
 }
 
+// exitStatus is an exit the agent reports, stamped by the guest's clock.
+// That clock is set from the host's at boot but drifts under TCG, so a
+// finish time later than now (the host's, on receipt) is taken as now:
+// a container cannot have exited in the future.
 func exitStatus(e *api.ContainerExit) sandbox.ExitStatus {
-	return sandbox.ExitStatus{Code: e.GetExitCode(), FinishedAt: time.Unix(0, e.GetFinishedAtUnixNs()), OOMKilled: e.GetOomKilled()}
+	at := time.Unix(0, e.GetFinishedAtUnixNs())
+	if now := time.Now(); at.After(now) {
+		at = now
+	}
+	return sandbox.ExitStatus{Code: e.GetExitCode(), FinishedAt: at, OOMKilled: e.GetOomKilled()}
 }
 
 // ContainerState asks the agent without blocking; a VM that is gone has
