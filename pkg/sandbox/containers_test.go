@@ -146,7 +146,32 @@ func (r *fakeRuntime) SignalContainer(_ context.Context, _ *Pod, c *Container, s
 
 func (r *fakeRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (ExitStatus, error) {
 	r.mu.Lock()
-	ch, detached := r.exited[c.ID], r.detached
+	detached := r.detached
+	r.mu.Unlock()
+	return r.wait(ctx, c, detached)
+}
+
+// managerRuntime is the runtime as one manager sees it: its waits end at
+// the first detach after it was made, even a wait begun after that detach
+// (a watcher not yet scheduled when its "daemon" died).
+type managerRuntime struct {
+	*fakeRuntime
+	detached chan struct{}
+}
+
+func (r *fakeRuntime) forManager() *managerRuntime {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &managerRuntime{fakeRuntime: r, detached: r.detached}
+}
+
+func (r *managerRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (ExitStatus, error) {
+	return r.wait(ctx, c, r.detached)
+}
+
+func (r *fakeRuntime) wait(ctx context.Context, c *Container, detached chan struct{}) (ExitStatus, error) {
+	r.mu.Lock()
+	ch := r.exited[c.ID]
 	r.mu.Unlock()
 	if ch == nil {
 		return ExitStatus{}, errdefs.ErrNotFound
@@ -155,6 +180,11 @@ func (r *fakeRuntime) WaitContainer(ctx context.Context, _ *Pod, c *Container) (
 	case <-detached:
 		return ExitStatus{}, errdefs.ErrNotFound
 	case <-ch:
+		select {
+		case <-detached: // both ready: a dead daemon sees no exit
+			return ExitStatus{}, errdefs.ErrNotFound
+		default:
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.done[c.ID], nil
@@ -237,7 +267,7 @@ func (e *containerEnv) manager(t *testing.T) *Manager {
 	m, err := New(Options{
 		StateDir: filepath.Join(e.dir, "state"), ContainerDir: filepath.Join(e.dir, "containers"),
 		CheckpointDir: filepath.Join(e.dir, "checkpoints"), DefaultHandler: "runc",
-		Backends: map[string]Backend{"runc": e.rt}, Network: e.f, Cgroups: e.f, Images: e.img,
+		Backends: map[string]Backend{"runc": e.rt.forManager()}, Network: e.f, Cgroups: e.f, Images: e.img,
 		CgroupRoot: "/cradle-test",
 	})
 	if err != nil {
@@ -742,4 +772,32 @@ func TestRecoverReleasesOrphans(t *testing.T) {
 			e.assertNoContainers(t)
 		})
 	}
+}
+
+// An exit stamped by a clock behind the one that stamped the start (a VM
+// guest's) is recorded at the start, never before it.
+func TestExitNeverBeforeStart(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pod, err := e.m.RunPod(ctx, podConfig("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.m.CreateContainer(ctx, pod, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.m.Container(id)
+	e.rt.exit(id, ExitStatus{Code: 0, FinishedAt: c.StartedAt.Add(-200 * time.Millisecond)})
+	waitFor(t, func() bool { c, _ = e.m.Container(id); return c.State == ContainerExited })
+	if c.FinishedAt.Before(c.StartedAt) {
+		t.Errorf("finished at %v, before the start at %v", c.FinishedAt, c.StartedAt)
+	}
+	if err := e.m.RemoveContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoContainers(t)
 }
