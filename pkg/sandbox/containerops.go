@@ -163,6 +163,11 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) bool {
 		return false
 	}
 	c.ExitCode, c.FinishedAt = st.Code, st.FinishedAt
+	// A VM's guest stamps its exits by its own clock, which can lag the
+	// host's that stamped the start: an exit is never before its start.
+	if c.FinishedAt.Before(c.StartedAt) {
+		c.FinishedAt = c.StartedAt
+	}
 	switch {
 	case st.OOMKilled:
 		c.Reason = "OOMKilled"
