@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	"github.com/google/go-cmp/cmp"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )

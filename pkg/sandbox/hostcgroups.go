@@ -5,7 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/containerd/errdefs"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 

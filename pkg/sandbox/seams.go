@@ -4,7 +4,7 @@ import (
 	"context"
 	"net"
 
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -124,7 +124,7 @@ type Network interface {
 	InterfaceStats(ctx context.Context, netns string) ([]InterfaceStats, error)
 }
 
-// Cgroups is the cgroup seam (pkg/sandbox/cgroup's Manager).
+// Cgroups is the cgroup seam (pkg/cgroup's Manager).
 type Cgroups interface {
 	Create(path string, res *specs.LinuxResources) error
 	Update(path string, res *specs.LinuxResources) error

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 )
 
 // FsUsage is the space a writable layer takes, and the size and free

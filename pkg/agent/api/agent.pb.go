@@ -975,7 +975,7 @@ func (x *StatsRequest) GetIds() []string {
 type ContainerStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The container's cgroup figures: pkg/sandbox/cgroup.Stats as JSON.
+	// The container's cgroup figures: pkg/cgroup.Stats as JSON.
 	Cgroup []byte `protobuf:"bytes,2,opt,name=cgroup,proto3" json:"cgroup,omitempty"`
 	// Processes in the container's cgroup, and of them threads and open fds.
 	Processes       uint64 `protobuf:"varint,3,opt,name=processes,proto3" json:"processes,omitempty"`

@@ -19,7 +19,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/agent/client"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 )

@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 )
 
 // Runtime is the guest's container runtime: crun makes the containers,

@@ -17,7 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 )
 

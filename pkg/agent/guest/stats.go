@@ -12,7 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 )
 
 // Stats reads the cgroups of the containers ids (all when empty) and the

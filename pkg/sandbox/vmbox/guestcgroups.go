@@ -7,8 +7,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
+	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
