@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
-	"github.com/cradle-runtime/cradle/pkg/agent/guest"
+	"github.com/cradle-runtime/cradle/pkg/kmod"
 )
 
 // GuestModules are the kernel modules the guest needs when its kernel has
@@ -195,7 +195,7 @@ func resolveModules(dir string, wanted []string) (paths []string, dep string, er
 	if err != nil {
 		return nil, "", fmt.Errorf("guest modules: %w", err)
 	}
-	md, err := guest.ParseModulesDep(bytes.NewReader(depText))
+	md, err := kmod.ParseModulesDep(bytes.NewReader(depText))
 	if err != nil {
 		return nil, "", err
 	}
