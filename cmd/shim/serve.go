@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"math"
@@ -32,6 +31,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"github.com/cradle-runtime/cradle/pkg/streaming"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 )
 

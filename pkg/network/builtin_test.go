@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestBuiltinPodsReachEachOtherAndHostPort(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/cradle-runtime/cradle/pkg/network"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/vmbox"
 )
 
 func checkMicroVM(ctx context.Context, f Facts) []Result {
@@ -42,7 +43,7 @@ func checkKVM(f Facts) Result {
 	if _, err := os.Stat(filepath.Join(f.SysRoot, "module/kvm_pvm")); err == nil {
 		pvm = true
 	}
-	if err := ProbeKVM(f.DevKVM); err != nil {
+	if err := vmbox.ProbeKVM(f.DevKVM); err != nil {
 		return warn("kvm", f.DevKVM+" exists but cannot run a guest ("+err.Error()+"): microVMs run under TCG",
 			"check permissions and that the host exposes hardware virtualisation")
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cradle-runtime/cradle/pkg/config"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/vmbox"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -101,7 +102,7 @@ func TestRunOnThisHost(t *testing.T) {
 }
 
 func TestProbeKVMMissingDevice(t *testing.T) {
-	if err := ProbeKVM(filepath.Join(t.TempDir(), "kvm")); err == nil {
+	if err := vmbox.ProbeKVM(filepath.Join(t.TempDir(), "kvm")); err == nil {
 		t.Error("probe of a missing device succeeded")
 	}
 	if r := checkKVM(Facts{DevKVM: filepath.Join(t.TempDir(), "kvm"), SysRoot: "/sys"}); r.Status != Warn || !strings.Contains(r.Detail, "TCG") {

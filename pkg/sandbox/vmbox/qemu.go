@@ -9,7 +9,6 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/config"
-	"github.com/cradle-runtime/cradle/pkg/preflight"
 )
 
 // tcgCacheMiB is the size of a TCG guest's translated-code cache.
@@ -171,7 +170,7 @@ type Accel struct {
 }
 
 // ResolveAccel turns the configured accel into the one to use. auto picks
-// KVM only when devKVM really runs a guest (preflight.ProbeKVM) and is not
+// KVM only when devKVM really runs a guest (ProbeKVM) and is not
 // PVM (/sys/module/kvm_pvm): PVM runs preflight's tiny guest but does not
 // boot stock kernels. A real probe boot of the kernel would settle it for
 // other odd KVMs, at seconds per kernel: left for when one is met.
@@ -182,7 +181,7 @@ func ResolveAccel(requested, devKVM, sysRoot string) Accel {
 	case config.AccelTCG:
 		return Accel{config.AccelTCG, "configured"}
 	}
-	if err := preflight.ProbeKVM(devKVM); err != nil {
+	if err := ProbeKVM(devKVM); err != nil {
 		return Accel{config.AccelTCG, fmt.Sprintf("%s cannot run a guest: %v", devKVM, err)}
 	}
 	if _, err := os.Stat(filepath.Join(sysRoot, "module/kvm_pvm")); err == nil {

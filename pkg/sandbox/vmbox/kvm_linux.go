@@ -1,4 +1,4 @@
-package preflight
+package vmbox
 
 import (
 	"encoding/binary"
