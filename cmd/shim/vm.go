@@ -26,7 +26,7 @@ const vmBootTimeout = 90 * time.Second
 // backend per handler that is ready. A handler that is not gets its Problem
 // in handlers and no backend. Each handler's Accel records the acceleration
 // in use and why.
-func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handler, log *slog.Logger) map[string]sandbox.Backend {
+func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handler, taps sandbox.Taps, log *slog.Logger) map[string]sandbox.Backend {
 	out := map[string]sandbox.Backend{}
 	var tsc uint64
 	tscDone := false
@@ -56,7 +56,7 @@ func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handl
 		m.Accel, m.TSCKHz = accel.Mode, tsc
 		log.Info("vm handler prepared", "handler", h.Name, "took", time.Since(start), "accel", accel.Mode,
 			"accel_reason", accel.Reason, "kernel", m.Kernel, "initramfs", m.Initramfs)
-		out[h.Name] = vmbox.NewBackend(log.With("component", "vmbox", "handler", h.Name), m)
+		out[h.Name] = vmbox.NewBackend(log.With("component", "vmbox", "handler", h.Name), m, taps)
 	}
 	return out
 }

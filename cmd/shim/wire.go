@@ -23,7 +23,10 @@ import (
 // podNetwork adapts the network Manager to the engine's Network seam.
 type podNetwork struct{ m *network.Manager }
 
-var _ sandbox.Network = podNetwork{}
+var (
+	_ sandbox.Network = podNetwork{}
+	_ sandbox.Taps    = podNetwork{}
+)
 
 func (p podNetwork) NewNetNS(podID string) (string, error) {
 	return network.NewNetNS(p.m.NetNSDir(), podID)
@@ -69,6 +72,22 @@ func (p podNetwork) InterfaceStats(_ context.Context, nsPath string) ([]sandbox.
 	}
 	return out, nil
 }
+
+func (p podNetwork) CreateTap(netns, name string) error { return network.CreateTap(netns, name) }
+
+func (p podNetwork) WireTap(netns, name string) (sandbox.Tap, error) {
+	t, err := network.WireTap(netns, name)
+	if err != nil {
+		return sandbox.Tap{}, err
+	}
+	out := sandbox.Tap{Name: t.Name, MTU: t.MTU, MAC: t.MAC, Addrs: t.Addrs}
+	for _, r := range t.Routes {
+		out.Routes = append(out.Routes, sandbox.TapRoute(r))
+	}
+	return out, nil
+}
+
+func (p podNetwork) DetachTap(netns, name string) error { return network.DetachTap(netns, name) }
 
 func ipStrings(ips []net.IP) []string {
 	out := make([]string, 0, len(ips))

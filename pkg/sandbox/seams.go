@@ -124,6 +124,39 @@ type Network interface {
 	InterfaceStats(ctx context.Context, netns string) ([]InterfaceStats, error)
 }
 
+// Taps is the pod network's seam for a backend whose sandbox's NIC is a
+// tap device in the pod's network namespace (a VM's): made before the VM
+// starts, wired to the pod's eth0 once Network.Setup has made it (in
+// Backend.JoinNetwork), detached when the pod is deleted. The adapter
+// that implements Network implements it too.
+type Taps interface {
+	// CreateTap makes a persistent tap device, up and wired to nothing,
+	// in the network namespace at netns.
+	CreateTap(netns, name string) error
+	// WireTap joins the tap to the pod's eth0 and says what the guest NIC
+	// takes over from eth0.
+	WireTap(netns, name string) (Tap, error)
+	// DetachTap undoes CreateTap and WireTap; a missing tap wraps
+	// os.ErrNotExist.
+	DetachTap(netns, name string) error
+}
+
+// Tap is a tap wired to the pod's eth0: the guest NIC takes eth0's MAC,
+// MTU, addresses (CIDR) and routes, so that peers see no change.
+type Tap struct {
+	Name   string
+	MTU    int
+	MAC    net.HardwareAddr
+	Addrs  []string
+	Routes []TapRoute
+}
+
+// TapRoute is a route of the pod's namespace, for the guest.
+type TapRoute struct {
+	Dst string // CIDR; "" is the default route
+	Gw  string // "": on-link
+}
+
 // Cgroups is the cgroup seam (pkg/cgroup's Manager).
 type Cgroups interface {
 	Create(path string, res *specs.LinuxResources) error

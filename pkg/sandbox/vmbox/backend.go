@@ -12,7 +12,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
-	"github.com/cradle-runtime/cradle/pkg/network"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 )
 
@@ -44,6 +43,7 @@ type Machine struct {
 type Backend struct {
 	log     *slog.Logger
 	machine Machine
+	taps    sandbox.Taps // the pod network's side of the VM's NIC
 
 	mu  sync.Mutex
 	vms map[string]*VM // by pod id: the VMs this daemon started
@@ -51,9 +51,10 @@ type Backend struct {
 
 var _ sandbox.Backend = (*Backend)(nil)
 
-// NewBackend makes the backend of one vm handler.
-func NewBackend(log *slog.Logger, m Machine) *Backend {
-	return &Backend{log: log, machine: m, vms: map[string]*VM{}}
+// NewBackend makes the backend of one vm handler; taps is the network
+// seam's part that makes the VM's NIC.
+func NewBackend(log *slog.Logger, m Machine, taps sandbox.Taps) *Backend {
+	return &Backend{log: log, machine: m, taps: taps, vms: map[string]*VM{}}
 }
 
 // tapName is the pod VM's tap device, in the pod's network namespace.
@@ -142,7 +143,7 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error)
 // shared directory with its virtiofsd (whose pid joins pod.AuxPids).
 func (b *Backend) startHelpers(ctx context.Context, pod *sandbox.Pod, spec VMSpec) error {
 	if spec.Tap != "" {
-		if err := network.CreateTap(spec.NetNS, spec.Tap); err != nil {
+		if err := b.taps.CreateTap(spec.NetNS, spec.Tap); err != nil {
 			return err
 		}
 	}
@@ -195,7 +196,7 @@ func (b *Backend) boot(ctx context.Context, pod *sandbox.Pod, vm *VM) (*api.Heal
 // JoinNetwork wires the VM's tap to the pod's eth0 and has the guest take
 // eth0's place: its MAC, MTU, addresses and routes.
 func (b *Backend) JoinNetwork(ctx context.Context, pod *sandbox.Pod) error {
-	tap, err := network.WireTap(pod.NetNS, tapName)
+	tap, err := b.taps.WireTap(pod.NetNS, tapName)
 	if err != nil {
 		return err
 	}
@@ -249,7 +250,7 @@ func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
 func (b *Backend) release(pod *sandbox.Pod, spec VMSpec) error {
 	errs := []error{stopVirtiofsd(spec), unbindTree(SharedDir(pod))}
 	if spec.Tap != "" {
-		if err := network.DetachTap(spec.NetNS, spec.Tap); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := b.taps.DetachTap(spec.NetNS, spec.Tap); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

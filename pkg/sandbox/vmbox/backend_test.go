@@ -18,7 +18,7 @@ func testPod(dir string) *sandbox.Pod {
 }
 
 func TestBackendRefusesSocketPathsTooLong(t *testing.T) {
-	b := NewBackend(testLogger(t), Machine{QEMU: "/nonexistent/qemu", BootTimeout: time.Second})
+	b := NewBackend(testLogger(t), Machine{QEMU: "/nonexistent/qemu", BootTimeout: time.Second}, nil)
 	pod := testPod("/" + strings.Repeat("d", 100))
 	pod.NetNS = "/nonexistent/netns"
 	err := b.StartPod(context.Background(), pod)
@@ -33,7 +33,7 @@ func TestBackendRefusesSocketPathsTooLong(t *testing.T) {
 // A pod with no VM (never booted) cannot be reached, nor can it share the
 // node's namespaces.
 func TestBackendWithoutVMOrNetwork(t *testing.T) {
-	b := NewBackend(testLogger(t), Machine{})
+	b := NewBackend(testLogger(t), Machine{}, nil)
 	if _, err := b.DialPort(context.Background(), testPod(t.TempDir()), 80); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("DialPort: %v, want FailedPrecondition", err)
 	}
@@ -72,7 +72,7 @@ func TestBackendStopWithoutVM(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			b := NewBackend(testLogger(t), Machine{})
+			b := NewBackend(testLogger(t), Machine{}, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for i := 0; i < 2; i++ {
