@@ -18,6 +18,10 @@ import (
 // thousands of members is still far below it).
 const maxLineBytes = 1 << 20
 
+// The image's /etc/passwd and /etc/group are parsed here rather than with
+// moby/sys/user, which takes a uid or gid that does not parse as 0: a
+// malformed line would name root (TestResolveUser, "broken").
+
 // passwdEntry is one line of /etc/passwd.
 type passwdEntry struct {
 	name string

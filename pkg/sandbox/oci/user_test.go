@@ -50,6 +50,9 @@ func TestResolveUser(t *testing.T) {
 		{name: "unknown name", imageUser: "nobody", wantErr: errdefs.ErrInvalidArgument},
 		{name: "unknown group", imageUser: "app:nogroup", wantErr: errdefs.ErrInvalidArgument},
 		{name: "negative", imageUser: "-1", wantErr: errdefs.ErrInvalidArgument},
+		// moby/sys/user parses this line's uid as 0 (it ignores conversion
+		// errors): the reason this package keeps its own parser.
+		{name: "a line whose uid does not parse names no user, never root", imageUser: "broken", wantErr: errdefs.ErrInvalidArgument},
 		{name: "run_as_user beats image", sc: &runtime.LinuxContainerSecurityContext{RunAsUser: i64(33)}, imageUser: "app", want: identity{uid: 33, gid: 33, name: "www-data", extraGids: []uint32{44}}},
 		{name: "run_as_username beats run_as_user", sc: &runtime.LinuxContainerSecurityContext{RunAsUser: i64(33), RunAsUsername: "app"}, want: identity{uid: 1000, gid: 1000, name: "app", extraGids: []uint32{33, 44}}},
 		{name: "run_as_group", sc: &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), RunAsGroup: i64(5)}, want: identity{uid: 1000, gid: 5, name: "app", extraGids: []uint32{33, 44}}},
