@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 
@@ -137,7 +136,6 @@ func hostFacts(cg *cgroup.Manager) oci.Host {
 		CgroupV2:              cg.V2(),
 		MinOOMScoreAdj:        minOOMScoreAdj(),
 		RuntimeDefaultSeccomp: oci.SeccompBuiltin,
-		Arch:                  goruntime.GOARCH,
 	}
 	if sizes, err := cgroup.HugePageSizes(); err == nil {
 		h.HugePageSizes = sizes

@@ -94,9 +94,6 @@ type Host struct {
 	AppArmor bool
 	// RuntimeDefaultSeccomp says what the RuntimeDefault seccomp profile is.
 	RuntimeDefaultSeccomp SeccompDefault
-	// Arch is the GOARCH the container runs on; it picks the seccomp
-	// architectures and arch-specific syscalls ("" means this binary's).
-	Arch string
 	// Controllers are the cgroup controllers that can hold the container's
 	// limits (its pod cgroup's, see cgroup.Manager.Controllers); nil means
 	// every one (the caller does not know, or a VM guest's own cgroups).

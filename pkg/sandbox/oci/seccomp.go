@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	goruntime "runtime"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -54,11 +53,7 @@ func (b *builder) seccomp(ctx context.Context) error {
 	if b.in.Host.RuntimeDefaultSeccomp == SeccompUnconfined {
 		return nil
 	}
-	arch := b.in.Host.Arch
-	if arch == "" {
-		arch = goruntime.GOARCH
-	}
-	b.spec.Linux.Seccomp = DefaultSeccompProfile(arch, b.spec.Process.Capabilities.Bounding)
+	b.spec.Linux.Seccomp = DefaultSeccompProfile(b.spec.Process.Capabilities.Bounding)
 	return nil
 }
 
