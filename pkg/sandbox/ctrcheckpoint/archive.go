@@ -252,7 +252,12 @@ func writeRootfsDiff(ctx context.Context, path, upper string) (deleted []string,
 func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts bool) ([]string, error) {
 	var deleted []string
 	gone := func(err error) bool { return errors.Is(err, fs.ErrNotExist) }
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = root.Close() }()
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if gone(err) && p != dir {
 				return nil
@@ -283,7 +288,7 @@ func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts
 		}
 		var link string
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); gone(err) {
+			if link, err = root.Readlink(rel); gone(err) {
 				return nil
 			} else if err != nil {
 				return err
@@ -291,15 +296,13 @@ func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts
 		}
 		var f *os.File
 		if fi.Mode().IsRegular() {
-			if f, err = os.Open(p); gone(err) {
-				return nil
-			} else if err != nil {
+			if f, fi, err = openRegular(root, rel); err != nil {
 				return err
+			}
+			if f == nil {
+				return nil // swapped for something else since the walk saw it
 			}
 			defer func() { _ = f.Close() }()
-			if fi, err = f.Stat(); err != nil {
-				return err
-			}
 		}
 		hdr, err := tar.FileInfoHeader(fi, link)
 		if err != nil {
@@ -323,6 +326,37 @@ func walkTree(ctx context.Context, tw *tar.Writer, dir, prefix string, whiteouts
 		return err
 	})
 	return deleted, err
+}
+
+// openRegular opens rel under root if it is still a regular file: the walk
+// saw one, but a running container may have replaced it since with a
+// symlink (never followed, and none leads out of root), a FIFO (never
+// blocked on) or nothing. It returns a nil file for what is left out.
+func openRegular(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
+	// The parent through root (no component leads out of it), the file
+	// itself with O_NOFOLLOW: root would follow a last-component symlink.
+	parent, err := root.Open(filepath.Dir(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = parent.Close() }()
+	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(rel), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
 
 // zeros reads as an endless run of zero bytes.

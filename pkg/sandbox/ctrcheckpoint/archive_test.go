@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,4 +290,43 @@ func TestRootfsDiffOfARunningContainer(t *testing.T) {
 		}
 		_ = f.Close()
 	}
+}
+
+// What a running container puts in place of a file the walk saw as
+// regular is left out: a symlink (even one out of the tree) is not
+// followed, a FIFO is not blocked on, a vanished file is no error.
+func TestOpenRegularLeavesOutWhatIsNoLongerAFile(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	if err := os.WriteFile(secret, []byte("host"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("ok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "abs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("file", filepath.Join(dir, "rel")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, name := range []string{"abs", "rel", "fifo", "gone"} {
+		f, _, err := openRegular(root, name)
+		if f != nil || err != nil {
+			t.Errorf("%s: file %v, err %v; want it left out", name, f, err)
+		}
+	}
+	f, fi, err := openRegular(root, "file")
+	if err != nil || f == nil || fi.Size() != 2 {
+		t.Fatalf("file: %v, %v, %v", f, fi, err)
+	}
+	f.Close()
 }
