@@ -185,6 +185,10 @@ func parseSetupHeader(raw []byte) (setupHeader, error) {
 	return h, nil
 }
 
+// maxKernelBytes bounds a decompressed kernel (Debian's vmlinux is about
+// 60 MiB): a payload that inflates beyond it is refused, not written out.
+const maxKernelBytes = 512 << 20
+
 // decompressPayload decodes the formats Debian's and most distributions'
 // kernels use. xz and zstd payloads end with the 4-byte uncompressed size
 // the kernel build appends (size_append), checked here.
@@ -195,7 +199,7 @@ func decompressPayload(p []byte, w io.Writer) error {
 		}
 		return p[:len(p)-4], binary.LittleEndian.Uint32(p[len(p)-4:])
 	}
-	out := &countingWriter{w: w}
+	out := &countingWriter{w: w, limit: maxKernelBytes}
 	var want uint32
 	var err error
 	switch {
@@ -203,7 +207,7 @@ func decompressPayload(p []byte, w io.Writer) error {
 		var zr *gzip.Reader
 		if zr, err = gzip.NewReader(bytes.NewReader(p)); err == nil {
 			zr.Multistream(false)
-			_, err = io.Copy(out, zr)
+			_, err = io.Copy(out, zr) //nolint:gosec // G110: out stops at maxKernelBytes
 		}
 	case bytes.HasPrefix(p, []byte("\xfd7zXZ\x00")):
 		var s []byte

@@ -2,8 +2,10 @@ package vmbox
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -248,5 +250,29 @@ func BenchmarkPrepareKernelCold(b *testing.B) {
 				b.ReportMetric(float64(kb)/1024, "MiB-peak-RSS")
 			}
 		}
+	}
+}
+
+// A payload that inflates past maxKernelBytes is refused, not written out.
+func TestDecompressPayloadBounded(t *testing.T) {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zero := make([]byte, 1<<20)
+	for i := 0; i < maxKernelBytes>>20+1; i++ {
+		if _, err := zw.Write(zero); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var n countingWriter
+	n.w = io.Discard
+	err := decompressPayload(z.Bytes(), &n)
+	if !errors.Is(err, errTooLarge) {
+		t.Fatalf("err = %v, want errTooLarge", err)
+	}
+	if n.n > maxKernelBytes {
+		t.Errorf("%d bytes written, beyond the limit", n.n)
 	}
 }

@@ -145,11 +145,18 @@ func unxzKernel(stream []byte, w io.Writer) error {
 
 // countingWriter counts what passes through it.
 type countingWriter struct {
-	w io.Writer
-	n uint64
+	w     io.Writer
+	n     uint64
+	limit uint64 // 0: none
 }
 
+// errTooLarge is a write past a countingWriter's limit.
+var errTooLarge = errors.New("output larger than its limit")
+
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.limit != 0 && c.n+uint64(len(p)) > c.limit {
+		return 0, fmt.Errorf("%w (%d bytes)", errTooLarge, c.limit)
+	}
 	n, err := c.w.Write(p)
 	c.n += uint64(n)
 	return n, err
