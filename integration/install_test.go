@@ -132,8 +132,8 @@ func TestMakeDepsInstallWhatItRuns(t *testing.T) {
 			t.Errorf("%s: %v", tool, err)
 			continue
 		}
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			path = real
+		if resolved, err := filepath.EvalSymlinks(path); err == nil {
+			path = resolved
 		}
 		owner, err := exec.Command("dpkg-query", "-S", path).Output()
 		if err != nil {

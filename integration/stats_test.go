@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -433,7 +434,7 @@ func checkStreams(ctx context.Context, t *testing.T, s *statsPods) {
 		total := 0
 		for {
 			n, err := recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return total
 			}
 			if err != nil {

@@ -141,7 +141,7 @@ func imagesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var rest []string
 	if i := slices.Index(args, "--"); i >= 0 {
-		args, rest = args[:i], args[i+1:]
+		args, rest = args[:i], args[i+1:] //nolint:gosec // G602: i is an index of args
 	}
 	var pos []string
 	for {

@@ -165,8 +165,8 @@ func parseTag(b []byte) (hostPortRule, bool) {
 	if i < 0 {
 		return hostPortRule{}, false
 	}
-	port, err := strconv.Atoi(f[2][i+1:])
-	if err != nil {
+	port, err := strconv.ParseUint(f[2][i+1:], 10, 16)
+	if err != nil || port == 0 {
 		return hostPortRule{}, false
 	}
 	ip := f[2][:i]

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -151,7 +152,8 @@ func crash(t *testing.T, e *testEnv, step string) {
 	cmd.Env = append(os.Environ(), crashEnv+"="+strings.Join([]string{
 		e.root, e.state, e.hostNS, e.cfg.Bridge, e.cfg.Subnet, step, e.cfg.Mode, e.cfg.CNIConfDir, cniBinDir}, "|"))
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("helper was not killed at %s: %v\n%s", step, err, out)
 	}
 }

@@ -12,7 +12,7 @@ func podSandbox(p *sandbox.Pod) *api.PodSandbox {
 	out := &api.PodSandbox{
 		Id: p.ID, Name: p.Config.Name, Uid: p.Config.UID, Namespace: p.Config.Namespace,
 		Labels: p.Config.Labels, Annotations: p.Config.Annotations, RuntimeHandler: p.Handler,
-		Ips: p.IPs, Pid: uint32(max(p.Pid, 0)), //nolint:gosec // a pid fits
+		Ips: p.IPs, Pid: uint32(max(p.Pid, 0)),
 		Linux: &api.LinuxPodSandbox{CgroupParent: p.Config.CgroupParent, CgroupsPath: p.Cgroup},
 	}
 	if p.NetNS != "" {
@@ -37,7 +37,7 @@ func container(c *sandbox.Container, spec *specs.Spec) *api.Container {
 	out := &api.Container{
 		Id: c.ID, PodSandboxId: c.PodID, Name: cfg.GetMetadata().GetName(), State: containerState(c.State),
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-		Pid:       uint32(max(c.Pid, 0)), //nolint:gosec // a pid fits
+		Pid:       uint32(max(c.Pid, 0)),
 		CreatedAt: c.CreatedAt.UnixNano(), ExitCode: c.ExitCode,
 		StatusReason: c.Reason, StatusMessage: c.Message,
 		Linux: &api.LinuxContainer{CgroupsPath: c.CgroupPath},
@@ -104,9 +104,9 @@ func containerState(s sandbox.ContainerState) api.ContainerState {
 func fromCRIResources(r *runtime.LinuxContainerResources) *api.LinuxResources {
 	out := &api.LinuxResources{
 		Cpu: &api.LinuxCPU{
-			Shares: api.UInt64(uint64(max(r.GetCpuShares(), 0))), //nolint:gosec // non-negative
+			Shares: api.UInt64(uint64(max(r.GetCpuShares(), 0))),
 			Quota:  api.Int64(r.GetCpuQuota()),
-			Period: api.UInt64(uint64(max(r.GetCpuPeriod(), 0))), //nolint:gosec // non-negative
+			Period: api.UInt64(uint64(max(r.GetCpuPeriod(), 0))),
 			Cpus:   r.GetCpusetCpus(), Mems: r.GetCpusetMems(),
 		},
 		Memory:  &api.LinuxMemory{Limit: api.Int64(r.GetMemoryLimitInBytes())},
@@ -121,9 +121,9 @@ func fromCRIResources(r *runtime.LinuxContainerResources) *api.LinuxResources {
 // toCRIResources converts the resources a plugin asks a container to have.
 func toCRIResources(r *api.LinuxResources) *runtime.LinuxContainerResources {
 	out := &runtime.LinuxContainerResources{
-		CpuPeriod:          int64(r.GetCpu().GetPeriod().GetValue()), //nolint:gosec // a period fits
+		CpuPeriod:          int64(r.GetCpu().GetPeriod().GetValue()),
 		CpuQuota:           r.GetCpu().GetQuota().GetValue(),
-		CpuShares:          int64(r.GetCpu().GetShares().GetValue()), //nolint:gosec // shares fit
+		CpuShares:          int64(r.GetCpu().GetShares().GetValue()),
 		CpusetCpus:         r.GetCpu().GetCpus(),
 		CpusetMems:         r.GetCpu().GetMems(),
 		MemoryLimitInBytes: r.GetMemory().GetLimit().GetValue(),

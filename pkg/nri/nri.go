@@ -210,7 +210,7 @@ func (s *Service) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	// Other containers' locks are not taken under this one's pod lock.
 	if len(rsp.GetUpdate()) > 0 || len(rsp.GetEvict()) > 0 {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
 			_, _ = s.update(ctx, rsp.GetUpdate())
 			s.evict(ctx, rsp.GetEvict())
@@ -259,7 +259,7 @@ func (s *Service) StopContainer(ctx context.Context, pod *sandbox.Pod, c *sandbo
 	}
 	if len(rsp.GetUpdate()) > 0 {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
 			_, _ = s.update(ctx, rsp.GetUpdate())
 		}()

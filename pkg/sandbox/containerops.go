@@ -111,7 +111,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	}
 	// Published before the watch starts, so its exit event comes after.
 	m.emitContainer(EventStarted, c)
-	go m.watch(pod, c.ID, b)
+	go m.watch(pod, c.ID, b) //nolint:gosec // G118: the exit watch outlives the request that started the container
 	m.opts.NRI.PostStartContainer(ctx, pod, c)
 	return nil
 }

@@ -111,7 +111,7 @@ func (m *Manager) mountImageVolume(ctx context.Context, c *Container, i int, ima
 }
 
 // resolveInside opens sub within dir (an os.Root: symlinks cannot lead out)
-// and returns the real path of what it opened. Missing is InvalidArgument.
+// and returns the resolved path of what it opened. Missing is InvalidArgument.
 func resolveInside(dir, sub string) (string, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -126,14 +126,14 @@ func resolveInside(dir, sub string) (string, error) {
 		return "", fmt.Errorf("sub-path %q: %w: %w", sub, err, errdefs.ErrInvalidArgument)
 	}
 	defer func() { _ = f.Close() }()
-	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	resolved, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil {
 		return "", err
 	}
-	if real != dir && !strings.HasPrefix(real, dir+"/") {
+	if resolved != dir && !strings.HasPrefix(resolved, dir+"/") {
 		return "", fmt.Errorf("sub-path %q leads out of the image: %w", sub, errdefs.ErrInvalidArgument)
 	}
-	return real, nil
+	return resolved, nil
 }
 
 // releaseImageVolumes unmounts and removes every image volume of c, found

@@ -235,9 +235,9 @@ func (m *Manager) recoverContainer(ctx context.Context, e *containerEntry, pod *
 			m.log.Error("record a running container", "container", c.ID, "error", err)
 		}
 		m.counters.monitorRestarts[restartRecovered].Add(1)
-		go m.watch(pod, c.ID, b)
+		go m.watch(pod, c.ID, b) //nolint:gosec // G118: the exit watch outlives the request that recovered it
 	case c.State == ContainerRunning || c.State == ContainerUnknown:
 		m.counters.monitorRestarts[restartRecovered].Add(1)
-		go m.watch(pod, c.ID, b)
+		go m.watch(pod, c.ID, b) //nolint:gosec // G118: the exit watch outlives the request that recovered it
 	}
 }

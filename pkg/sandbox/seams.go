@@ -95,11 +95,11 @@ type Backend interface {
 type PodResize int
 
 const (
-	// ResizeHostCgroup: the pod's cgroup on the host holds them; the
+	// ResizeHostCgroup says the pod's cgroup on the host holds them; the
 	// engine updates it (when it made it) and records them in the pod's
 	// config.
 	ResizeHostCgroup PodResize = iota
-	// ResizeWithinSandbox: the sandbox's bounds were fixed when it started
+	// ResizeWithinSandbox says the sandbox's bounds were fixed when it started
 	// (a VM's memory and vCPUs); the pod shrinks and grows within them,
 	// its containers' limits (which kubelet resizes one by one) holding
 	// inside it. The host cgroup and the pod's config keep what the

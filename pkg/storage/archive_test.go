@@ -192,7 +192,7 @@ func rewriteTar(t *testing.T, path string, edit func(name string, b []byte) []by
 	tr, tw := tar.NewReader(in), tar.NewWriter(out)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

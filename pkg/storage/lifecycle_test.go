@@ -294,7 +294,10 @@ func TestLayersAreFetchedConcurrently(t *testing.T) {
 			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 				n := inFlight.Add(1)
 				defer inFlight.Add(-1)
-				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				for p := peak.Load(); n > p; p = peak.Load() {
+					if peak.CompareAndSwap(p, n) {
+						break
+					}
 				}
 				time.Sleep(50 * time.Millisecond) // hold the request so overlap is visible
 			}

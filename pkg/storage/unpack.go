@@ -110,7 +110,7 @@ type corruptReader struct{ r io.Reader }
 
 func (c corruptReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		err = fmt.Errorf("%w: %w", errCorruptLayer, err)
 	}
 	return n, err

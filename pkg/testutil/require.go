@@ -88,8 +88,8 @@ func criuVersion(out string) string {
 
 // versionAtLeast compares dotted decimal versions; anything unparsable is
 // older than every version.
-func versionAtLeast(v, min string) bool {
-	a, b := strings.Split(v, "."), strings.Split(min, ".")
+func versionAtLeast(v, least string) bool {
+	a, b := strings.Split(v, "."), strings.Split(least, ".")
 	for i := 0; i < max(len(a), len(b)); i++ {
 		x, y := 0, 0
 		if i < len(a) {

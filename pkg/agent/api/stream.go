@@ -111,6 +111,7 @@ func ExitPayload(code int32) []byte {
 	return binary.BigEndian.AppendUint32(nil, uint32(code))
 }
 
+// ParseExit decodes FrameExit's payload.
 func ParseExit(p []byte) (int32, error) {
 	if len(p) != 4 {
 		return 0, fmt.Errorf("exit frame of %d bytes", len(p))
@@ -124,6 +125,7 @@ func ResizePayload(width, height uint16) []byte {
 	return binary.BigEndian.AppendUint16(b, height)
 }
 
+// ParseResize decodes FrameResize's payload.
 func ParseResize(p []byte) (width, height uint16, err error) {
 	if len(p) != 4 {
 		return 0, 0, fmt.Errorf("resize frame of %d bytes", len(p))

@@ -55,7 +55,7 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	go reaper.Run(ctx)
-	rt, err := NewRuntime(GuestRuntimeConfig(o.Runtime), reaper, log)
+	rt, err := NewRuntime(pid1RuntimeConfig(o.Runtime), reaper, log)
 	if err != nil {
 		return err
 	}

@@ -75,14 +75,14 @@ func newHostEnv(t *testing.T) *hostEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.client = serveOnSocket(t, ctx, &Service{Version: "test", Log: log, PowerOff: func() {}, Runtime: e.rt})
+	e.client = serveOnSocket(ctx, t, &Service{Version: "test", Log: log, PowerOff: func() {}, Runtime: e.rt})
 	t.Cleanup(func() { e.removeAll(t) })
 	return e
 }
 
 // serveOnSocket serves svc on a unix socket the way a VM's port is served,
 // one ServeSession per connection, and returns a client of it.
-func serveOnSocket(t *testing.T, ctx context.Context, svc *Service) *client.Client {
+func serveOnSocket(ctx context.Context, t *testing.T, svc *Service) *client.Client {
 	path := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := net.Listen("unix", path)
 	if err != nil {

@@ -23,6 +23,7 @@ func (s *Service) runtime() (*Runtime, error) {
 	return s.Runtime, nil
 }
 
+// SetupSandbox sets the pod up in the guest: clock, hostname, sysctls, shared directory.
 func (s *Service) SetupSandbox(_ context.Context, req *api.SetupSandboxRequest) (*api.Empty, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -31,10 +32,12 @@ func (s *Service) SetupSandbox(_ context.Context, req *api.SetupSandboxRequest) 
 	return &api.Empty{}, rt.SetupSandbox(req)
 }
 
+// SetupNetwork gives the guest NIC the pod's eth0 identity: MAC, MTU, addresses, routes.
 func (s *Service) SetupNetwork(_ context.Context, req *api.SetupNetworkRequest) (*api.Empty, error) {
 	return &api.Empty{}, SetupNetwork(req)
 }
 
+// CreateContainer makes a container from its OCI spec without starting it.
 func (s *Service) CreateContainer(ctx context.Context, req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -43,6 +46,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *api.CreateContainerR
 	return rt.Create(ctx, req)
 }
 
+// StartContainer starts a created container.
 func (s *Service) StartContainer(ctx context.Context, req *api.ContainerRequest) (*api.Empty, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -51,6 +55,7 @@ func (s *Service) StartContainer(ctx context.Context, req *api.ContainerRequest)
 	return &api.Empty{}, rt.Start(ctx, req.Id)
 }
 
+// SignalContainer sends a signal to a container's processes.
 func (s *Service) SignalContainer(ctx context.Context, req *api.SignalContainerRequest) (*api.Empty, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -59,6 +64,7 @@ func (s *Service) SignalContainer(ctx context.Context, req *api.SignalContainerR
 	return &api.Empty{}, rt.Signal(ctx, req.Id, unix.Signal(req.Signal), req.All)
 }
 
+// WaitContainer blocks until the container exits and returns its exit.
 func (s *Service) WaitContainer(ctx context.Context, req *api.ContainerRequest) (*api.ContainerExit, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -67,6 +73,7 @@ func (s *Service) WaitContainer(ctx context.Context, req *api.ContainerRequest) 
 	return rt.Wait(ctx, req.Id)
 }
 
+// ContainerState says, without blocking, whether the container runs or how it exited.
 func (s *Service) ContainerState(_ context.Context, req *api.ContainerRequest) (*api.ContainerStateResponse, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -75,6 +82,7 @@ func (s *Service) ContainerState(_ context.Context, req *api.ContainerRequest) (
 	return rt.State(req.Id)
 }
 
+// RemoveContainer releases the container's runtime state in the guest.
 func (s *Service) RemoveContainer(ctx context.Context, req *api.ContainerRequest) (*api.Empty, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -83,6 +91,7 @@ func (s *Service) RemoveContainer(ctx context.Context, req *api.ContainerRequest
 	return &api.Empty{}, rt.Remove(ctx, req.Id)
 }
 
+// UpdateContainer applies new resource limits to the container's cgroup.
 func (s *Service) UpdateContainer(ctx context.Context, req *api.UpdateContainerRequest) (*api.Empty, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -91,6 +100,7 @@ func (s *Service) UpdateContainer(ctx context.Context, req *api.UpdateContainerR
 	return &api.Empty{}, rt.Update(ctx, req.Id, req.Resources)
 }
 
+// ReopenLog has the container's log written to a fresh file (after kubelet rotated it).
 func (s *Service) ReopenLog(_ context.Context, req *api.ContainerRequest) (*api.Empty, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -99,6 +109,7 @@ func (s *Service) ReopenLog(_ context.Context, req *api.ContainerRequest) (*api.
 	return &api.Empty{}, rt.ReopenLog(req.Id)
 }
 
+// Stats reads the container's cgroup figures.
 func (s *Service) Stats(_ context.Context, req *api.StatsRequest) (*api.StatsResponse, error) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -107,6 +118,7 @@ func (s *Service) Stats(_ context.Context, req *api.StatsRequest) (*api.StatsRes
 	return rt.Stats(req.Ids)
 }
 
+// ServeExec runs a process in the container over conn, its stdio framed.
 func (s *Service) ServeExec(ctx context.Context, conn net.Conn, req *api.ExecRequest) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -117,6 +129,7 @@ func (s *Service) ServeExec(ctx context.Context, conn net.Conn, req *api.ExecReq
 	rt.ServeExec(ctx, conn, req)
 }
 
+// ServeAttach joins conn to the stdio of the container's process.
 func (s *Service) ServeAttach(ctx context.Context, conn net.Conn, req *api.AttachRequest) {
 	rt, err := s.runtime()
 	if err != nil {
@@ -127,6 +140,7 @@ func (s *Service) ServeAttach(ctx context.Context, conn net.Conn, req *api.Attac
 	rt.ServeAttach(ctx, conn, req)
 }
 
+// ServePort joins conn to a TCP port on the guest's loopback.
 func (s *Service) ServePort(ctx context.Context, conn net.Conn, req *api.PortForwardRequest) {
 	ServePort(ctx, conn, req)
 }

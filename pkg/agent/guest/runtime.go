@@ -44,9 +44,9 @@ type RuntimeConfig struct {
 	SharedDir string
 }
 
-// GuestRuntimeConfig is the configuration of the guest's PID 1 with
+// pid1RuntimeConfig is the configuration of the guest's PID 1 with
 // binary as its OCI runtime.
-func GuestRuntimeConfig(binary string) RuntimeConfig {
+func pid1RuntimeConfig(binary string) RuntimeConfig {
 	return RuntimeConfig{
 		Binary:    binary,
 		StateDir:  "/run/crun",

@@ -83,6 +83,7 @@ func (b *Backend) RestoreContainer(ctx context.Context, pod *sandbox.Pod, c *san
 	return rt.Create(ctx, o)
 }
 
+// StartContainer starts a created container (sandbox.Backend).
 func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
 	rt, err := b.runtime(pod)
 	if err != nil {
@@ -91,6 +92,7 @@ func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandb
 	return rt.Start(ctx, c.ID)
 }
 
+// SignalContainer sends sig to the container's processes (sandbox.Backend).
 func (b *Backend) SignalContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, sig int) error {
 	rt, err := b.runtime(pod)
 	if err != nil {
@@ -99,6 +101,7 @@ func (b *Backend) SignalContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	return rt.Kill(ctx, c.ID, syscall.Signal(sig), true)
 }
 
+// WaitContainer blocks until the container exits (sandbox.Backend).
 func (b *Backend) WaitContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) (sandbox.ExitStatus, error) {
 	rt, err := b.runtime(pod)
 	if err != nil {
@@ -133,6 +136,7 @@ func (b *Backend) ContainerState(ctx context.Context, pod *sandbox.Pod, c *sandb
 	return sandbox.ProcessState{Status: sandbox.ProcessRunning}, nil
 }
 
+// DeleteContainer releases the container's runtime state (sandbox.Backend).
 func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
 	rt, err := b.runtime(pod)
 	if err != nil {
@@ -200,6 +204,7 @@ func winSize(s sandbox.TerminalSize) ociruntime.WinSize {
 	return ociruntime.WinSize{Width: s.Width, Height: s.Height}
 }
 
+// ReopenLog has the container's log written to a fresh file (sandbox.Backend).
 func (b *Backend) ReopenLog(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
 	rt, err := b.runtime(pod)
 	if err != nil {

@@ -90,6 +90,7 @@ func (b *Backend) guestLogPath(pod *sandbox.Pod, c *sandbox.Container) (string, 
 // logsRel is where the pod's log directory is in the shared directory.
 const logsRel = "logs"
 
+// StartContainer starts a created container (sandbox.Backend).
 func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
 	return b.call(ctx, pod, func(s api.AgentService) error {
 		_, err := s.StartContainer(ctx, &api.ContainerRequest{Id: c.ID})
@@ -97,6 +98,7 @@ func (b *Backend) StartContainer(ctx context.Context, pod *sandbox.Pod, c *sandb
 	})
 }
 
+// SignalContainer sends sig to the container's processes (sandbox.Backend).
 func (b *Backend) SignalContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, sig int) error {
 	return b.call(ctx, pod, func(s api.AgentService) error {
 		_, err := s.SignalContainer(ctx, &api.SignalContainerRequest{Id: c.ID, Signal: int32(sig), All: true})
@@ -244,6 +246,7 @@ func exited(vm *VM) bool {
 	}
 }
 
+// ReopenLog has the container's log written to a fresh file (sandbox.Backend).
 func (b *Backend) ReopenLog(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
 	return b.call(ctx, pod, func(s api.AgentService) error {
 		_, err := s.ReopenLog(ctx, &api.ContainerRequest{Id: c.ID})

@@ -62,8 +62,8 @@ func (b *Backend) FitPodResources(pod *sandbox.Pod, res *specs.LinuxResources) (
 	return sandbox.ResizeWithinSandbox, nil
 }
 
-// ContainerControllers: the guest's cgroups are the containers' own, with
-// every controller.
+// ContainerControllers says which controllers hold limits: every one, for
+// the guest's cgroups are the containers' own.
 func (b *Backend) ContainerControllers(*sandbox.Pod) (map[string]bool, error) { return nil, nil }
 
 // checkFits refuses limits a container could never have in the pod's VM:

@@ -51,7 +51,7 @@ func ProbeKVM(devKVM string) error {
 	mem[0x1000] = 0xf4 // hlt
 	region := make([]byte, 32)
 	binary.LittleEndian.PutUint64(region[16:], uint64(len(mem)))
-	binary.LittleEndian.PutUint64(region[24:], uint64(uintptr(unsafe.Pointer(&mem[0]))))
+	binary.LittleEndian.PutUint64(region[24:], uint64(uintptr(unsafe.Pointer(&mem[0])))) //nolint:gosec // G103: KVM takes the guest memory's address
 	if _, err := ioctlPtr(vmfd, kvmSetUserMemoryRegion, region); err != nil {
 		return fmt.Errorf("set guest memory: %w", err)
 	}
@@ -106,7 +106,7 @@ func ioctl(fd, req, arg uintptr) (uintptr, error) {
 }
 
 func ioctlPtr(fd, req uintptr, buf []byte) (uintptr, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(unsafe.Pointer(&buf[0])))
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(unsafe.Pointer(&buf[0]))) //nolint:gosec // G103: an ioctl argument
 	if errno != 0 {
 		return 0, errno
 	}

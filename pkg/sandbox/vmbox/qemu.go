@@ -44,10 +44,14 @@ type VMSpec struct {
 	MAC string
 }
 
-// Paths of a VM's runtime files under its Dir.
+// AgentSocket is the host end of the guest agent's channel, under Dir.
 func (s VMSpec) AgentSocket() string { return filepath.Join(s.Dir, "agent.sock") }
-func (s VMSpec) QMPSocket() string   { return filepath.Join(s.Dir, "qmp.sock") }
-func (s VMSpec) PIDFile() string     { return filepath.Join(s.Dir, "qemu.pid") }
+
+// QMPSocket is QEMU's QMP socket, under Dir.
+func (s VMSpec) QMPSocket() string { return filepath.Join(s.Dir, "qmp.sock") }
+
+// PIDFile is QEMU's pid file, under Dir.
+func (s VMSpec) PIDFile() string { return filepath.Join(s.Dir, "qemu.pid") }
 
 // VirtioFSSocket is virtiofsd's vhost-user socket.
 func (s VMSpec) VirtioFSSocket() string { return filepath.Join(s.Dir, "vfs.sock") }

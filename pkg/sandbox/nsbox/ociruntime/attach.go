@@ -59,7 +59,7 @@ func (r *Runtime) Attach(ctx context.Context, id string, o AttachOptions) error 
 	done := make(chan struct{})
 	defer close(done)
 	if o.Resize != nil {
-		go forwardResize(m.Bundle, o.Resize, done)
+		go forwardResize(m.Bundle, o.Resize, done) //nolint:gosec // G118: ends with done, when the attach does
 	}
 	if o.Stdin != nil {
 		go func() {

@@ -149,13 +149,13 @@ func TestErrors(t *testing.T) {
 func TestCreateRollback(t *testing.T) {
 	tests := []struct {
 		name    string
-		break_  func(e *env, c *container, ctx *context.Context)
+		breakIt func(e *env, c *container, ctx *context.Context)
 		wantMsg string
 		wantErr error
 	}{
 		{
 			name: "runtime fails",
-			break_: func(e *env, c *container, _ *context.Context) {
+			breakIt: func(e *env, c *container, _ *context.Context) {
 				p := filepath.Join(c.bundle, "config.json")
 				b, _ := os.ReadFile(p)
 				_ = os.WriteFile(p, []byte(strings.Replace(string(b), e.rootfs, "/nonexistent-rootfs", 1)), 0o644)
@@ -164,17 +164,17 @@ func TestCreateRollback(t *testing.T) {
 		},
 		{
 			name:    "no log directory",
-			break_:  func(_ *env, c *container, _ *context.Context) { c.log = "/nonexistent-logs/c.log" },
+			breakIt: func(_ *env, c *container, _ *context.Context) { c.log = "/nonexistent-logs/c.log" },
 			wantMsg: "nonexistent-logs", wantErr: errdefs.ErrFailedPrecondition,
 		},
 		{
 			name:    "conmon fails",
-			break_:  func(e *env, _ *container, _ *context.Context) { e.rt = mustNew(e, "/bin/false") },
+			breakIt: func(e *env, _ *container, _ *context.Context) { e.rt = mustNew(e, "/bin/false") },
 			wantMsg: "conmon", wantErr: errdefs.ErrFailedPrecondition,
 		},
 		{
 			name: "cancelled",
-			break_: func(_ *env, _ *container, ctx *context.Context) {
+			breakIt: func(_ *env, _ *container, ctx *context.Context) {
 				c, cancel := context.WithCancel(*ctx)
 				cancel()
 				*ctx = c
@@ -189,7 +189,7 @@ func TestCreateRollback(t *testing.T) {
 					e := newEnv(t, name)
 					c := e.bundle(t, "true")
 					ctx := context.Background()
-					tt.break_(e, &c, &ctx)
+					tt.breakIt(e, &c, &ctx)
 					_, err := e.rt.Create(ctx, ociruntime.CreateOptions{ID: c.id, Bundle: c.bundle, LogPath: c.log})
 					if !errors.Is(err, tt.wantErr) || !strings.Contains(fmt.Sprint(err), tt.wantMsg) {
 						t.Fatalf("Create = %v, want %v mentioning %q", err, tt.wantErr, tt.wantMsg)
