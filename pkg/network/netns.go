@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // NewNetNS creates a persistent network namespace for podID: a fresh netns
 // bind-mounted onto dir/podID, so that it outlives every process in it. The
-// namespace is made on a locked OS thread that is thrown away afterwards,
-// so no goroutine ever runs in it by accident.
+// namespace is made on a locked OS thread that is thrown away afterwards
+// (osthread.Run), so no goroutine ever runs in it by accident.
 func NewNetNS(dir, podID string) (string, error) {
 	if err := validID(podID); err != nil {
 		return "", err
@@ -33,22 +33,17 @@ func NewNetNS(dir, podID string) (string, error) {
 	}
 	f.Close()
 
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it leaves with the goroutine.
-		runtime.LockOSThread()
+	err = osthread.Run(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare network namespace: %w", err)
-			return
+			return fmt.Errorf("unshare network namespace: %w", err)
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount netns onto %s: %w", path, err)
-			return
+			return fmt.Errorf("bind-mount netns onto %s: %w", path, err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return "", err
 	}
@@ -77,28 +72,12 @@ func WithNetNS(path string, fn func() error) error {
 		return fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer func() { _ = target.Close() }()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer func() { _ = orig.Close() }()
+	return osthread.Run(func() error {
 		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
-			return
+			return fmt.Errorf("enter netns %s: %w", path, err)
 		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", path, err))
-			return // thread stays locked and dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+		return fn()
+	})
 }
 
 // validID accepts pod IDs that are safe as file names and nftables tags.

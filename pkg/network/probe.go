@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,40 +35,21 @@ func ProbeNftables() error {
 
 // throwawayNetNS returns a file descriptor of a new, unnamed network
 // namespace, which ends when the descriptor is closed. It is made on a
-// locked OS thread, which then goes back to its own namespace; if it
-// cannot, the thread stays locked and is not given back to the Go runtime.
+// thread that is thrown away (osthread.Run).
 func throwawayNetNS() (int, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		orig, err := unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("open this thread's network namespace: %w", err)}
-			return
-		}
-		defer unix.Close(orig)
+	fd := -1
+	err := osthread.Run(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("new network namespace: %w", err)}
-			return
+			return fmt.Errorf("new network namespace: %w", err)
 		}
-		fd, err := unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		var err error
+		fd, err = unix.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			err = fmt.Errorf("open the new network namespace: %w", err)
+			return fmt.Errorf("open the new network namespace: %w", err)
 		}
-		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+		return nil
+	})
+	return fd, err
 }
 
 // CNIConfig is the CNI network configuration in use, as CheckCNI found it.

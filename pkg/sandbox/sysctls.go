@@ -3,11 +3,11 @@ package sandbox
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,14 +64,10 @@ func inNamespace(path string, nstype int, fn func() error) error {
 		return fmt.Errorf("open namespace %s: %w", path, err)
 	}
 	defer func() { _ = f.Close() }()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	return osthread.Run(func() error {
 		if err := unix.Setns(int(f.Fd()), nstype); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", path, err)
-			return
+			return fmt.Errorf("enter namespace %s: %w", path, err)
 		}
-		errc <- fn()
-	}()
-	return <-errc
+		return fn()
+	})
 }

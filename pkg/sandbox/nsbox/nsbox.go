@@ -15,8 +15,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	"golang.org/x/sys/unix"
@@ -132,9 +132,8 @@ func (b *Backend) DeletePod(ctx context.Context, pod *sandbox.Pod) error {
 }
 
 // pin makes new namespaces of kinds on a thread of their own and bind-mounts
-// their nsfs files to dir/ns-<kind>. The thread never returns to the Go
-// scheduler: it exits with its goroutine, and the mounts keep the
-// namespaces alive.
+// their nsfs files to dir/ns-<kind>. The thread is thrown away
+// (osthread.Run); the mounts keep the namespaces alive.
 func pin(dir, hostname string, kinds []string) (map[string]string, error) {
 	flags := 0
 	paths := map[string]string{}
@@ -152,28 +151,23 @@ func pin(dir, hostname string, kinds []string) (map[string]string, error) {
 		}
 		_ = f.Close()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	err := osthread.Run(func() error {
 		if err := unix.Unshare(flags); err != nil {
-			errc <- fmt.Errorf("unshare %v: %w", kinds, err)
-			return
+			return fmt.Errorf("unshare %v: %w", kinds, err)
 		}
 		if flags&unix.CLONE_NEWUTS != 0 {
 			if err := unix.Sethostname([]byte(hostname)); err != nil {
-				errc <- fmt.Errorf("set hostname %q: %w", hostname, err)
-				return
+				return fmt.Errorf("set hostname %q: %w", hostname, err)
 			}
 		}
 		for k, p := range paths {
 			if err := unix.Mount(fmt.Sprintf("/proc/thread-self/ns/%s", k), p, "", unix.MS_BIND, ""); err != nil {
-				errc <- fmt.Errorf("pin %s namespace: %w", k, err)
-				return
+				return fmt.Errorf("pin %s namespace: %w", k, err)
 			}
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		for _, p := range paths {
 			_ = unmountRemove(p)
 		}

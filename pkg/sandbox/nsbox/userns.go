@@ -7,9 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
 	"golang.org/x/sys/unix"
 )
@@ -109,22 +109,18 @@ func pinFile(src, dst string) error {
 // thread that never returns to the Go scheduler (host root may join and
 // change a namespace a child user namespace owns).
 func setHostname(path, hostname string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
+	err := osthread.Run(func() error {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
 		defer func() { _ = unix.Close(fd) }()
 		if err := unix.Setns(fd, unix.CLONE_NEWUTS); err != nil {
-			errc <- fmt.Errorf("enter the pod's UTS namespace: %w", err)
-			return
+			return fmt.Errorf("enter the pod's UTS namespace: %w", err)
 		}
-		errc <- unix.Sethostname([]byte(hostname))
-	}()
-	if err := <-errc; err != nil {
+		return unix.Sethostname([]byte(hostname))
+	})
+	if err != nil {
 		return fmt.Errorf("set hostname %q: %w", hostname, err)
 	}
 	return nil

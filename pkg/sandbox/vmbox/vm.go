@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/agent/client"
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,16 +87,12 @@ func startIn(cmd *exec.Cmd, netns string) error {
 		return fmt.Errorf("open network namespace: %w", err)
 	}
 	defer f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+	return osthread.Run(func() error {
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("join network namespace %s: %w", netns, err)
-			return
+			return fmt.Errorf("join network namespace %s: %w", netns, err)
 		}
-		errc <- cmd.Start()
-	}()
-	return <-errc
+		return cmd.Start()
+	})
 }
 
 // PID is QEMU's process id.

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -58,22 +58,9 @@ func hybridHost() (bool, error) {
 // had when it started (other pods' rootfs and namespace pins) until it
 // exits. New warns about that.
 func startInV1View(cmd *exec.Cmd) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// The main thread must keep the host's namespace: Go never
-			// ends it, and /proc/self shows its view. Holding it, hand
-			// the work to a goroutine that cannot run here.
-			errc <- startInV1View(cmd)
-			runtime.UnlockOSThread()
-			return
-		}
-		// No UnlockOSThread from here: this thread's mount namespace will
-		// differ from the process's, so it must die with this goroutine.
-		errc <- startOnThisThread(cmd)
-	}()
-	return <-errc
+	// This thread's mount namespace will differ from the process's: it
+	// must die afterwards, and never be the main thread.
+	return osthread.Run(func() error { return startOnThisThread(cmd) })
 }
 
 // startOnThisThread unshares the calling thread's mount namespace, hides
