@@ -4,22 +4,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/cradle-runtime/cradle/pkg/cri"
+	"github.com/cradle-runtime/cradle/pkg/cri/adminapi"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -28,6 +26,7 @@ import (
 type daemonBackend struct {
 	conn   *grpc.ClientConn
 	images runtime.ImageServiceClient
+	admin  adminapi.ImagesClient
 }
 
 func dialDaemon(socket string) (*daemonBackend, error) {
@@ -36,7 +35,7 @@ func dialDaemon(socket string) (*daemonBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &daemonBackend{conn: conn, images: runtime.NewImageServiceClient(conn)}, nil
+	return &daemonBackend{conn: conn, images: runtime.NewImageServiceClient(conn), admin: adminapi.NewImagesClient(conn)}, nil
 }
 
 // requestError is an error of a call the daemon logged under request ID
@@ -102,17 +101,22 @@ func (d *daemonBackend) importOne(ctx context.Context, path, base string, onRead
 		return nil, err
 	}
 	defer f.Close()
-	ctx = metadata.AppendToOutgoingContext(ctx, cri.AdminBaseNameKey, base)
-	stream, err := d.conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, cri.AdminImportMethod)
+	stream, err := d.admin.Import(ctx)
 	if err != nil {
 		return nil, err
 	}
+	// The first message carries the base name, and is sent even for an
+	// empty file.
 	buf := make([]byte, 1<<20)
-	for {
+	for first := true; ; {
 		n, err := f.Read(buf)
-		if n > 0 {
-			if serr := stream.SendMsg(wrapperspb.Bytes(buf[:n])); errors.Is(serr, io.EOF) {
-				break // the daemon ended the call: RecvMsg says why
+		if n > 0 || first {
+			req := &adminapi.ImportRequest{Data: buf[:n]}
+			if first {
+				req.BaseName, first = base, false
+			}
+			if serr := stream.Send(req); errors.Is(serr, io.EOF) {
+				break // the daemon ended the call: CloseAndRecv says why
 			} else if serr != nil {
 				return nil, serr
 			}
@@ -125,20 +129,13 @@ func (d *daemonBackend) importOne(ctx context.Context, path, base string, onRead
 			return nil, err
 		}
 	}
-	if err := stream.CloseSend(); err != nil {
+	answer, err := stream.CloseAndRecv()
+	if err != nil {
 		return nil, err
 	}
-	var answer wrapperspb.StringValue
-	if err := stream.RecvMsg(&answer); err != nil {
-		return nil, err
-	}
-	var imgs []cri.ImportedImage
-	if err := json.Unmarshal([]byte(answer.GetValue()), &imgs); err != nil {
-		return nil, fmt.Errorf("daemon's answer: %w", err)
-	}
-	rows := make([]imageRow, 0, len(imgs))
-	for _, img := range imgs {
-		rows = append(rows, imageRow{ID: img.ID, Names: img.RepoTags})
+	rows := make([]imageRow, 0, len(answer.GetImages()))
+	for _, img := range answer.GetImages() {
+		rows = append(rows, imageRow{ID: img.GetId(), Names: img.GetRepoTags()})
 	}
 	return rows, nil
 }
@@ -148,26 +145,19 @@ func (d *daemonBackend) export(ctx context.Context, refs []string, w io.Writer) 
 }
 
 func (d *daemonBackend) exportStream(ctx context.Context, refs []string, w io.Writer) error {
-	stream, err := d.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, cri.AdminExportMethod)
+	stream, err := d.admin.Export(ctx, &adminapi.ExportRequest{Images: refs})
 	if err != nil {
 		return err
 	}
-	if err := stream.SendMsg(wrapperspb.String(strings.Join(refs, "\n"))); err != nil {
-		return err
-	}
-	if err := stream.CloseSend(); err != nil {
-		return err
-	}
 	for {
-		var chunk wrapperspb.BytesValue
-		err := stream.RecvMsg(&chunk)
+		chunk, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if _, err := w.Write(chunk.GetValue()); err != nil {
+		if _, err := w.Write(chunk.GetData()); err != nil {
 			return err
 		}
 	}
@@ -226,39 +216,25 @@ func (d *daemonBackend) pull(ctx context.Context, ref string, auth *storage.Auth
 }
 
 func (d *daemonBackend) pullStream(ctx context.Context, ref string, auth *storage.Auth, progress func(int64)) (string, error) {
-	req := cri.AdminPullRequest{Image: ref}
+	req := &adminapi.PullRequest{Image: ref}
 	if auth != nil {
 		req.Username, req.Password = auth.Username, auth.Password
 	}
-	b, err := json.Marshal(req)
+	stream, err := d.admin.Pull(ctx, req)
 	if err != nil {
-		return "", err
-	}
-	stream, err := d.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, cri.AdminPullMethod)
-	if err != nil {
-		return "", err
-	}
-	if err := stream.SendMsg(wrapperspb.String(string(b))); err != nil {
-		return "", err
-	}
-	if err := stream.CloseSend(); err != nil {
 		return "", err
 	}
 	for {
-		var msg wrapperspb.StringValue
-		if err := stream.RecvMsg(&msg); err != nil {
+		p, err := stream.Recv()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return "", errors.New("the daemon ended the pull without naming the image")
 			}
 			return "", err
 		}
-		var p cri.AdminPullProgress
-		if err := json.Unmarshal([]byte(msg.GetValue()), &p); err != nil {
-			return "", fmt.Errorf("daemon's answer: %w", err)
-		}
-		progress(p.Bytes)
-		if p.ImageID != "" {
-			return p.ImageID, nil
+		progress(p.GetBytes())
+		if p.GetImageId() != "" {
+			return p.GetImageId(), nil
 		}
 	}
 }

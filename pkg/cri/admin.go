@@ -1,66 +1,30 @@
 package cri
 
 import (
-	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/cri/adminapi"
 	"github.com/cradle-runtime/cradle/pkg/metrics"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// The admin service carries what the CRI has no call for (importing and
-// exporting image archives, a pull that reports progress) on the same
-// socket, so `cradle images` works while the daemon holds the store. Its messages are protobuf well-known
-// types: no generated code.
-const (
-	adminService = "cradle.admin.v1.Images"
-	// AdminImportMethod streams an archive in (BytesValue chunks; the first
-	// message's value may be empty) and answers JSON of the imported images.
-	AdminImportMethod = "/" + adminService + "/Import"
-	// AdminExportMethod takes newline-separated image references and
-	// streams the archive out in BytesValue chunks.
-	AdminExportMethod = "/" + adminService + "/Export"
-	// AdminPullMethod takes one StringValue, JSON of an AdminPullRequest,
-	// and streams StringValues, JSON of AdminPullProgress: progress while
-	// the pull runs, then the pulled image.
-	AdminPullMethod = "/" + adminService + "/Pull"
-	// AdminBaseNameKey is the gRPC metadata key carrying Import's base name.
-	AdminBaseNameKey = "cradle-base-name"
-)
+// The admin service (adminapi.Images, admin.proto) carries what the CRI has
+// no call for (importing and exporting image archives, a pull that reports
+// progress) on the same socket, so `cradle images` works while the daemon
+// holds the store.
 
+// adminChunk is the most Export sends in one message.
 const adminChunk = 1 << 20
 
-// ImportedImage is one line of Import's answer.
-type ImportedImage struct {
-	ID       string   `json:"id"`
-	RepoTags []string `json:"repoTags"`
-}
-
-// AdminPullRequest is what Pull is asked.
-type AdminPullRequest struct {
-	Image    string `json:"image"`
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
-}
-
-// AdminPullProgress is one answer of Pull: bytes received so far, and, in
-// the last answer, the pulled image's ID.
-type AdminPullProgress struct {
-	Bytes   int64  `json:"bytes"`
-	ImageID string `json:"imageId,omitempty"`
-}
-
 type adminServer struct {
+	adminapi.UnimplementedImagesServer
 	images  *storage.Store
 	tempDir string
 	metrics *metrics.Metrics
@@ -69,69 +33,37 @@ type adminServer struct {
 // RegisterAdmin adds the admin service to g. Archives being imported are
 // staged under tempDir; pulls are counted in m (nil: not counted).
 func RegisterAdmin(g *grpc.Server, images *storage.Store, tempDir string, m *metrics.Metrics) {
-	g.RegisterService(&grpc.ServiceDesc{
-		ServiceName: adminService,
-		HandlerType: (*any)(nil),
-		Streams: []grpc.StreamDesc{
-			{StreamName: "Import", Handler: adminImportHandler, ClientStreams: true},
-			{StreamName: "Export", Handler: adminExportHandler, ServerStreams: true},
-			{StreamName: "Pull", Handler: adminPullHandler, ServerStreams: true},
-		},
-		Metadata: "cradle/admin",
-	}, &adminServer{images: images, tempDir: tempDir, metrics: m})
+	adminapi.RegisterImagesServer(g, &adminServer{images: images, tempDir: tempDir, metrics: m})
 }
 
-func adminImportHandler(srv any, stream grpc.ServerStream) error {
-	return srv.(*adminServer).importArchive(stream)
-}
-
-func adminExportHandler(srv any, stream grpc.ServerStream) error {
-	return srv.(*adminServer).exportArchive(stream)
-}
-
-func adminPullHandler(srv any, stream grpc.ServerStream) error {
-	return srv.(*adminServer).pull(stream)
-}
-
-// pull is PullImage with progress: the same store call, counted the same.
-func (a *adminServer) pull(stream grpc.ServerStream) error {
-	var msg wrapperspb.StringValue
-	if err := stream.RecvMsg(&msg); err != nil {
-		return err
-	}
-	var req AdminPullRequest
-	if err := json.Unmarshal([]byte(msg.GetValue()), &req); err != nil {
-		return fmt.Errorf("pull request: %v: %w", err, errdefs.ErrInvalidArgument)
-	}
-	ref, err := imageRef(&runtime.ImageSpec{Image: req.Image})
+// Pull is PullImage with progress: the same store call, counted the same.
+func (a *adminServer) Pull(req *adminapi.PullRequest, stream grpc.ServerStreamingServer[adminapi.PullProgress]) error {
+	ref, err := imageRef(&runtime.ImageSpec{Image: req.GetImage()})
 	if err != nil {
 		return err
 	}
 	var auth *storage.Auth
-	if req.Username != "" || req.Password != "" {
-		auth = &storage.Auth{Username: req.Username, Password: req.Password}
+	if req.GetUsername() != "" || req.GetPassword() != "" {
+		auth = &storage.Auth{Username: req.GetUsername(), Password: req.GetPassword()}
 	}
 	var mu sync.Mutex // progress comes from the store's goroutine
-	send := func(p AdminPullProgress) error {
-		b, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
+	send := func(p *adminapi.PullProgress) error {
 		mu.Lock()
 		defer mu.Unlock()
-		return stream.SendMsg(wrapperspb.String(string(b)))
+		return stream.Send(p)
 	}
 	img, stats, err := a.images.PullWithProgress(stream.Context(), ref, auth, func(st storage.PullStats) {
-		_ = send(AdminPullProgress{Bytes: st.Bytes}) // a gone client cancels the pull through ctx
+		_ = send(&adminapi.PullProgress{Bytes: st.Bytes}) // a gone client cancels the pull through ctx
 	})
 	a.metrics.ObservePull(stats.Bytes, stats.Total, err)
 	if err != nil {
 		return err
 	}
-	return send(AdminPullProgress{Bytes: stats.Bytes, ImageID: img.ID})
+	return send(&adminapi.PullProgress{Bytes: stats.Bytes, ImageId: img.ID})
 }
 
-func (a *adminServer) importArchive(stream grpc.ServerStream) error {
+// Import stages the streamed archive under the temp dir, then imports it.
+func (a *adminServer) Import(stream grpc.ClientStreamingServer[adminapi.ImportRequest, adminapi.ImportResponse]) error {
 	ctx := stream.Context()
 	if err := os.MkdirAll(a.tempDir, 0o700); err != nil {
 		return err
@@ -142,43 +74,39 @@ func (a *adminServer) importArchive(stream grpc.ServerStream) error {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	for {
-		var chunk wrapperspb.BytesValue
-		err := stream.RecvMsg(&chunk)
-		if err == io.EOF {
+	var base string
+	for first := true; ; first = false {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return err
 		}
-		if _, err := f.Write(chunk.GetValue()); err != nil {
+		if first {
+			base = chunk.GetBaseName()
+		}
+		if _, err := f.Write(chunk.GetData()); err != nil {
 			return fmt.Errorf("stage archive: %w", err)
 		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	imgs, err := a.images.Import(ctx, []string{f.Name()}, storage.ImportOptions{BaseName: baseName(ctx)})
+	imgs, err := a.images.Import(ctx, []string{f.Name()}, storage.ImportOptions{BaseName: base})
 	if err != nil {
 		return err
 	}
-	out := make([]ImportedImage, 0, len(imgs))
+	resp := &adminapi.ImportResponse{Images: make([]*adminapi.ImportedImage, 0, len(imgs))}
 	for _, img := range imgs {
-		out = append(out, ImportedImage{ID: img.ID, RepoTags: img.RepoTags})
+		resp.Images = append(resp.Images, &adminapi.ImportedImage{Id: img.ID, RepoTags: img.RepoTags})
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return err
-	}
-	return stream.SendMsg(wrapperspb.String(string(b)))
+	return stream.SendAndClose(resp)
 }
 
-func (a *adminServer) exportArchive(stream grpc.ServerStream) error {
-	var req wrapperspb.StringValue
-	if err := stream.RecvMsg(&req); err != nil {
-		return err
-	}
-	refs := strings.Fields(req.GetValue())
+// Export streams the archive of the images named in chunks of adminChunk.
+func (a *adminServer) Export(req *adminapi.ExportRequest, stream grpc.ServerStreamingServer[adminapi.ExportChunk]) error {
+	refs := req.GetImages()
 	if len(refs) == 0 {
 		return fmt.Errorf("export names no image: %w", errdefs.ErrInvalidArgument)
 	}
@@ -188,7 +116,7 @@ func (a *adminServer) exportArchive(stream grpc.ServerStream) error {
 			return err
 		}
 	}
-	w := &chunkWriter{send: func(b []byte) error { return stream.SendMsg(wrapperspb.Bytes(b)) }}
+	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&adminapi.ExportChunk{Data: b}) }}
 	if err := a.images.Export(stream.Context(), w, refs); err != nil {
 		return err
 	}
@@ -223,17 +151,4 @@ func (c *chunkWriter) flush() error {
 	err := c.send(c.buf)
 	c.buf = make([]byte, 0, adminChunk)
 	return err
-}
-
-func baseName(ctx context.Context) string { return metadataValue(ctx, AdminBaseNameKey) }
-
-func metadataValue(ctx context.Context, key string) string {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return ""
-	}
-	if v := md.Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
