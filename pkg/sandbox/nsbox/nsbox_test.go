@@ -15,6 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// newPodBackend is a backend with the pause program as its infra command
+// and no OCI runtime: enough for pods (root, amd64).
+func newPodBackend(t *testing.T) *Backend {
+	t.Helper()
+	testutil.RequireRoot(t)
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the pause program is for amd64")
+	}
+	pause := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(pause, PauseProgram("amd64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause}, nil)
+}
+
 // hostnameIn reads the hostname of the UTS namespace pinned at path.
 func hostnameIn(t *testing.T, path string) string {
 	t.Helper()
@@ -63,15 +78,7 @@ func shmMount(t *testing.T, path string) string {
 // the host's /dev/shm. DeletePod leaves no pin, mount or process, and is
 // idempotent.
 func TestStartPodPinsItsNamespaces(t *testing.T) {
-	testutil.RequireRoot(t)
-	if runtime.GOARCH != "amd64" {
-		t.Skip("the pause program is for amd64")
-	}
-	pause := filepath.Join(t.TempDir(), "pause")
-	if err := os.WriteFile(pause, PauseProgram("amd64"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause}, nil)
+	b := newPodBackend(t)
 	ctx := context.Background()
 	tests := []struct {
 		name     string

@@ -2,11 +2,8 @@ package nsbox
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 
@@ -53,15 +50,7 @@ func inode(t *testing.T, path string) uint64 {
 // that made them is gone unless it is the infra process; DeletePod leaves
 // no pin, mount or process.
 func TestStartPodInAUserNamespace(t *testing.T) {
-	testutil.RequireRoot(t)
-	if runtime.GOARCH != "amd64" {
-		t.Skip("the pause program is for amd64")
-	}
-	pause := filepath.Join(t.TempDir(), "pause")
-	if err := os.WriteFile(pause, PauseProgram("amd64"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause}, nil)
+	b := newPodBackend(t)
 	m := []sandbox.IDMapping{{HostID: 40 * 65536, Size: 65536}}
 	for _, pid := range []sandbox.NamespaceMode{sandbox.NamespaceContainer, sandbox.NamespacePod} {
 		t.Run(map[sandbox.NamespaceMode]string{sandbox.NamespaceContainer: "own PID", sandbox.NamespacePod: "shared PID"}[pid], func(t *testing.T) {
