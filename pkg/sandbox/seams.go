@@ -13,8 +13,17 @@ import (
 // by an OCI runtime (nsbox), or microVMs (vmbox). Everything else (IDs,
 // names, state machines, checkpoints, network, pod cgroups, pod files) is
 // the engine's and shared by every kind; what differs by kind is a method
-// here, which each backend implements its own way.
+// here, which each backend implements its own way. Every backend has every
+// method: the engine asks no backend what it can do.
 type Backend interface {
+	PodSandbox
+	ContainerRuntime
+	ContainerCgroups
+}
+
+// PodSandbox is the part of a Backend that holds a pod: what its
+// containers join.
+type PodSandbox interface {
 	// StartPod makes what holds the pod's non-network namespaces and its
 	// /dev/shm, filling pod.NS and pod.Shm. pod.NetNS and pod.Dir exist.
 	StartPod(ctx context.Context, pod *Pod) error
@@ -37,7 +46,10 @@ type Backend interface {
 	// included) beyond what the sandbox can give, and says where they
 	// apply.
 	FitPodResources(pod *Pod, res *specs.LinuxResources) (PodResize, error)
+}
 
+// ContainerRuntime is the part of a Backend that runs a pod's containers.
+type ContainerRuntime interface {
 	// CreateContainer makes the container from spec (its root is
 	// c.Rootfs(), already mounted) without starting it; it returns the pid.
 	CreateContainer(ctx context.Context, pod *Pod, c *Container, spec *specs.Spec) (pid int, err error)
@@ -78,7 +90,11 @@ type Backend interface {
 	// c.RestoreImages, in place of StartContainer, and returns its pid; a
 	// sandbox that cannot is FailedPrecondition.
 	RestoreContainer(ctx context.Context, pod *Pod, c *Container) (pid int, err error)
+}
 
+// ContainerCgroups is the part of a Backend that limits and measures a
+// pod's containers (sandbox.HostCgroups where they are the host's).
+type ContainerCgroups interface {
 	// ContainerControllers lists the cgroup controllers that can hold the
 	// limits of the pod's containers; nil: every one.
 	ContainerControllers(pod *Pod) (map[string]bool, error)
