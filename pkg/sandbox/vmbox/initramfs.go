@@ -59,7 +59,10 @@ func BuildInitramfs(ctx context.Context, cacheDir string, spec InitramfsSpec) (s
 	if err != nil {
 		return "", err
 	}
-	release := filepath.Base(spec.ModulesDir)
+	release := "" // no modules: a kernel with everything built in
+	if spec.ModulesDir != "" {
+		release = filepath.Base(spec.ModulesDir)
+	}
 	bins, err := guestBinaries(spec.Runtime)
 	if err != nil {
 		return "", err

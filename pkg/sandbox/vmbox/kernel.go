@@ -134,12 +134,13 @@ func writeVmlinux(path string, raw []byte) (release string, err error) {
 
 // extractVmlinux finds the compressed payload of a bzImage through its
 // setup header (boot protocol 2.08+: payload_offset, payload_length) and
-// decompresses it into w. An ELF is copied as it is. The release comes from
-// the header's kernel_version string.
+// decompresses it into w. An ELF is copied as it is, its release read from
+// its banner. A bzImage's release comes from the header's kernel_version
+// string.
 func extractVmlinux(raw []byte, w io.Writer) (release string, err error) {
 	if bytes.HasPrefix(raw, []byte(elf.ELFMAG)) {
 		_, err := w.Write(raw)
-		return "", err
+		return bannerRelease(raw), err
 	}
 	h, err := parseSetupHeader(raw)
 	if err != nil {
@@ -281,27 +282,70 @@ func hasNote(b []byte, name string, typ uint32) bool {
 	return false
 }
 
-// GuestKernelDir is where `make deps-vm` unpacks Debian's kernel package
-// for the guests (dpkg-deb -x: boot/vmlinuz-*, lib/modules/*), so that VM
-// pods need no kernel installed on the host.
+// GuestKernelDir is where the guest kernels live, so that VM pods need no
+// kernel installed on the host: `make deps-vm` unpacks Debian's kernel
+// package there (dpkg-deb -x: boot/vmlinuz-*, lib/modules/*), and `make
+// guest-kernel` builds the minimal one (boot/vmlinux-cradle-*, with its
+// boot/config-cradle-*).
 const GuestKernelDir = "/var/lib/cradle/guest"
 
 // KernelRoots are the trees DefaultKernel looks in: GuestKernelDir, then
 // the host's own (/boot, a linux-image package installed on it).
 var KernelRoots = []string{GuestKernelDir, "/"}
 
-// DefaultKernel picks the newest boot/vmlinuz-* by release in the first of
-// roots that has one (Debian's linux-image-amd64 when several are there).
+// Kernel file names under a root's boot directory: the minimal kernel
+// make guest-kernel builds for microVMs (an ELF vmlinux, everything built
+// in), and a distribution's bzImage (its modules in lib/modules).
+const (
+	minimalKernelPrefix = "vmlinux-cradle-"
+	distroKernelPrefix  = "vmlinuz-"
+)
+
+// DefaultKernel is the guest kernel a vm handler runs when its
+// configuration names none: the minimal kernel when a root has one
+// (MinimalKernel), else the distribution's (DistroKernel).
 func DefaultKernel(roots ...string) (string, error) {
+	if k, err := MinimalKernel(roots...); err == nil {
+		return k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	return DistroKernel(roots...)
+}
+
+// MinimalKernel picks the newest boot/vmlinux-cradle-* (make guest-kernel)
+// in the first of roots that has one.
+func MinimalKernel(roots ...string) (string, error) {
+	k, err := newestKernel(roots, minimalKernelPrefix)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("no minimal guest kernel (make guest-kernel builds it into %s): %w", GuestKernelDir, err)
+	}
+	return k, err
+}
+
+// DistroKernel picks the newest boot/vmlinuz-* by release in the first of
+// roots that has one (Debian's linux-image-amd64 when several are there).
+func DistroKernel(roots ...string) (string, error) {
+	k, err := newestKernel(roots, distroKernelPrefix)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("no guest kernel (make deps-vm unpacks Debian's into %s): %w", GuestKernelDir, err)
+	}
+	return k, err
+}
+
+func newestKernel(roots []string, prefix string) (string, error) {
 	for _, root := range roots {
-		ms, err := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+		ms, err := filepath.Glob(filepath.Join(root, "boot", prefix+"*"))
 		if err != nil {
 			return "", err
 		}
 		best := ""
 		for _, m := range ms {
-			if best == "" || compareReleases(strings.TrimPrefix(filepath.Base(m), "vmlinuz-"),
-				strings.TrimPrefix(filepath.Base(best), "vmlinuz-")) > 0 {
+			if strings.HasPrefix(filepath.Base(m), ".") || strings.HasSuffix(m, ".tmp") {
+				continue
+			}
+			if best == "" || compareReleases(strings.TrimPrefix(filepath.Base(m), prefix),
+				strings.TrimPrefix(filepath.Base(best), prefix)) > 0 {
 				best = m
 			}
 		}
@@ -309,21 +353,70 @@ func DefaultKernel(roots ...string) (string, error) {
 			return best, nil
 		}
 	}
-	return "", fmt.Errorf("no guest kernel: no boot/vmlinuz-* under %v (make deps-vm unpacks Debian's into %s): %w",
-		roots, GuestKernelDir, os.ErrNotExist)
+	return "", fmt.Errorf("no boot/%s* under %v: %w", prefix, roots, os.ErrNotExist)
+}
+
+// KernelConfigPath is where the build configuration of kernel is kept, if
+// anywhere: config-<suffix> beside it, as Debian's boot/config-<release>
+// sits beside boot/vmlinuz-<release> and make guest-kernel's
+// boot/config-cradle-<release> beside boot/vmlinux-cradle-<release>.
+func KernelConfigPath(kernel string) string {
+	name := filepath.Base(kernel)
+	for _, p := range []string{"vmlinux-", "vmlinuz-"} {
+		if s, ok := strings.CutPrefix(name, p); ok {
+			return filepath.Join(filepath.Dir(kernel), "config-"+s)
+		}
+	}
+	return kernel + ".config"
 }
 
 // ModulesDir is where the modules of kernel (a path DefaultKernel gave, or
-// any bzImage) of this release are: lib/modules beside its boot directory
-// when there (an unpacked package), else the host's /lib/modules.
+// any bzImage) of this release are: "" for a kernel whose configuration
+// beside it (KernelConfigPath) says it takes no modules (the minimal one:
+// everything built in, nothing to load); lib/modules beside its boot
+// directory when there (an unpacked package); else the host's /lib/modules.
 func ModulesDir(kernel, release string) string {
-	if filepath.Base(filepath.Dir(kernel)) == "boot" {
+	if !takesModules(KernelConfigPath(kernel)) {
+		return ""
+	}
+	if filepath.Base(filepath.Dir(kernel)) == "boot" && release != "" {
 		d := filepath.Join(filepath.Dir(filepath.Dir(kernel)), "lib", "modules", release)
 		if _, err := os.Stat(d); err == nil {
 			return d
 		}
 	}
 	return filepath.Join("/lib/modules", release)
+}
+
+// takesModules reads a kernel configuration: false only when it is there
+// and says "# CONFIG_MODULES is not set". A kernel with no configuration
+// beside it is taken to need its modules (a distribution's does).
+func takesModules(configPath string) bool {
+	b, err := os.ReadFile(configPath)
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == "# CONFIG_MODULES is not set" {
+			return false
+		}
+	}
+	return true
+}
+
+// bannerRelease is the release in a vmlinux's "Linux version <release> "
+// banner ("" when there is none): an ELF has no setup header to read it from.
+func bannerRelease(vmlinux []byte) string {
+	const banner = "Linux version "
+	i := bytes.Index(vmlinux, []byte(banner))
+	if i < 0 {
+		return ""
+	}
+	s := vmlinux[i+len(banner):]
+	if j := bytes.IndexAny(s, " \x00\n"); j > 0 && j < 128 {
+		return string(s[:j])
+	}
+	return ""
 }
 
 // compareReleases orders kernel releases by their numeric fields in turn

@@ -23,9 +23,19 @@ import (
 // installed.
 func requireDebianKernel(t testing.TB) string {
 	t.Helper()
-	k, err := DefaultKernel(KernelRoots...)
+	k, err := DistroKernel(KernelRoots...)
 	if err != nil {
 		testutil.Unmet(t, "needs a guest kernel (make deps-vm): "+err.Error())
+	}
+	return k
+}
+
+// requireMinimalKernel needs the minimal guest kernel make guest-kernel builds.
+func requireMinimalKernel(t testing.TB) string {
+	t.Helper()
+	k, err := MinimalKernel(KernelRoots...)
+	if err != nil {
+		testutil.Unmet(t, "needs the minimal guest kernel (make guest-kernel): "+err.Error())
 	}
 	return k
 }
@@ -274,5 +284,132 @@ func TestDecompressPayloadBounded(t *testing.T) {
 	}
 	if n.n > maxKernelBytes {
 		t.Errorf("%d bytes written, beyond the limit", n.n)
+	}
+}
+
+// writeFiles creates each of files (path → content) under root.
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The minimal kernel (make guest-kernel) is preferred over Debian's when
+// present, in any root; Debian's remains the fallback; a kernel whose
+// configuration beside it has no modules gets no modules directory, so
+// the initramfs holds none.
+func TestKernelSelection(t *testing.T) {
+	debian := map[string]string{
+		"boot/vmlinuz-6.1.0-56-amd64":            "",
+		"boot/config-6.1.0-56-amd64":             "CONFIG_MODULES=y\n",
+		"lib/modules/6.1.0-56-amd64/kernel/x.ko": "",
+		"lib/modules/6.1.0-56-amd64/modules.dep": "kernel/x.ko:\n",
+	}
+	minimal := map[string]string{
+		"boot/vmlinux-cradle-6.1.9":   "",
+		"boot/config-cradle-6.1.9":    "CONFIG_64BIT=y\n# CONFIG_MODULES is not set\n",
+		"boot/vmlinux-cradle-6.1.192": "",
+		"boot/config-cradle-6.1.192":  "CONFIG_64BIT=y\n# CONFIG_MODULES is not set\n",
+	}
+	for _, tt := range []struct {
+		name        string
+		roots       []map[string]string
+		want        string // root index and path
+		wantModules bool
+	}{
+		{"debian only", []map[string]string{debian}, "0/boot/vmlinuz-6.1.0-56-amd64", true},
+		{"minimal beside debian", []map[string]string{merge(debian, minimal)}, "0/boot/vmlinux-cradle-6.1.192", false},
+		{"minimal in a later root", []map[string]string{debian, minimal}, "1/boot/vmlinux-cradle-6.1.192", false},
+		{"minimal only", []map[string]string{nil, minimal}, "1/boot/vmlinux-cradle-6.1.192", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var roots []string
+			for _, files := range tt.roots {
+				r := t.TempDir()
+				writeFiles(t, r, files)
+				roots = append(roots, r)
+			}
+			i, p, _ := strings.Cut(tt.want, "/")
+			n, _ := strconv.Atoi(i)
+			want := filepath.Join(roots[n], p)
+			k, err := DefaultKernel(roots...)
+			if err != nil || k != want {
+				t.Fatalf("DefaultKernel = %q, %v; want %q", k, err, want)
+			}
+			md := ModulesDir(k, "6.1.0-56-amd64")
+			if (md != "") != tt.wantModules {
+				t.Errorf("ModulesDir(%s) = %q; want modules: %v", k, md, tt.wantModules)
+			}
+			if d, err := DistroKernel(roots...); err != nil || filepath.Base(d) != "vmlinuz-6.1.0-56-amd64" {
+				if tt.name != "minimal only" {
+					t.Errorf("DistroKernel = %q, %v", d, err)
+				} else if !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("DistroKernel with none: %v", err)
+				}
+			}
+		})
+	}
+	if _, err := MinimalKernel(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("MinimalKernel with none: %v", err)
+	}
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestKernelConfigPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/g/boot/vmlinux-cradle-6.1.192": "/g/boot/config-cradle-6.1.192",
+		"/g/boot/vmlinuz-6.1.0-57-amd64": "/g/boot/config-6.1.0-57-amd64",
+		"/srv/kernels/bzImage":           "/srv/kernels/bzImage.config",
+	} {
+		if got := KernelConfigPath(in); got != want {
+			t.Errorf("KernelConfigPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// An initramfs for a kernel with no modules directory holds none.
+func TestInitramfsWithoutModules(t *testing.T) {
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "agent")
+	writeFiles(t, dir, map[string]string{"agent": "#!/bin/true\n"})
+	out, err := BuildInitramfs(context.Background(), filepath.Join(dir, "cache"), InitramfsSpec{
+		Agent: agent, ModulesDir: "", Modules: GuestModules(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("modules.dep")) || bytes.Contains(b, []byte(".ko")) {
+		t.Error("the initramfs of a kernel without modules holds modules")
+	}
+}
+
+func TestBannerRelease(t *testing.T) {
+	for in, want := range map[string]string{
+		"\x7fELF...Linux version 6.1.192 (root@h) (gcc) #1 SMP\n": "6.1.192",
+		"Linux version 6.1.0-57-amd64\x00":                        "6.1.0-57-amd64",
+		"no banner":                                               "",
+	} {
+		if got := bannerRelease([]byte(in)); got != want {
+			t.Errorf("bannerRelease(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
