@@ -14,21 +14,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/config"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 )
 
-// bootFixture is what a real boot needs: QEMU, the prepared Debian kernel,
-// and an initramfs around a freshly built guest agent.
+// bootFixture is what a real boot needs: QEMU, a prepared guest kernel,
+// and an initramfs around a freshly built guest agent (with the kernel's
+// modules, when it takes any).
 type bootFixture struct {
 	qemu, kernel, initramfs, release string
 	tscKHz                           uint64
 }
 
-func newBootFixture(t testing.TB, gzip bool) bootFixture {
+// bootKernels are the guest kernels the boot tests and benchmarks run:
+// the minimal one (make guest-kernel) and Debian's (make deps-vm).
+var bootKernels = []struct {
+	name    string
+	require func(testing.TB) string
+}{
+	{"minimal", requireMinimalKernel},
+	{"debian", requireDebianKernel},
+}
+
+func newBootFixture(t testing.TB, src string, gzip bool) bootFixture {
 	t.Helper()
 	qemu := testutil.RequireBinary(t, "qemu-system-x86_64")
-	src := requireDebianKernel(t)
 	gobin := testutil.RequireBinary(t, "go")
 	cache := t.TempDir()
 	ctx := context.Background()
@@ -38,7 +49,7 @@ func newBootFixture(t testing.TB, gzip bool) bootFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kernel prepared in %v (pvh=%v)", time.Since(start), k.PVH)
+	t.Logf("kernel %s (release %q) prepared in %v (pvh=%v)", src, k.Release, time.Since(start), k.PVH)
 
 	// The guest agent as make build makes it: cmd/shim with the guest tag.
 	agent := filepath.Join(cache, "cradle-agent")
@@ -102,14 +113,33 @@ func pssKiB(pid int) (int, error) {
 	return 0, errors.New("no Pss in smaps_rollup")
 }
 
-// TestBootAndHealth boots the Debian kernel under TCG with cradle's agent
-// as init, asks it for Health over virtio-serial, shuts it down, and checks
-// nothing is left behind.
+// guestMemUsedMiB is the guest's memory in use (total less available), as
+// its agent reports it.
+func guestMemUsedMiB(ctx context.Context, vm *VM) (float64, error) {
+	var resp *api.StatsResponse
+	err := vm.Agent().Call(ctx, func(s api.AgentService) (err error) {
+		resp, err = s.Stats(ctx, &api.StatsRequest{})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(resp.GetMemoryTotalBytes()-resp.GetMemoryAvailableBytes()) / (1 << 20), nil
+}
+
+// TestBootAndHealth boots each guest kernel (the minimal one and Debian's)
+// under TCG with cradle's agent as init, asks it for Health over
+// virtio-serial, shuts it down, and checks nothing is left behind.
 func TestBootAndHealth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM (seconds of TCG)")
 	}
-	f := newBootFixture(t, false)
+	for _, bk := range bootKernels {
+		t.Run(bk.name, func(t *testing.T) { testBootAndHealth(t, newBootFixture(t, bk.require(t), false)) })
+	}
+}
+
+func testBootAndHealth(t *testing.T, f bootFixture) {
 	dir := t.TempDir()
 	spec := f.spec(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -130,10 +160,14 @@ func TestBootAndHealth(t *testing.T) {
 	}
 	boot := time.Since(start)
 	pss, _ := pssKiB(vm.PID())
-	t.Logf("agent healthy after %v: release %q, version %q, guest uptime %v; QEMU PSS %d KiB",
-		boot, h.KernelRelease, h.KernelVersion, time.Duration(h.UptimeNs), pss)
+	used, err := guestMemUsedMiB(ctx, vm)
+	if err != nil {
+		t.Errorf("guest stats: %v", err)
+	}
+	t.Logf("agent healthy after %v: release %q, version %q, guest uptime %v; QEMU PSS %d KiB, guest memory used %.1f MiB",
+		boot, h.KernelRelease, h.KernelVersion, time.Duration(h.UptimeNs), pss, used)
 	if h.KernelRelease != f.release {
-		t.Errorf("guest kernel %q, want the Debian kernel's %q", h.KernelRelease, f.release)
+		t.Errorf("guest kernel %q, want the prepared kernel's %q", h.KernelRelease, f.release)
 	}
 	if h.UptimeNs <= 0 || time.Duration(h.UptimeNs) > boot+time.Second {
 		t.Errorf("guest uptime %v after a %v boot", time.Duration(h.UptimeNs), boot)

@@ -30,12 +30,14 @@ func requireDebianKernel(t testing.TB) string {
 	return k
 }
 
-// requireMinimalKernel needs the minimal guest kernel make guest-kernel builds.
+// requireMinimalKernel needs the minimal guest kernel make guest-kernel
+// builds. It skips even under CRADLE_TEST_STRICT: make check does not build
+// that kernel (yet), so CI does not have it.
 func requireMinimalKernel(t testing.TB) string {
 	t.Helper()
 	k, err := MinimalKernel(KernelRoots...)
 	if err != nil {
-		testutil.Unmet(t, "needs the minimal guest kernel (make guest-kernel): "+err.Error())
+		t.Skip("needs the minimal guest kernel (make guest-kernel; not a prerequisite of make check): " + err.Error())
 	}
 	return k
 }
