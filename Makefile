@@ -62,8 +62,8 @@ GUEST_KERNEL_DEBS     := $(GUEST_KERNEL_SRC) gcc libc6-dev make flex bison bc li
 
 ## guest-kernel: build the minimal microVM guest kernel into GUEST_KERNEL_DIR/boot (root; 26 minutes
 ## at nice 19 with GUEST_KERNEL_JOBS=2 on a busy 2-core host; skipped when built from this fragment and
-## source). Work in progress: the kernel does not boot to the agent yet (see the fragment's header),
-## and cradle prefers it once installed; not a prerequisite of make check.
+## source). cradle prefers it once installed (its VMs have no ACPI: the fragment's header); not a
+## prerequisite of make check.
 guest-kernel:
 	@$(call apt_install,$(GUEST_KERNEL_DEBS)); \
 	id="fragment=$$(sha256sum <$(GUEST_KERNEL_FRAGMENT) | cut -d' ' -f1) source=$(GUEST_KERNEL_SRC)_$$(dpkg-query -W -f='$${Version}' $(GUEST_KERNEL_SRC))"; \

@@ -90,7 +90,7 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 	if err != nil {
 		return vmbox.Machine{}, fmt.Errorf("build the guest initramfs: %w", err)
 	}
-	return vmbox.Machine{QEMU: qemu, Kernel: k.Path, Initramfs: initrd, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
+	return vmbox.Machine{QEMU: qemu, Kernel: k.Path, CmdlineDevices: k.CmdlineDevices, Initramfs: initrd, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
 		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout}, nil
 }
 

@@ -20,13 +20,15 @@ const maxSocketPath = 107
 
 // Machine is what every VM of a handler boots with.
 type Machine struct {
-	QEMU      string
-	Kernel    string // prepared (PrepareKernel)
-	Initramfs string // with this cradle as /init (BuildInitramfs)
-	VCPUs     int
-	MemoryMiB int
-	Accel     string // resolved: config.AccelKVM or config.AccelTCG
-	TSCKHz    uint64
+	QEMU   string
+	Kernel string // prepared (PrepareKernel)
+	// CmdlineDevices is the prepared kernel's (Kernel.CmdlineDevices).
+	CmdlineDevices bool
+	Initramfs      string // with this cradle as /init (BuildInitramfs)
+	VCPUs          int
+	MemoryMiB      int
+	Accel          string // resolved: config.AccelKVM or config.AccelTCG
+	TSCKHz         uint64
 	// Virtiofsd shares each pod's directory with its VM ("" : no shared
 	// directory, hence no containers; boot tests).
 	Virtiofsd string
@@ -67,7 +69,7 @@ func (b *Backend) spec(pod *sandbox.Pod) VMSpec {
 	s := VMSpec{
 		Name: "cradle-pod-" + pod.ID[:min(12, len(pod.ID))], QEMU: m.QEMU, Kernel: m.Kernel, Initramfs: m.Initramfs,
 		VCPUs: vcpus, MemoryMiB: mem, Accel: m.Accel, TSCKHz: m.TSCKHz,
-		Dir: pod.Dir, NetNS: pod.NetNS, VirtioFS: m.Virtiofsd != "",
+		Dir: pod.Dir, NetNS: pod.NetNS, VirtioFS: m.Virtiofsd != "", CmdlineDevices: m.CmdlineDevices,
 	}
 	if pod.NetNS != "" {
 		s.Tap, s.MAC = tapName, guestMAC(pod.ID)

@@ -25,6 +25,7 @@ import (
 type bootFixture struct {
 	qemu, kernel, initramfs, release string
 	tscKHz                           uint64
+	cmdlineDevices                   bool
 }
 
 // bootKernels are the guest kernels the boot tests and benchmarks run:
@@ -49,7 +50,8 @@ func newBootFixture(t testing.TB, src string, gzip bool) bootFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kernel %s (release %q) prepared in %v (pvh=%v)", src, k.Release, time.Since(start), k.PVH)
+	t.Logf("kernel %s (release %q) prepared in %v (pvh=%v, devices on the command line=%v)",
+		src, k.Release, time.Since(start), k.PVH, k.CmdlineDevices)
 
 	// The guest agent as make build makes it: cmd/shim with the guest tag.
 	agent := filepath.Join(cache, "cradle-agent")
@@ -72,13 +74,15 @@ func newBootFixture(t testing.TB, src string, gzip bool) bootFixture {
 		t.Logf("no host TSC rate: %v", err)
 	}
 	t.Logf("host TSC %d kHz (%s)", khz, src2)
-	return bootFixture{qemu: qemu, kernel: k.Path, initramfs: initrd, release: k.Release, tscKHz: khz}
+	return bootFixture{qemu: qemu, kernel: k.Path, initramfs: initrd, release: k.Release, tscKHz: khz,
+		cmdlineDevices: k.CmdlineDevices}
 }
 
 func (f bootFixture) spec(dir string) VMSpec {
 	s := VMSpec{
 		Name: "cradle-test", QEMU: f.qemu, Kernel: f.kernel, Initramfs: f.initramfs,
 		VCPUs: 1, MemoryMiB: 256, Accel: config.AccelTCG, TSCKHz: f.tscKHz, Dir: dir,
+		CmdlineDevices: f.cmdlineDevices,
 	}
 	if os.Getenv("CRADLE_VM_CONSOLE") == "1" {
 		s.ConsoleLog = filepath.Join(dir, "console.log")

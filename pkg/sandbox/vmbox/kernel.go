@@ -34,6 +34,9 @@ type Kernel struct {
 	PVH     bool   // Path is an ELF with a PVH entry note
 	// Fallback says why Path is the bzImage ("" when it is the vmlinux).
 	Fallback string
+	// CmdlineDevices: the kernel takes its virtio devices from its command
+	// line (VMSpec.CmdlineDevices), as its configuration beside Source says.
+	CmdlineDevices bool
 }
 
 const (
@@ -53,7 +56,7 @@ func PrepareKernel(ctx context.Context, cacheDir, src string) (Kernel, error) {
 	}
 	sum := sha256.Sum256(raw)
 	dir := filepath.Join(cacheDir, hex.EncodeToString(sum[:]))
-	k := Kernel{Path: src, Source: src}
+	k := Kernel{Path: src, Source: src, CmdlineDevices: cmdlineDevices(KernelConfigPath(src))}
 	if rel, err := os.ReadFile(filepath.Join(dir, releaseName)); err == nil {
 		k.Release = string(rel)
 		if _, err := os.Stat(filepath.Join(dir, vmlinuxName)); err == nil {
@@ -392,16 +395,37 @@ func ModulesDir(kernel, release string) string {
 // and says "# CONFIG_MODULES is not set". A kernel with no configuration
 // beside it is taken to need its modules (a distribution's does).
 func takesModules(configPath string) bool {
-	b, err := os.ReadFile(configPath)
+	cfg, err := readKernelConfig(configPath)
+	return err != nil || cfg["CONFIG_MODULES"] != "n"
+}
+
+// cmdlineDevices reads a kernel configuration: true when virtio_mmio is
+// built in and takes devices from the command line (make guest-kernel's;
+// Debian's has it as a module without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+func cmdlineDevices(configPath string) bool {
+	cfg, err := readKernelConfig(configPath)
+	return err == nil && cfg["CONFIG_VIRTIO_MMIO"] == "y" && cfg["CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES"] == "y"
+}
+
+// readKernelConfig parses a kernel .config: each option's value, "n" for
+// one that "is not set".
+func readKernelConfig(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return true
+		return nil, err
 	}
+	cfg := map[string]string{}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.TrimSpace(l) == "# CONFIG_MODULES is not set" {
-			return false
+		l = strings.TrimSpace(l)
+		if k, v, ok := strings.Cut(l, "="); ok && strings.HasPrefix(k, "CONFIG_") {
+			cfg[k] = v
+		} else if k, ok := strings.CutPrefix(l, "# "); ok {
+			if k, ok := strings.CutSuffix(k, " is not set"); ok && strings.HasPrefix(k, "CONFIG_") {
+				cfg[k] = "n"
+			}
 		}
 	}
-	return true
+	return cfg, nil
 }
 
 // bannerRelease is the release in a vmlinux's "Linux version <release> "

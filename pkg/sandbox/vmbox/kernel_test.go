@@ -415,3 +415,26 @@ func TestBannerRelease(t *testing.T) {
 		}
 	}
 }
+
+// Only a kernel with virtio_mmio built in and taking devices from its
+// command line gets them there (and no ACPI).
+func TestCmdlineDevices(t *testing.T) {
+	dir := t.TempDir()
+	for name, tt := range map[string]struct {
+		config string
+		want   bool
+	}{
+		"minimal": {"CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n# CONFIG_MODULES is not set\n", true},
+		"debian":  {"CONFIG_VIRTIO_MMIO=m\n# CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES is not set\nCONFIG_MODULES=y\n", false},
+		"modular": {"CONFIG_VIRTIO_MMIO=m\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n", false},
+	} {
+		p := filepath.Join(dir, name)
+		writeFiles(t, dir, map[string]string{name: tt.config})
+		if got := cmdlineDevices(p); got != tt.want {
+			t.Errorf("%s: cmdlineDevices = %v, want %v", name, got, tt.want)
+		}
+	}
+	if cmdlineDevices(filepath.Join(dir, "absent")) {
+		t.Error("a kernel without a configuration gets its devices on the command line")
+	}
+}

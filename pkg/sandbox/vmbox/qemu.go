@@ -38,6 +38,13 @@ type VMSpec struct {
 	// VirtioFSSocket (virtiofsd's), tag api.SharedTag. Guest RAM is then a
 	// shared memfd, which vhost-user needs.
 	VirtioFS bool
+	// CmdlineDevices says the guest kernel takes its virtio devices from
+	// its command line (virtio_mmio built in with
+	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: the minimal kernel): the machine
+	// then has no ACPI and the command line lists the devices. Otherwise
+	// (Debian's kernel: a modular virtio_mmio without that option) the
+	// guest finds them in the ACPI tables.
+	CmdlineDevices bool
 	// Tap, when set, is the tap device (in QEMU's network namespace) of
 	// the guest's NIC, whose hardware address is MAC.
 	Tap string
@@ -80,6 +87,9 @@ func KernelCmdline(s VMSpec) string {
 		// and the SP800-108 KDF's self-test (0.1 s).
 		"initcall_blacklist=init_kprobe_trace,crypto_kdf108_init",
 	)
+	if s.CmdlineDevices {
+		args = append(args, virtioMMIOCmdline(s)...)
+	}
 	if s.Accel == config.AccelTCG {
 		// An emulated CPU: the guest kernel's speculation mitigations
 		// (retpolines, RSB filling, page-table isolation) only slow it
@@ -90,6 +100,50 @@ func KernelCmdline(s VMSpec) string {
 		}
 	}
 	return strings.Join(append(args, "--", "agent", "--port="+api.PortName), " ")
+}
+
+// The virtio-mmio transports of QEMU's microvm machine without ACPI
+// (hw/i386/microvm.c, unchanged since QEMU 4.2): eight of them, 512 bytes
+// apart from mmioBase, transport i (bus virtio-mmio-bus.<i>) on the IO-APIC
+// pin mmioIRQBase+i. With ACPI there are 24, from pin 16, which the DSDT
+// describes.
+const (
+	mmioBase       = 0xfeb00000
+	mmioSize       = 512
+	mmioIRQBase    = 5
+	mmioTransports = 8
+)
+
+// virtioDevices are the VM's virtio devices in transport order, as
+// QEMUArgs places them (-device arguments without their bus) and the
+// guest kernel is told of them (virtioMMIOCmdline).
+func virtioDevices(s VMSpec) []string {
+	devs := []string{
+		"virtio-serial-device,max_ports=2",
+		// Free page reporting: the guest hands pages it frees back to the
+		// host (QEMU punches them out of its RAM), so a pod VM's host
+		// memory falls when its containers' does.
+		"virtio-balloon-device,free-page-reporting=on",
+	}
+	if s.VirtioFS {
+		devs = append(devs, "vhost-user-fs-device,chardev=vfs,tag="+api.SharedTag)
+	}
+	if s.Tap != "" {
+		devs = append(devs, "virtio-net-device,netdev=net0,mac="+s.MAC)
+	}
+	return devs
+}
+
+// virtioMMIOCmdline tells a guest kernel without ACPI where its virtio
+// devices are (virtio_mmio.device=<size>@<base>:<irq>). QEMU would append
+// these itself (microvm's auto-kernel-cmdline), but after init's arguments
+// ("--"), where the kernel does not read them.
+func virtioMMIOCmdline(s VMSpec) []string {
+	var out []string
+	for i := range virtioDevices(s) {
+		out = append(out, fmt.Sprintf("virtio_mmio.device=%d@%#x:%d", mmioSize, mmioBase+i*mmioSize, mmioIRQBase+i))
+	}
+	return out
 }
 
 // QEMUArgs is QEMU's argv (without argv[0]) for s: a microvm machine with no
@@ -105,6 +159,12 @@ func QEMUArgs(s VMSpec) []string {
 	// for the CMOS clock's update flag (at timekeeping init and when
 	// rtc_cmos probes), and the guest starts its clock at 1970.
 	machine := "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=" + serial
+	if s.CmdlineDevices {
+		// A kernel that takes its devices from its command line gets them
+		// from virtioMMIOCmdline, not from QEMU (auto-kernel-cmdline),
+		// and no ACPI: no ACPI interpreter reading the DSDT at boot.
+		machine += ",acpi=off,auto-kernel-cmdline=off"
+	}
 	if s.VirtioFS {
 		machine += ",memory-backend=mem"
 	}
@@ -137,30 +197,30 @@ func QEMUArgs(s VMSpec) []string {
 		"-append", KernelCmdline(s),
 		// Modern (v2) virtio-mmio: the legacy one is QEMU's default.
 		"-global", "virtio-mmio.force-legacy=false",
-		"-device", "virtio-serial-device,max_ports=2",
 		"-chardev", "socket,id=agent,path="+s.AgentSocket()+",server=on,wait=off",
-		"-device", "virtserialport,chardev=agent,name="+api.PortName,
 		"-chardev", "socket,id=qmp,path="+s.QMPSocket()+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", s.PIDFile(),
-		// Free page reporting: the guest hands pages it frees back to the
-		// host (QEMU punches them out of its RAM), so a pod VM's host
-		// memory falls when its containers' does.
-		"-device", "virtio-balloon-device,free-page-reporting=on",
 	)
 	if s.VirtioFS {
 		args = append(args,
 			"-object", "memory-backend-memfd,id=mem,size="+strconv.Itoa(s.MemoryMiB)+"M,share=on",
 			"-chardev", "socket,id=vfs,path="+s.VirtioFSSocket(),
-			"-device", "vhost-user-fs-device,chardev=vfs,tag="+api.SharedTag,
 		)
 	}
 	if s.Tap != "" {
-		args = append(args,
-			"-netdev", "tap,id=net0,ifname="+s.Tap+",script=no,downscript=no",
-			"-device", "virtio-net-device,netdev=net0,mac="+s.MAC,
-		)
+		args = append(args, "-netdev", "tap,id=net0,ifname="+s.Tap+",script=no,downscript=no")
 	}
+	// Without ACPI each virtio device is on the transport the guest's
+	// command line gives it; with ACPI QEMU places them (from the last
+	// transport down) and the DSDT tells the guest.
+	for i, d := range virtioDevices(s) {
+		if s.CmdlineDevices {
+			d += ",bus=virtio-mmio-bus." + strconv.Itoa(i)
+		}
+		args = append(args, "-device", d)
+	}
+	args = append(args, "-device", "virtserialport,chardev=agent,name="+api.PortName)
 	if s.ConsoleLog != "" {
 		args = append(args, "-serial", "file:"+s.ConsoleLog)
 	}

@@ -33,6 +33,11 @@ func TestQEMUArgsGolden(t *testing.T) {
 		{"tcg-pod", func(s *VMSpec) {
 			s.Accel, s.TSCKHz, s.VirtioFS, s.Tap, s.MAC = config.AccelTCG, 2445431, true, "tap0", "02:cd:01:23:45:67"
 		}},
+		// The minimal kernel: no ACPI, the devices on its command line.
+		{"tcg-pod-cmdline-devices", func(s *VMSpec) {
+			s.Accel, s.TSCKHz, s.VirtioFS, s.Tap, s.MAC = config.AccelTCG, 2445431, true, "tap0", "02:cd:01:23:45:67"
+			s.CmdlineDevices = true
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,5 +74,16 @@ func TestKernelCmdline(t *testing.T) {
 		if !strings.HasSuffix(c, " -- agent --port=cradle.agent") {
 			t.Errorf("init's arguments are not last: %s", c)
 		}
+	}
+}
+
+// A pod's virtio devices fit microvm's transports without ACPI.
+func TestVirtioDevicesFitTheTransports(t *testing.T) {
+	full := VMSpec{VirtioFS: true, Tap: "tap0", MAC: "02:cd:01:23:45:67", CmdlineDevices: true}
+	if n := len(virtioDevices(full)); n > mmioTransports {
+		t.Errorf("%d virtio devices, microvm has %d transports", n, mmioTransports)
+	}
+	if got := virtioMMIOCmdline(full); len(got) != len(virtioDevices(full)) {
+		t.Errorf("command line devices %q for %d devices", got, len(virtioDevices(full)))
 	}
 }
