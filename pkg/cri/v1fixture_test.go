@@ -1,18 +1,17 @@
 package cri
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	"github.com/cradle-runtime/cradle/pkg/sandbox/checkpoint"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
+	"github.com/google/go-cmp/cmp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -20,9 +19,10 @@ import (
 // The version-1 fixtures in testdata/v1 are a pod and a container
 // checkpoint as the engine wrote them while it kept the CRI's own
 // messages (PodConfig.Raw, Container.Config), and the OCI spec the spec
-// builder of that time made for the container: the reference later
-// versions migrate from and must build the same spec from.
-// CRADLE_WRITE_V1_FIXTURES=1 writes them; otherwise they are checked.
+// builder of that time made for the container (written by
+// TestV1Fixtures, in the commit that added them): the reference later
+// versions migrate from and must build the same spec from. The configs
+// below are the ones they hold.
 
 const (
 	v1PodID       = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -114,46 +114,6 @@ func v1ContainerConfig() *runtime.ContainerConfig {
 	}
 }
 
-// v1Time is when the fixtures' objects were made.
-func v1Time() time.Time { return time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC) }
-
-// v1Pod is the pod as RunPod recorded it: Ready, its hostname chosen by
-// the engine (the config names none).
-func v1Pod(t *testing.T) sandbox.Pod {
-	t.Helper()
-	cfg, err := toPodConfig(v1PodSandboxConfig(), "runc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Hostname = "web-0" // writePodFiles: the pod's name stands in
-	dir := "/var/lib/cradle/state/pods/" + v1PodID
-	return sandbox.Pod{ID: v1PodID, Config: cfg, Handler: "runc", State: sandbox.PodReady, CreatedAt: v1Time(),
-		Dir: dir, NetNS: "/proc/4100/ns/net", NS: map[string]string{"ipc": "/proc/4100/ns/ipc", "uts": "/proc/4100/ns/uts", "user": "/proc/4100/ns/user"},
-		Shm: dir + "/shm", Cgroup: "/kubepods/burstable/pod8a1b2c3d-uid", IPs: []string{"10.88.0.7"}}
-}
-
-// v1SpecInput is what the v1 engine passed the spec builder for the
-// container in the pod, its image volume mounted (mountImageVolumes).
-func v1SpecInput(pod sandbox.Pod, cfg *runtime.ContainerConfig) oci.Input {
-	bundle := "/var/lib/cradle/containers/" + v1ContainerID
-	cfg.Mounts[3].HostPath = bundle + "/imagevolumes/3/weights"
-	cfg.Mounts[3].Image, cfg.Mounts[3].ImageSubPath = nil, ""
-	return oci.Input{
-		ID: v1ContainerID, SandboxID: pod.ID, Config: cfg, Sandbox: pod.Config.Raw,
-		Image: ocispec.ImageConfig{Entrypoint: []string{"/docker-entrypoint.sh"}, Cmd: []string{"nginx"}, User: "nginx",
-			Env: []string{"NGINX_VERSION=1.27.0", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, WorkingDir: "/",
-			StopSignal: "SIGQUIT"},
-		ImageName:  "docker.io/library/nginx:1.27",
-		RootfsPath: bundle + "/rootfs",
-		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"], User: pod.NS["user"]},
-		Files: oci.PodFiles{Hosts: pod.Dir + "/hosts", ResolvConf: pod.Dir + "/resolv.conf", Hostname: pod.Dir + "/hostname",
-			Shm: pod.Shm},
-		CgroupParent: pod.Cgroup,
-		Host: oci.Host{CgroupV2: true, SwapAccounting: true, RecursiveReadOnly: true, UserNamespaces: true,
-			MinOOMScoreAdj: -1000, AppArmor: true, RuntimeDefaultSeccomp: oci.SeccompBuiltin},
-	}
-}
-
 // v1SpecOpts are the spec builder's options for the fixture: the image's
 // users, its device and its Localhost seccomp profile.
 func v1SpecOpts() []oci.Opt {
@@ -173,60 +133,64 @@ func (v1Devices) DeviceInfo(string) (oci.Device, error) {
 	return oci.Device{Type: "c", Major: 10, Minor: 229, Mode: 0o666}, nil
 }
 
-// writeV1Fixtures writes the pod and container checkpoints (the engine's
-// Store, version 1) and the container's spec into dir.
-func writeV1Fixtures(t *testing.T, dir string) {
+// v1Checkpoint is a fixture's checkpoint: its version and its data.
+func v1Checkpoint(t *testing.T, kind, id string) (int, json.RawMessage) {
 	t.Helper()
-	pod := v1Pod(t)
-	cfg := v1ContainerConfig()
-	res, err := oci.Build(context.Background(), v1SpecInput(pod, v1ContainerConfig()), v1SpecOpts()...)
+	b, err := os.ReadFile(filepath.Join("testdata/v1/checkpoints", kind, id+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := "/var/lib/cradle/containers/" + v1ContainerID
-	c := sandbox.Container{ID: v1ContainerID, PodID: pod.ID, Config: cfg, ImageID: "sha256:5b0f" + "e1d2", ImageRef: cfg.GetImage().GetImage(),
-		State: sandbox.ContainerCreated, CreatedAt: v1Time().Add(time.Second), Pid: 4242, StopSignal: "SIGUSR1",
-		CgroupPath: res.Spec.Linux.CgroupsPath, Resources: res.Spec.Linux.Resources, Bundle: bundle,
-		LogPath: pod.Config.LogDirectory + "/app/2.log", User: res.Spec.Process.User, ImageVolumes: map[int]string{3: "sha256:70de15"}}
-	store, err := checkpoint.New(filepath.Join(dir, "checkpoints"))
-	if err != nil {
+	var env struct {
+		Version int
+		Data    json.RawMessage
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
 		t.Fatal(err)
 	}
-	// The kinds and versions of pkg/sandbox (podKind, podCheckpointVersion, ...).
-	if err := store.Save("pods", pod.ID, 1, pod); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Save("containers", c.ID, 1, c); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := json.MarshalIndent(res.Spec, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "spec.json"), append(spec, '\n'), 0o644); err != nil {
-		t.Fatal(err)
+	return env.Version, env.Data
+}
+
+// v1SpecInput is what the engine passes the spec builder for the fixture's
+// container in the fixture's pod, its image volume mounted
+// (mountImageVolumes), as the v1 engine passed it.
+func v1SpecInput(pod sandbox.Pod, c sandbox.Container) oci.Input {
+	cfg := c.Config
+	cfg.Mounts = slices.Clone(cfg.Mounts)
+	cfg.Mounts[3].HostPath = c.Bundle + "/imagevolumes/3/weights"
+	cfg.Mounts[3].Image, cfg.Mounts[3].ImageSubPath = "", ""
+	return oci.Input{
+		ID: c.ID, SandboxID: pod.ID, Config: cfg, Pod: pod.Config.ContainerPod(),
+		Image: ocispec.ImageConfig{Entrypoint: []string{"/docker-entrypoint.sh"}, Cmd: []string{"nginx"}, User: "nginx",
+			Env: []string{"NGINX_VERSION=1.27.0", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, WorkingDir: "/",
+			StopSignal: "SIGQUIT"},
+		ImageName:  c.ImageRef,
+		RootfsPath: c.Rootfs(),
+		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"], User: pod.NS["user"]},
+		Files: oci.PodFiles{Hosts: pod.Dir + "/hosts", ResolvConf: pod.Dir + "/resolv.conf", Hostname: pod.Dir + "/hostname",
+			Shm: pod.Shm},
+		CgroupParent: pod.Cgroup,
+		Host: oci.Host{CgroupV2: true, SwapAccounting: true, RecursiveReadOnly: true, UserNamespaces: true,
+			MinOOMScoreAdj: -1000, AppArmor: true, RuntimeDefaultSeccomp: oci.SeccompBuiltin},
 	}
 }
 
-func TestV1Fixtures(t *testing.T) {
-	const golden = "testdata/v1"
-	if os.Getenv("CRADLE_WRITE_V1_FIXTURES") == "1" {
-		writeV1Fixtures(t, golden)
-		return
+// assertV1Spec builds the spec of container c in pod and compares it with
+// the one the version-1 engine built.
+func assertV1Spec(t *testing.T, pod sandbox.Pod, c sandbox.Container) {
+	t.Helper()
+	res, err := oci.Build(context.Background(), v1SpecInput(pod, c), v1SpecOpts()...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	writeV1Fixtures(t, dir)
-	for _, f := range []string{"checkpoints/pods/" + v1PodID + ".json", "checkpoints/containers/" + v1ContainerID + ".json", "spec.json"} {
-		got, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := os.ReadFile(filepath.Join(golden, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from what this code writes (CRADLE_WRITE_V1_FIXTURES=1 rewrites it)", f)
-		}
+	got, err := json.MarshalIndent(res.Spec, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/v1/spec.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(got)+"\n"); diff != "" {
+		t.Errorf("spec (-version 1 +now):\n%s", diff)
 	}
 }
