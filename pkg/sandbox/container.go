@@ -48,8 +48,6 @@ type Container struct {
 // Rootfs is where the container's root filesystem is mounted.
 func (c *Container) Rootfs() string { return c.Bundle + "/rootfs" }
 
-const containerCheckpointVersion = 1
-
 // ImageInfo is what the engine needs of an image.
 type ImageInfo struct {
 	ID     string

@@ -94,9 +94,6 @@ type Pod struct {
 	logged map[string]bool
 }
 
-// podCheckpointVersion is the version of the Pod checkpoint format.
-const podCheckpointVersion = 1
-
 // uniqueName is kubelet's unique pod name: one pod per name at a time.
 func (c PodConfig) uniqueName() string {
 	return c.Name + "_" + c.Namespace + "_" + c.UID + "_" + strconv.FormatUint(uint64(c.Attempt), 10)
