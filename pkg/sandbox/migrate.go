@@ -32,21 +32,9 @@ type V1Configs interface {
 
 // loadPod reads a pod's checkpoint, of any version this daemon knows.
 func (m *Manager) loadPod(id string) (*Pod, error) {
-	version, data, err := m.ckpt.LoadRaw(podKind, id)
-	if err != nil {
-		return nil, err
-	}
 	pod := &Pod{}
-	switch version {
-	case podCheckpointVersion:
-		err = json.Unmarshal(data, pod)
-	case 1:
-		err = m.podFromV1(data, pod)
-	default:
-		err = unknownVersion(version, podCheckpointVersion)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pod checkpoint %s (version %d): %w", id, version, err)
+	if err := m.loadVersioned(podKind, id, podCheckpointVersion, pod, func(b []byte) error { return m.podFromV1(b, pod) }); err != nil {
+		return nil, err
 	}
 	return pod, nil
 }
@@ -54,23 +42,34 @@ func (m *Manager) loadPod(id string) (*Pod, error) {
 // loadContainer reads a container's checkpoint, of any version this
 // daemon knows.
 func (m *Manager) loadContainer(id string) (*Container, error) {
-	version, data, err := m.ckpt.LoadRaw(containerKind, id)
-	if err != nil {
+	c := &Container{}
+	if err := m.loadVersioned(containerKind, id, containerCheckpointVersion, c, func(b []byte) error { return m.containerFromV1(b, c) }); err != nil {
 		return nil, err
 	}
-	c := &Container{}
+	return c, nil
+}
+
+// loadVersioned reads kind/id into v: decoded as it is at version newest,
+// through fromV1 at version 1, refused at any other.
+func (m *Manager) loadVersioned(kind, id string, newest int, v any, fromV1 func([]byte) error) error {
+	version, data, err := m.ckpt.LoadRaw(kind, id)
+	if err != nil {
+		return err
+	}
 	switch version {
-	case containerCheckpointVersion:
-		err = json.Unmarshal(data, c)
+	case newest:
+		if err = json.Unmarshal(data, v); err != nil {
+			err = fmt.Errorf("%v: %w", err, errdefs.ErrDataLoss)
+		}
 	case 1:
-		err = m.containerFromV1(data, c)
+		err = fromV1(data)
 	default:
-		err = unknownVersion(version, containerCheckpointVersion)
+		err = unknownVersion(version, newest)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("container checkpoint %s (version %d): %w", id, version, err)
+		return fmt.Errorf("checkpoint %s/%s (version %d): %w", kind, id, version, err)
 	}
-	return c, nil
+	return nil
 }
 
 func unknownVersion(version, newest int) error {
