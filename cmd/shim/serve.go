@@ -384,6 +384,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		Logger:         log.With("component", "pods"),
 		Failpoint:      failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
 		NRI:            hooks,
+		V1Configs:      cri.V1Configs{}, // version-1 checkpoints held CRI messages: read at the edge
 	})
 	if err != nil {
 		return nil, err

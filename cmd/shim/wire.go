@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/cradle-runtime/cradle/pkg/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	"github.com/cradle-runtime/cradle/pkg/storage"
 
@@ -44,7 +45,7 @@ func (p podNetwork) Setup(ctx context.Context, pod *sandbox.Pod) ([]string, erro
 		Namespace:    pod.Config.Namespace,
 		NetNSPath:    pod.NetNS,
 		PortMappings: pm,
-		HostNetwork:  pod.Config.Network == sandbox.NamespaceNode,
+		HostNetwork:  pod.Config.Network == ctrconfig.NamespaceNode,
 	})
 	if err != nil {
 		return nil, err

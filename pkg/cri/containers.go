@@ -8,7 +8,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -16,7 +15,11 @@ func (s *runtimeServer) CreateContainer(ctx context.Context, req *runtime.Create
 	if req.GetConfig() == nil || req.GetPodSandboxId() == "" {
 		return nil, fmt.Errorf("CreateContainer needs a pod sandbox ID and a config: %w", errdefs.ErrInvalidArgument)
 	}
-	id, err := s.deps.Pods.CreateContainer(ctx, req.GetPodSandboxId(), req.GetConfig())
+	cfg, err := toContainerConfig(req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.deps.Pods.CreateContainer(ctx, req.GetPodSandboxId(), cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -58,10 +61,10 @@ func (s *runtimeServer) listContainers(f *runtime.ContainerFilter) []*runtime.Co
 	out := make([]*runtime.Container, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, &runtime.Container{
-			Id: c.ID, PodSandboxId: c.PodID, Metadata: c.Config.GetMetadata(),
+			Id: c.ID, PodSandboxId: c.PodID, Metadata: containerMetadata(c),
 			Image: &runtime.ImageSpec{Image: c.ImageRef}, ImageRef: c.ImageID, ImageId: c.ImageID,
 			State: toCRIContainerState(c.State), CreatedAt: c.CreatedAt.UnixNano(),
-			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+			Labels: c.Config.Labels, Annotations: c.Config.Annotations,
 		})
 	}
 	return out
@@ -95,7 +98,7 @@ func (s *runtimeServer) UpdateContainerResources(ctx context.Context, req *runti
 	if req.GetLinux() == nil {
 		return nil, fmt.Errorf("UpdateContainerResources needs Linux resources: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := s.deps.Pods.UpdateContainerResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
+	if err := s.deps.Pods.UpdateContainerResources(ctx, req.GetContainerId(), toResources(req.GetLinux())); err != nil {
 		return nil, err
 	}
 	return &runtime.UpdateContainerResourcesResponse{}, nil
@@ -124,12 +127,12 @@ func (s *runtimeServer) ReopenContainerLog(ctx context.Context, req *runtime.Reo
 
 func toContainerStatus(c sandbox.Container) *runtime.ContainerStatus {
 	return &runtime.ContainerStatus{
-		Id: c.ID, Metadata: c.Config.GetMetadata(), State: toCRIContainerState(c.State),
+		Id: c.ID, Metadata: containerMetadata(c), State: toCRIContainerState(c.State),
 		CreatedAt: c.CreatedAt.UnixNano(), StartedAt: unixNano(c.StartedAt), FinishedAt: unixNano(c.FinishedAt),
 		ExitCode: c.ExitCode, Image: &runtime.ImageSpec{Image: c.ImageRef}, ImageRef: c.ImageID, ImageId: c.ImageID,
-		Reason: c.Reason, Message: c.Message, Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+		Reason: c.Reason, Message: c.Message, Labels: c.Config.Labels, Annotations: c.Config.Annotations,
 		Mounts: statusMounts(c), LogPath: c.LogPath,
-		Resources:  &runtime.ContainerResources{Linux: c.Config.GetLinux().GetResources()},
+		Resources:  &runtime.ContainerResources{Linux: fromResources(c.Config.Resources)},
 		StopSignal: runtime.Signal(runtime.Signal_value["SIGNAL_"+c.StopSignal]),
 		User:       containerUser(c.User),
 	}
@@ -169,20 +172,13 @@ func unixNano(t time.Time) int64 {
 // statusMounts are the container's mounts as kubelet asked for them, with
 // the ID of the image each image volume mounts (ImageSpec.image_ref).
 func statusMounts(c sandbox.Container) []*runtime.Mount {
-	mounts := c.Config.GetMounts()
-	if len(c.ImageVolumes) == 0 {
-		return mounts
-	}
-	out := make([]*runtime.Mount, len(mounts))
-	for i, m := range mounts {
-		id, ok := c.ImageVolumes[i]
-		if !ok {
-			out[i] = m
-			continue
-		}
-		m = proto.Clone(m).(*runtime.Mount)
-		m.Image.ImageRef = id
-		out[i] = m
+	var out []*runtime.Mount
+	for i, m := range c.Config.Mounts {
+		out = append(out, fromMount(m, c.ImageVolumes[i]))
 	}
 	return out
+}
+
+func containerMetadata(c sandbox.Container) *runtime.ContainerMetadata {
+	return &runtime.ContainerMetadata{Name: c.Config.Name, Attempt: c.Config.Attempt}
 }

@@ -296,7 +296,7 @@ func toPodMetrics(st sandbox.PodStats) *runtime.PodSandboxMetrics {
 
 func toContainerMetrics(p sandbox.Pod, st sandbox.ContainerStats) *runtime.ContainerMetrics {
 	c, ts := st.Container, st.At.UnixNano()
-	base := []string{p.Config.Name, p.Config.Namespace, c.Config.GetMetadata().GetName(), c.ID, c.ImageRef}
+	base := []string{p.Config.Name, p.Config.Namespace, c.Config.Name, c.ID, c.ImageRef}
 	out := &runtime.ContainerMetrics{ContainerId: c.ID, Metrics: []*runtime.Metric{
 		{Name: lastSeen, Timestamp: ts, MetricType: gauge, LabelValues: base, Value: u64(uint64(st.At.Unix()))},
 	}}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -32,7 +33,7 @@ func (s *runtimeServer) StopPodSandbox(ctx context.Context, req *runtime.StopPod
 }
 
 func (s *runtimeServer) UpdatePodSandboxResources(ctx context.Context, req *runtime.UpdatePodSandboxResourcesRequest) (*runtime.UpdatePodSandboxResourcesResponse, error) {
-	if err := s.deps.Pods.UpdatePodResources(ctx, req.GetPodSandboxId(), req.GetResources(), req.GetOverhead()); err != nil {
+	if err := s.deps.Pods.UpdatePodResources(ctx, req.GetPodSandboxId(), toResources(req.GetResources()), toResources(req.GetOverhead())); err != nil {
 		return nil, err
 	}
 	return &runtime.UpdatePodSandboxResourcesResponse{}, nil
@@ -107,20 +108,25 @@ func toPodConfig(c *runtime.PodSandboxConfig, handler string) (sandbox.PodConfig
 	if err := validHostname(c.GetHostname()); err != nil {
 		return sandbox.PodConfig{}, err
 	}
-	ns := c.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	sc := c.GetLinux().GetSecurityContext()
+	ns := sc.GetNamespaceOptions()
 	cfg := sandbox.PodConfig{
 		Name: md.GetName(), UID: md.GetUid(), Namespace: md.GetNamespace(), Attempt: md.GetAttempt(),
-		Hostname:     c.GetHostname(),
-		LogDirectory: c.GetLogDirectory(),
-		Labels:       c.GetLabels(),
-		Annotations:  c.GetAnnotations(),
-		Handler:      handler,
-		Network:      toMode(ns.GetNetwork()),
-		PID:          toMode(ns.GetPid()),
-		IPC:          toMode(ns.GetIpc()),
-		CgroupParent: c.GetLinux().GetCgroupParent(),
-		Sysctls:      c.GetLinux().GetSysctls(),
-		Raw:          c,
+		Hostname:          c.GetHostname(),
+		RequestedHostname: c.GetHostname(),
+		LogDirectory:      c.GetLogDirectory(),
+		Labels:            c.GetLabels(),
+		Annotations:       c.GetAnnotations(),
+		Handler:           handler,
+		Network:           toMode(ns.GetNetwork()),
+		PID:               toMode(ns.GetPid()),
+		IPC:               toMode(ns.GetIpc()),
+		CgroupParent:      c.GetLinux().GetCgroupParent(),
+		Sysctls:           c.GetLinux().GetSysctls(),
+		UserNSNode:        ns.GetUsernsOptions() != nil && ns.GetUsernsOptions().GetMode() == runtime.NamespaceMode_NODE,
+		Privileged:        sc.GetPrivileged(),
+		Resources:         toResources(c.GetLinux().GetResources()),
+		Overhead:          toResources(c.GetLinux().GetOverhead()),
 	}
 	userNS, err := toUserNS(ns)
 	if err != nil {
@@ -142,21 +148,21 @@ func toPodConfig(c *runtime.PodSandboxConfig, handler string) (sandbox.PodConfig
 	return cfg, nil
 }
 
-func toMode(m runtime.NamespaceMode) sandbox.NamespaceMode {
+func toMode(m runtime.NamespaceMode) ctrconfig.NamespaceMode {
 	switch m {
 	case runtime.NamespaceMode_NODE:
-		return sandbox.NamespaceNode
+		return ctrconfig.NamespaceNode
 	case runtime.NamespaceMode_CONTAINER:
-		return sandbox.NamespaceContainer
+		return ctrconfig.NamespaceContainer
 	}
-	return sandbox.NamespacePod
+	return ctrconfig.NamespacePod
 }
 
-func fromMode(m sandbox.NamespaceMode) runtime.NamespaceMode {
+func fromMode(m ctrconfig.NamespaceMode) runtime.NamespaceMode {
 	switch m {
-	case sandbox.NamespaceNode:
+	case ctrconfig.NamespaceNode:
 		return runtime.NamespaceMode_NODE
-	case sandbox.NamespaceContainer:
+	case ctrconfig.NamespaceContainer:
 		return runtime.NamespaceMode_CONTAINER
 	}
 	return runtime.NamespaceMode_POD
@@ -181,7 +187,7 @@ func toPodStatus(p sandbox.Pod) *runtime.PodSandboxStatus {
 		CreatedAt: p.CreatedAt.UnixNano(),
 		Linux: &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: &runtime.NamespaceOption{
 			Network: fromMode(p.Config.Network), Pid: fromMode(p.Config.PID), Ipc: fromMode(p.Config.IPC),
-			UsernsOptions: p.Config.Raw.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(),
+			UsernsOptions: fromUserNS(p.Config),
 		}}},
 		Labels:         p.Config.Labels,
 		Annotations:    p.Config.Annotations,

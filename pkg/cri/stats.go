@@ -59,7 +59,7 @@ func (s *runtimeServer) listPodStats(ctx context.Context, f *runtime.PodSandboxS
 func toContainerStats(st sandbox.ContainerStats) *runtime.ContainerStats {
 	c, ts := st.Container, st.At.UnixNano()
 	out := &runtime.ContainerStats{Attributes: &runtime.ContainerAttributes{
-		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+		Id: c.ID, Metadata: containerMetadata(c), Labels: c.Config.Labels, Annotations: c.Config.Annotations,
 	}}
 	if cg := st.Cgroup; cg != nil {
 		out.Cpu = toCPUUsage(ts, cg, st.NanoCores)

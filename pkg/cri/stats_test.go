@@ -7,6 +7,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/cgroup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -27,7 +28,7 @@ func testPodStats() sandbox.PodStats {
 	}
 	rate := uint64(5e8)
 	c := sandbox.Container{ID: "c1", ImageRef: "busybox:1", StartedAt: at,
-		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "app"}}}
+		Config: ctrconfig.Container{Name: "app"}}
 	return sandbox.PodStats{
 		Pod: sandbox.Pod{ID: "p1", Config: sandbox.PodConfig{Name: "web", Namespace: "ns", UID: "u"}},
 		At:  at, Cgroup: cg, NanoCores: &rate, Processes: 2,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -46,8 +47,8 @@ func TestPodTranslationBothWays(t *testing.T) {
 	want := sandbox.PodConfig{
 		Name: "web", UID: "u1", Namespace: "ns", Attempt: 2, Hostname: "web-0", LogDirectory: "/var/log/pods/ns_web_u1",
 		Labels: c.Labels, Annotations: c.Annotations, Handler: "runc",
-		Network: sandbox.NamespaceNode, PID: sandbox.NamespaceContainer, IPC: sandbox.NamespacePod,
-		CgroupParent: "/kubepods/pod-u1", Sysctls: c.Linux.Sysctls, Raw: c,
+		Network: ctrconfig.NamespaceNode, PID: ctrconfig.NamespaceContainer, IPC: ctrconfig.NamespacePod,
+		CgroupParent: "/kubepods/pod-u1", Sysctls: c.Linux.Sysctls, RequestedHostname: "web-0",
 		DNS: &sandbox.DNSConfig{Servers: []string{"10.0.0.10"}, Searches: []string{"ns.svc"}, Options: []string{"ndots:5"}},
 		PortMappings: []sandbox.PortMapping{
 			{Protocol: "tcp", ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
@@ -99,7 +100,7 @@ func TestNamespaceModesRoundTrip(t *testing.T) {
 			t.Errorf("%v -> %v", m, got)
 		}
 	}
-	if got := toMode(runtime.NamespaceMode_TARGET); got != sandbox.NamespacePod {
+	if got := toMode(runtime.NamespaceMode_TARGET); got != ctrconfig.NamespacePod {
 		t.Errorf("TARGET (a pod namespace of another container) -> %v", got)
 	}
 }
@@ -117,7 +118,7 @@ func TestContainerStatesRoundTrip(t *testing.T) {
 // for and the one it runs, the stop signal, the user it runs as, and
 // each image volume's image ID.
 func TestContainerStatusTranslation(t *testing.T) {
-	cfg := &runtime.ContainerConfig{
+	criCfg := &runtime.ContainerConfig{
 		Metadata: &runtime.ContainerMetadata{Name: "c", Attempt: 1},
 		Labels:   map[string]string{"l": "1"}, Annotations: map[string]string{"a": "2"},
 		Mounts: []*runtime.Mount{
@@ -125,6 +126,10 @@ func TestContainerStatusTranslation(t *testing.T) {
 			{ContainerPath: "/img", Image: &runtime.ImageSpec{Image: "busybox:1"}},
 		},
 		Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{CpuShares: 512}},
+	}
+	cfg, err := toContainerConfig(criCfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	created := time.Unix(1700000000, 0)
 	c := sandbox.Container{
@@ -144,11 +149,12 @@ func TestContainerStatusTranslation(t *testing.T) {
 	if got := st.GetUser().GetLinux(); got.GetUid() != 1000 || got.GetGid() != 1000 || !cmp.Equal(got.GetSupplementalGroups(), []int64{10}) {
 		t.Errorf("user = %v", got)
 	}
-	if st.Mounts[0] != cfg.Mounts[0] || st.Mounts[1].GetImage().GetImageRef() != "sha256:vol" {
-		t.Errorf("mounts = %v", st.Mounts)
+	wantMounts := []*runtime.Mount{criCfg.Mounts[0], {ContainerPath: "/img", Image: &runtime.ImageSpec{Image: "busybox:1", ImageRef: "sha256:vol"}}}
+	if diff := cmp.Diff(wantMounts, st.Mounts, protocmp.Transform()); diff != "" {
+		t.Errorf("mounts (-want +got):\n%s", diff)
 	}
-	if cfg.Mounts[1].Image.ImageRef != "" {
-		t.Error("the container's config was changed, not copied")
+	if diff := cmp.Diff(containerMetadata(c), criCfg.Metadata, protocmp.Transform()); diff != "" {
+		t.Errorf("metadata (-want +got):\n%s", diff)
 	}
 	if st.Resources.GetLinux().GetCpuShares() != 512 {
 		t.Errorf("resources = %v", st.Resources)

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -21,16 +21,16 @@ func TestToUserNS(t *testing.T) {
 	tests := []struct {
 		name    string
 		ns      *runtime.NamespaceOption
-		want    *sandbox.IDMappings
+		want    *ctrconfig.IDMappings
 		wantErr error
 	}{
 		{name: "no options", ns: nil},
 		{name: "no user namespace options", ns: &runtime.NamespaceOption{}},
 		{name: "NODE: the host's users", ns: &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE}}},
 		{name: "POD as kubelet sends it", ns: &runtime.NamespaceOption{UsernsOptions: pod(one(0, 196608, 65536), one(0, 196608, 65536))},
-			want: &sandbox.IDMappings{UIDs: []sandbox.IDMapping{{HostID: 196608, Size: 65536}}, GIDs: []sandbox.IDMapping{{HostID: 196608, Size: 65536}}}},
+			want: &ctrconfig.IDMappings{UIDs: []ctrconfig.IDMapping{{HostID: 196608, Size: 65536}}, GIDs: []ctrconfig.IDMapping{{HostID: 196608, Size: 65536}}}},
 		{name: "gids differ from uids", ns: &runtime.NamespaceOption{UsernsOptions: pod(one(0, 1000, 100000), one(0, 2000, 100000))},
-			want: &sandbox.IDMappings{UIDs: []sandbox.IDMapping{{HostID: 1000, Size: 100000}}, GIDs: []sandbox.IDMapping{{HostID: 2000, Size: 100000}}}},
+			want: &ctrconfig.IDMappings{UIDs: []ctrconfig.IDMapping{{HostID: 1000, Size: 100000}}, GIDs: []ctrconfig.IDMapping{{HostID: 2000, Size: 100000}}}},
 		{name: "CONTAINER", ns: &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_CONTAINER}}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "TARGET", ns: &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_TARGET}}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "more than one mapping", ns: &runtime.NamespaceOption{UsernsOptions: pod(

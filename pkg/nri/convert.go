@@ -3,8 +3,8 @@ package nri
 import (
 	api "github.com/containerd/nri/pkg/api"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // podSandbox is what plugins see of a pod.
@@ -21,22 +21,22 @@ func podSandbox(p *sandbox.Pod) *api.PodSandbox {
 	for kind, path := range p.NS {
 		out.Linux.Namespaces = append(out.Linux.Namespaces, &api.LinuxNamespace{Type: kind, Path: path})
 	}
-	if r := p.Config.Raw.GetLinux().GetResources(); r != nil {
-		out.Linux.PodResources = fromCRIResources(r)
+	if r := p.Config.Resources; r != nil {
+		out.Linux.PodResources = fromResources(r)
 	}
-	if r := p.Config.Raw.GetLinux().GetOverhead(); r != nil {
-		out.Linux.PodOverhead = fromCRIResources(r)
+	if r := p.Config.Overhead; r != nil {
+		out.Linux.PodOverhead = fromResources(r)
 	}
 	return out
 }
 
 // container is what plugins see of a container: from its spec while it
-// is created, else from its CRI config and recorded state.
+// is created, else from its config and recorded state.
 func container(c *sandbox.Container, spec *specs.Spec) *api.Container {
 	cfg := c.Config
 	out := &api.Container{
-		Id: c.ID, PodSandboxId: c.PodID, Name: cfg.GetMetadata().GetName(), State: containerState(c.State),
-		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+		Id: c.ID, PodSandboxId: c.PodID, Name: cfg.Name, State: containerState(c.State),
+		Labels: cfg.Labels, Annotations: cfg.Annotations,
 		Pid:       uint32(max(c.Pid, 0)),
 		CreatedAt: c.CreatedAt.UnixNano(), ExitCode: c.ExitCode,
 		StatusReason: c.Reason, StatusMessage: c.Message,
@@ -49,9 +49,9 @@ func container(c *sandbox.Container, spec *specs.Spec) *api.Container {
 		out.FinishedAt = c.FinishedAt.UnixNano()
 	}
 	if spec == nil {
-		out.Args = append(append([]string{}, cfg.GetCommand()...), cfg.GetArgs()...)
-		for _, kv := range cfg.GetEnvs() {
-			out.Env = append(out.Env, kv.GetKey()+"="+string(kv.GetValue()))
+		out.Args = append(append([]string{}, cfg.Command...), cfg.Args...)
+		for _, kv := range cfg.Env {
+			out.Env = append(out.Env, kv.Key+"="+kv.Value)
 		}
 		if c.Resources != nil {
 			out.Linux.Resources = api.FromOCILinuxResources(c.Resources, nil)
@@ -100,40 +100,40 @@ func containerState(s sandbox.ContainerState) api.ContainerState {
 	return api.ContainerState_CONTAINER_UNKNOWN
 }
 
-// fromCRIResources converts a pod's resources as kubelet sent them.
-func fromCRIResources(r *runtime.LinuxContainerResources) *api.LinuxResources {
+// fromResources converts a pod's resources as kubelet gave them.
+func fromResources(r *ctrconfig.Resources) *api.LinuxResources {
 	out := &api.LinuxResources{
 		Cpu: &api.LinuxCPU{
-			Shares: api.UInt64(uint64(max(r.GetCpuShares(), 0))),
-			Quota:  api.Int64(r.GetCpuQuota()),
-			Period: api.UInt64(uint64(max(r.GetCpuPeriod(), 0))),
-			Cpus:   r.GetCpusetCpus(), Mems: r.GetCpusetMems(),
+			Shares: api.UInt64(uint64(max(r.CPUShares, 0))),
+			Quota:  api.Int64(r.CPUQuota),
+			Period: api.UInt64(uint64(max(r.CPUPeriod, 0))),
+			Cpus:   r.CpusetCPUs, Mems: r.CpusetMems,
 		},
-		Memory:  &api.LinuxMemory{Limit: api.Int64(r.GetMemoryLimitInBytes())},
-		Unified: r.GetUnified(),
+		Memory:  &api.LinuxMemory{Limit: api.Int64(r.MemoryLimit)},
+		Unified: r.Unified,
 	}
-	for _, h := range r.GetHugepageLimits() {
-		out.HugepageLimits = append(out.HugepageLimits, &api.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
+	for _, h := range r.HugepageLimits {
+		out.HugepageLimits = append(out.HugepageLimits, &api.HugepageLimit{PageSize: h.PageSize, Limit: h.Limit})
 	}
 	return out
 }
 
-// toCRIResources converts the resources a plugin asks a container to have.
-func toCRIResources(r *api.LinuxResources) *runtime.LinuxContainerResources {
-	out := &runtime.LinuxContainerResources{
-		CpuPeriod:          int64(r.GetCpu().GetPeriod().GetValue()),
-		CpuQuota:           r.GetCpu().GetQuota().GetValue(),
-		CpuShares:          int64(r.GetCpu().GetShares().GetValue()),
-		CpusetCpus:         r.GetCpu().GetCpus(),
-		CpusetMems:         r.GetCpu().GetMems(),
-		MemoryLimitInBytes: r.GetMemory().GetLimit().GetValue(),
-		Unified:            r.GetUnified(),
+// toResources converts the resources a plugin asks a container to have.
+func toResources(r *api.LinuxResources) *ctrconfig.Resources {
+	out := &ctrconfig.Resources{
+		CPUPeriod:   int64(r.GetCpu().GetPeriod().GetValue()),
+		CPUQuota:    r.GetCpu().GetQuota().GetValue(),
+		CPUShares:   int64(r.GetCpu().GetShares().GetValue()),
+		CpusetCPUs:  r.GetCpu().GetCpus(),
+		CpusetMems:  r.GetCpu().GetMems(),
+		MemoryLimit: r.GetMemory().GetLimit().GetValue(),
+		Unified:     r.GetUnified(),
 	}
 	if s := r.GetMemory().GetSwap(); s != nil {
-		out.MemorySwapLimitInBytes = s.GetValue()
+		out.MemorySwapLimit = s.GetValue()
 	}
 	for _, h := range r.GetHugepageLimits() {
-		out.HugepageLimits = append(out.HugepageLimits, &runtime.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
+		out.HugepageLimits = append(out.HugepageLimits, ctrconfig.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
 	}
 	return out
 }

@@ -19,8 +19,8 @@ import (
 	api "github.com/containerd/nri/pkg/api"
 	nrigen "github.com/containerd/nri/pkg/runtime-tools/generate"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Config is the [nri] section.
@@ -37,7 +37,7 @@ type Config struct {
 type Engine interface {
 	ListPods(sandbox.PodFilter) []sandbox.Pod
 	ListContainers(sandbox.ContainerFilter) []sandbox.Container
-	UpdateContainerResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error
+	UpdateContainerResources(ctx context.Context, id string, res *ctrconfig.Resources) error
 	StopContainer(ctx context.Context, id string, timeout time.Duration) error
 }
 
@@ -128,7 +128,7 @@ func (s *Service) update(ctx context.Context, updates []*api.ContainerUpdate) ([
 		if res == nil {
 			continue
 		}
-		if err := s.engine.UpdateContainerResources(ctx, u.GetContainerId(), toCRIResources(res)); err != nil {
+		if err := s.engine.UpdateContainerResources(ctx, u.GetContainerId(), toResources(res)); err != nil {
 			s.log.Warn("NRI plugin's container update failed", "container", u.GetContainerId(), "error", err)
 			failed = append(failed, u)
 			if !u.GetIgnoreFailure() {
@@ -175,10 +175,10 @@ func (s *Service) RemovePod(ctx context.Context, pod *sandbox.Pod) {
 
 // UpdatePod lets plugins see a pod's new resources before they apply; a
 // plugin's error refuses them.
-func (s *Service) UpdatePod(ctx context.Context, pod *sandbox.Pod, res, overhead *runtime.LinuxContainerResources) error {
-	req := &api.UpdatePodSandboxRequest{Pod: podSandbox(pod), LinuxResources: fromCRIResources(res)}
+func (s *Service) UpdatePod(ctx context.Context, pod *sandbox.Pod, res, overhead *ctrconfig.Resources) error {
+	req := &api.UpdatePodSandboxRequest{Pod: podSandbox(pod), LinuxResources: fromResources(res)}
 	if overhead != nil {
-		req.OverheadLinuxResources = fromCRIResources(overhead)
+		req.OverheadLinuxResources = fromResources(overhead)
 	}
 	if _, err := s.a.UpdatePodSandbox(ctx, req); err != nil {
 		return fmt.Errorf("NRI plugin refused the pod's resources: %w", err)

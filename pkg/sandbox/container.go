@@ -6,18 +6,18 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Container is a container as the engine keeps it: checkpointed on every
-// change. Its CRI config is kept whole: the spec is built from it, and
+// change. Its config is kept whole: the spec is built from it, and
 // ContainerStatus reports from it.
 type Container struct {
 	ID         string
 	PodID      string
-	Config     *runtime.ContainerConfig
+	Config     ctrconfig.Container
 	ImageID    string
 	ImageRef   string // the reference the container was created from
 	State      ContainerState
@@ -47,8 +47,6 @@ type Container struct {
 
 // Rootfs is where the container's root filesystem is mounted.
 func (c *Container) Rootfs() string { return c.Bundle + "/rootfs" }
-
-const containerCheckpointVersion = 1
 
 // ImageInfo is what the engine needs of an image.
 type ImageInfo struct {

@@ -13,11 +13,10 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // containerEntryOf finds a container by ID or unique ID prefix.
@@ -439,7 +438,7 @@ func (f ContainerFilter) matches(c Container) bool {
 		return false
 	}
 	for k, v := range f.Labels {
-		if c.Config.GetLabels()[k] != v {
+		if c.Config.Labels[k] != v {
 			return false
 		}
 	}
@@ -457,7 +456,7 @@ func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
 
 // UpdateContainerResources applies new limits to a live container's cgroup
 // and keeps them for its status.
-func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *runtime.LinuxContainerResources) error {
+func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *ctrconfig.Resources) error {
 	e, err := m.containerEntryOf(id)
 	if err != nil {
 		return err
@@ -488,14 +487,9 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *
 		return fmt.Errorf("update cgroup of container %s: %w", c.ID, err)
 	}
 	c.Resources = next
-	// Copy on write: copies of the container (statuses, event snapshots)
-	// share its config and read it without the container's lock.
-	cfg := proto.Clone(c.Config).(*runtime.ContainerConfig)
-	if cfg.Linux == nil {
-		cfg.Linux = &runtime.LinuxContainerConfig{}
-	}
-	cfg.Linux.Resources = res
-	c.Config = cfg
+	// Copies of the container (statuses, event snapshots) have their own
+	// Config, whose Resources keep pointing at what they were.
+	c.Config.Resources = res.Clone()
 	return m.saveContainer(c)
 }
 

@@ -14,10 +14,10 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrcheckpoint"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 const containerKind = "containers"
@@ -36,15 +36,14 @@ type containerEntry struct {
 func newContainerEntry(c *Container) *containerEntry { return &containerEntry{c: c, seen: *c} }
 
 // containerName is kubelet's unique container name within the node.
-func containerName(pod *Pod, cfg *runtime.ContainerConfig) string {
-	md := cfg.GetMetadata()
-	return fmt.Sprintf("%s_%s_%s_%s_%d", md.GetName(), pod.Config.Name, pod.Config.Namespace, pod.Config.UID, md.GetAttempt())
+func containerName(pod *Pod, cfg ctrconfig.Container) string {
+	return fmt.Sprintf("%s_%s_%s_%s_%d", cfg.Name, pod.Config.Name, pod.Config.Namespace, pod.Config.UID, cfg.Attempt)
 }
 
 // CreateContainer makes a container in a Ready pod: named steps on an undo
 // stack, checkpointed as Creating before the first resource exists.
-func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtime.ContainerConfig) (_ string, retErr error) {
-	if cfg.GetMetadata().GetName() == "" || cfg.GetImage().GetImage() == "" {
+func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg ctrconfig.Container) (_ string, retErr error) {
+	if cfg.Name == "" || cfg.Image == "" {
 		return "", fmt.Errorf("container config needs a name and an image: %w", errdefs.ErrInvalidArgument)
 	}
 	// Before any lock: a plugin's synchronization lists every container.
@@ -79,16 +78,16 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", err
 	}
-	if err := checkMountSources(cfg.GetMounts()); err != nil {
+	if err := checkMountSources(cfg.Mounts); err != nil {
 		return "", err
 	}
-	if err := checkPropagation(cfg.GetMounts()); err != nil {
+	if err := checkPropagation(cfg.Mounts); err != nil {
 		return "", err
 	}
-	if err := checkImageVolumes(cfg.GetMounts()); err != nil {
+	if err := checkImageVolumes(cfg.Mounts); err != nil {
 		return "", err
 	}
-	c := &Container{ID: id, PodID: pod.ID, Config: cfg, ImageRef: cfg.GetImage().GetImage(), State: ContainerCreating,
+	c := &Container{ID: id, PodID: pod.ID, Config: cfg, ImageRef: cfg.Image, State: ContainerCreating,
 		CreatedAt: time.Now().UTC(), LogPath: logPath, targetPID: targetPID}
 	c.Bundle = filepath.Join(m.opts.ContainerDir, c.ID)
 	name := containerName(pod, cfg)
@@ -247,10 +246,10 @@ func (m *Manager) resolveImage(ctx context.Context, c *Container) (ImageInfo, *s
 	return img, dumped, nil
 }
 
-// buildSpec makes the container's OCI spec from its CRI config, its pod
-// and its image; the image's passwd and group files are read through an
+// buildSpec makes the container's OCI spec from its config, its pod and
+// its image; the image's passwd and group files are read through an
 // os.Root, so they cannot lead outside the rootfs.
-func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg *runtime.ContainerConfig, img ImageInfo) (oci.Result, error) {
+func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg ctrconfig.Container, img ImageInfo) (oci.Result, error) {
 	root, err := os.OpenRoot(c.Rootfs())
 	if err != nil {
 		return oci.Result{}, err
@@ -261,7 +260,7 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg *ru
 		return oci.Result{}, err
 	}
 	res, err := oci.Build(ctx, oci.Input{
-		ID: c.ID, SandboxID: pod.ID, Config: cfg, Sandbox: pod.Config.Raw,
+		ID: c.ID, SandboxID: pod.ID, Config: cfg, Pod: pod.Config.ContainerPod(),
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
 		Namespaces: oci.PodNamespaces{Network: pod.NetNS, IPC: pod.NS["ipc"], UTS: pod.NS["uts"], PID: pod.NS["pid"],
 			User: pod.NS["user"], TargetPID: c.targetPID},
@@ -327,8 +326,8 @@ func (m *Manager) logDropped(ctx context.Context, pod *Pod, dropped []string) {
 // and in a pod made with no log directory, under cradle's own (podLogDir).
 // kubelet deletes `<reported log path>*` when it removes a container, so
 // an empty path would be `*` in its working directory.
-func (m *Manager) containerLogPath(pod *Pod, id string, cfg *runtime.ContainerConfig) (string, error) {
-	rel, dir := cfg.GetLogPath(), pod.Config.LogDirectory
+func (m *Manager) containerLogPath(pod *Pod, id string, cfg ctrconfig.Container) (string, error) {
+	rel, dir := cfg.LogPath, pod.Config.LogDirectory
 	if rel == "" {
 		rel = id + ".log"
 	}
@@ -348,13 +347,13 @@ func (m *Manager) podLogDir(podID string) string { return filepath.Join(m.opts.L
 
 // checkMountSources fails, before anything is made, when a bind mount's
 // source does not exist (kubelet creates what hostPath volumes ask for).
-func checkMountSources(mounts []*runtime.Mount) error {
+func checkMountSources(mounts []ctrconfig.Mount) error {
 	for _, mnt := range mounts {
-		if !filepath.IsAbs(mnt.GetHostPath()) {
+		if !filepath.IsAbs(mnt.HostPath) {
 			continue // the spec builder rejects it with its reason
 		}
-		if _, err := os.Stat(mnt.GetHostPath()); err != nil {
-			return fmt.Errorf("mount %q: source %q: %w: %w", mnt.GetContainerPath(), mnt.GetHostPath(), err, errdefs.ErrInvalidArgument)
+		if _, err := os.Stat(mnt.HostPath); err != nil {
+			return fmt.Errorf("mount %q: source %q: %w: %w", mnt.ContainerPath, mnt.HostPath, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil
@@ -362,24 +361,24 @@ func checkMountSources(mounts []*runtime.Mount) error {
 
 // targetPID is the PID namespace of the container an ephemeral container
 // targets (PID mode TARGET): a running container of the same pod.
-func (m *Manager) targetPID(podID string, cfg *runtime.ContainerConfig) (string, error) {
-	opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if opts.GetPid() != runtime.NamespaceMode_TARGET {
+func (m *Manager) targetPID(podID string, cfg ctrconfig.Container) (string, error) {
+	opts := cfg.Security.Namespaces
+	if opts.PID != ctrconfig.NamespaceTarget {
 		return "", nil
 	}
 	m.mu.Lock()
-	e, ok := m.containers[opts.GetTargetId()]
+	e, ok := m.containers[opts.TargetID]
 	m.mu.Unlock()
 	if !ok {
-		return "", fmt.Errorf("target container %q: %w", opts.GetTargetId(), errdefs.ErrNotFound)
+		return "", fmt.Errorf("target container %q: %w", opts.TargetID, errdefs.ErrNotFound)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.c.PodID != podID {
-		return "", fmt.Errorf("target container %q is not in pod %s: %w", opts.GetTargetId(), podID, errdefs.ErrNotFound)
+		return "", fmt.Errorf("target container %q is not in pod %s: %w", opts.TargetID, podID, errdefs.ErrNotFound)
 	}
 	if e.c.State != ContainerRunning || e.c.Pid == 0 {
-		return "", fmt.Errorf("target container %q is not running: %w", opts.GetTargetId(), errdefs.ErrFailedPrecondition)
+		return "", fmt.Errorf("target container %q is not running: %w", opts.TargetID, errdefs.ErrFailedPrecondition)
 	}
 	return fmt.Sprintf("/proc/%d/ns/pid", e.c.Pid), nil
 }
@@ -400,9 +399,9 @@ func (m *Manager) saveContainer(c *Container) error {
 
 // stopSignal picks the signal StopContainer sends first: the config's, else
 // the image's, else SIGTERM.
-func stopSignal(cfg *runtime.ContainerConfig, image string) string {
-	if s := cfg.GetStopSignal(); s != runtime.Signal_SIGNAL_RUNTIME_DEFAULT {
-		return strings.TrimPrefix(s.String(), "SIGNAL_") // SIGNAL_SIGUSR1 → SIGUSR1
+func stopSignal(cfg ctrconfig.Container, image string) string {
+	if cfg.StopSignal != "" {
+		return cfg.StopSignal
 	}
 	if image != "" && unix.SignalNum(strings.ToUpper(image)) != 0 {
 		return strings.ToUpper(image)

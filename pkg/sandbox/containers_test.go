@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,10 +15,10 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // fakeImages hands out bind mounts of a directory holding an image's files.
@@ -291,12 +292,12 @@ func (e *containerEnv) readyPod(t *testing.T) string {
 	return pod
 }
 
-func containerConfig(name string) *runtime.ContainerConfig {
-	return &runtime.ContainerConfig{
-		Metadata: &runtime.ContainerMetadata{Name: name},
-		Image:    &runtime.ImageSpec{Image: "busybox:1"},
-		Command:  []string{"sleep", "1000"},
-		LogPath:  name + ".log",
+func containerConfig(name string) ctrconfig.Container {
+	return ctrconfig.Container{
+		Name:    name,
+		Image:   "busybox:1",
+		Command: []string{"sleep", "1000"},
+		LogPath: name + ".log",
 	}
 }
 
@@ -443,7 +444,7 @@ func TestContainerLifecycle(t *testing.T) {
 	if _, err := e.m.PortForward(ctx, "feedface", 80); !errdefs.IsNotFound(err) {
 		t.Errorf("PortForward to an unknown pod: %v", err)
 	}
-	if err := e.m.UpdateContainerResources(ctx, id, &runtime.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20}); err != nil {
+	if err := e.m.UpdateContainerResources(ctx, id, &ctrconfig.Resources{CPUShares: 512, MemoryLimit: 64 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	e.f.mu.Lock()
@@ -550,17 +551,17 @@ func TestLimitCapabilities(t *testing.T) {
 
 func TestStopSignal(t *testing.T) {
 	for _, tt := range []struct {
-		cfg   runtime.Signal
+		cfg   string
 		image string
 		want  string
 	}{
-		{runtime.Signal_SIGNAL_SIGUSR1, "SIGQUIT", "SIGUSR1"},
-		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "SIGQUIT", "SIGQUIT"},
-		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "quit", "SIGQUIT"},
-		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "", "SIGTERM"},
-		{runtime.Signal_SIGNAL_RUNTIME_DEFAULT, "NOTASIGNAL", "SIGTERM"},
+		{"SIGUSR1", "SIGQUIT", "SIGUSR1"},
+		{"", "SIGQUIT", "SIGQUIT"},
+		{"", "quit", "SIGQUIT"},
+		{"", "", "SIGTERM"},
+		{"", "NOTASIGNAL", "SIGTERM"},
 	} {
-		if got := stopSignal(&runtime.ContainerConfig{StopSignal: tt.cfg}, tt.image); got != tt.want {
+		if got := stopSignal(ctrconfig.Container{StopSignal: tt.cfg}, tt.image); got != tt.want {
 			t.Errorf("stopSignal(%v, %q) = %q, want %q", tt.cfg, tt.image, got, tt.want)
 		}
 	}
@@ -646,8 +647,8 @@ func TestHugepageLimitsTheHostCannotEnforce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := containerConfig("c")
-	cfg.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
-		CpuShares: 2, MemoryLimitInBytes: 64 << 20, HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}}}
+	cfg.Resources = &ctrconfig.Resources{
+		CPUShares: 2, MemoryLimit: 64 << 20, HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}}
 	id, err := e.m.CreateContainer(ctx, pod, cfg)
 	if err != nil {
 		t.Fatalf("kubelet's default hugepage limits: %v", err)
@@ -662,13 +663,13 @@ func TestHugepageLimitsTheHostCannotEnforce(t *testing.T) {
 		t.Errorf("memory limit lost: %+v", got)
 	}
 	asked := containerConfig("asked")
-	asked.Linux = &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
-		HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}}
+	asked.Resources = &ctrconfig.Resources{
+		HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}
 	if _, err := e.m.CreateContainer(ctx, pod, asked); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("an explicit hugepage limit: err = %v, want InvalidArgument", err)
 	}
-	if err := e.m.UpdateContainerResources(ctx, id, &runtime.LinuxContainerResources{
-		HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB"}}}); err != nil {
+	if err := e.m.UpdateContainerResources(ctx, id, &ctrconfig.Resources{
+		HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "2MB"}}}); err != nil {
 		t.Errorf("update with kubelet's default hugepage limits: %v", err)
 	}
 	if err := e.m.RemovePod(ctx, pod); err != nil {
@@ -733,9 +734,18 @@ func TestRecoverAsksTheRuntime(t *testing.T) {
 // A container whose pod checkpoint is lost is killed and released at the
 // next start, never left running under a pod nobody lists; a container
 // whose own checkpoint is unreadable too.
+// A checkpoint that cannot be read, truncated or of a version this daemon
+// does not know (written by a newer cradle), does not stop recovery: its
+// object is released from its ID.
 func TestRecoverReleasesOrphans(t *testing.T) {
-	for _, kind := range []string{podKind, containerKind} {
-		t.Run(kind, func(t *testing.T) {
+	truncated := func([]byte) []byte { return []byte(`{"version": 1, "data": {"ID": "tru`) }
+	future := func(b []byte) []byte { return bytes.Replace(b, []byte(`{"version":2,`), []byte(`{"version":3,`), 1) }
+	for _, tc := range []struct {
+		kind, name string
+		rewrite    func([]byte) []byte
+	}{{podKind, "truncated", truncated}, {containerKind, "truncated", truncated}, {podKind, "future", future}, {containerKind, "future", future}} {
+		kind := tc.kind
+		t.Run(kind+"/"+tc.name, func(t *testing.T) {
 			e := newContainerEnv(t)
 			ctx := context.Background()
 			pod := e.readyPod(t)
@@ -751,8 +761,17 @@ func TestRecoverReleasesOrphans(t *testing.T) {
 				victim = id
 			}
 			path := filepath.Join(e.dir, "checkpoints", kind, victim+".json")
-			if err := os.WriteFile(path, []byte(`{"version": 1, "data": {"ID": "tru`), 0o600); err != nil {
+			b, err := os.ReadFile(path)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.rewrite(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, errPod := e.m.loadPod(pod)
+			_, errCtr := e.m.loadContainer(id)
+			if err := map[string]error{podKind: errPod, containerKind: errCtr}[kind]; !errdefs.IsNotImplemented(err) && !errdefs.IsDataLoss(err) {
+				t.Errorf("load: %v, want NotImplemented (a future version) or DataLoss", err)
 			}
 			e.rt.detach()
 			m2 := e.manager(t)

@@ -96,7 +96,7 @@ func TestCreateFromArchiveRollsBack(t *testing.T) {
 			ctx := context.Background()
 			pod := e.readyPod(t)
 			cfg := containerConfig("c")
-			cfg.Image.Image = tc.archive(t)
+			cfg.Image = tc.archive(t)
 			e.f.failAt = tc.failAt
 			if _, err := e.m.CreateContainer(ctx, pod, cfg); !tc.is(err) {
 				t.Fatalf("create: %v", err)
@@ -179,7 +179,7 @@ func TestRestoreFromArchive(t *testing.T) {
 	pod := e.readyPod(t)
 	archive := writeArchive(t, "busybox:1")
 	cfg := containerConfig("restored")
-	cfg.Image.Image = archive
+	cfg.Image = archive
 	id, err := e.m.CreateContainer(ctx, pod, cfg)
 	if err != nil {
 		t.Fatal(err)

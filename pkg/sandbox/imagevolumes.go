@@ -8,13 +8,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
-	"google.golang.org/protobuf/proto"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // Image volumes (KEP-4639): a CRI mount whose image field names an OCI
@@ -30,28 +30,26 @@ func imageVolumeKey(containerID string, i int) string {
 	return containerID + "-imagevol-" + strconv.Itoa(i)
 }
 
-func isImageVolume(m *runtime.Mount) bool { return m.GetImage().GetImage() != "" }
-
 // checkImageVolumes refuses, before anything is made, image volumes the
 // container cannot have: writable ones (as containerd does), and sub-paths
 // that are not relative paths inside the image.
-func checkImageVolumes(mounts []*runtime.Mount) error {
+func checkImageVolumes(mounts []ctrconfig.Mount) error {
 	for _, m := range mounts {
-		if !isImageVolume(m) {
-			if m.GetImageSubPath() != "" {
-				return fmt.Errorf("mount %q: image_sub_path without an image: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+		if !m.IsImageVolume() {
+			if m.ImageSubPath != "" {
+				return fmt.Errorf("mount %q: image_sub_path without an image: %w", m.ContainerPath, errdefs.ErrInvalidArgument)
 			}
 			continue
 		}
-		if !m.GetReadonly() {
-			return fmt.Errorf("image volume %q must be read-only: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+		if !m.Readonly {
+			return fmt.Errorf("image volume %q must be read-only: %w", m.ContainerPath, errdefs.ErrInvalidArgument)
 		}
-		if m.GetHostPath() != "" {
-			return fmt.Errorf("image volume %q has a host path too: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+		if m.HostPath != "" {
+			return fmt.Errorf("image volume %q has a host path too: %w", m.ContainerPath, errdefs.ErrInvalidArgument)
 		}
-		if sub := m.GetImageSubPath(); sub != "" && (path.IsAbs(sub) || !fs.ValidPath(path.Clean(sub))) {
+		if sub := m.ImageSubPath; sub != "" && (path.IsAbs(sub) || !fs.ValidPath(path.Clean(sub))) {
 			return fmt.Errorf("image volume %q: sub-path %q must be a relative path inside the image: %w",
-				m.GetContainerPath(), sub, errdefs.ErrInvalidArgument)
+				m.ContainerPath, sub, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil
@@ -62,25 +60,23 @@ func checkImageVolumes(mounts []*runtime.Mount) error {
 // mount of its snapshot (or of the sub-path in it). It records each
 // volume's image ID in c.ImageVolumes. The images must be present
 // (kubelet pulls them as it pulls the container's image): NotFound if not.
-func (m *Manager) mountImageVolumes(ctx context.Context, c *Container) (*runtime.ContainerConfig, error) {
+func (m *Manager) mountImageVolumes(ctx context.Context, c *Container) (ctrconfig.Container, error) {
 	cfg := c.Config
-	for i, mnt := range c.Config.GetMounts() {
-		if !isImageVolume(mnt) {
+	cfg.Mounts = slices.Clone(c.Config.Mounts) // c.Config keeps the volumes as asked
+	for i, mnt := range c.Config.Mounts {
+		if !mnt.IsImageVolume() {
 			continue
 		}
-		img, err := m.opts.Images.Resolve(ctx, mnt.GetImage().GetImage())
+		img, err := m.opts.Images.Resolve(ctx, mnt.Image)
 		if err != nil {
-			return nil, fmt.Errorf("image volume %q: image %s: %w", mnt.GetContainerPath(), mnt.GetImage().GetImage(), err)
+			return cfg, fmt.Errorf("image volume %q: image %s: %w", mnt.ContainerPath, mnt.Image, err)
 		}
-		src, err := m.mountImageVolume(ctx, c, i, img.ID, mnt.GetImageSubPath())
+		src, err := m.mountImageVolume(ctx, c, i, img.ID, mnt.ImageSubPath)
 		if err != nil {
-			return nil, fmt.Errorf("image volume %q: %w", mnt.GetContainerPath(), err)
+			return cfg, fmt.Errorf("image volume %q: %w", mnt.ContainerPath, err)
 		}
-		if cfg == c.Config {
-			cfg = proto.Clone(c.Config).(*runtime.ContainerConfig)
-		}
-		bind := cfg.Mounts[i]
-		bind.HostPath, bind.Image, bind.ImageSubPath = src, nil, ""
+		bind := &cfg.Mounts[i]
+		bind.HostPath, bind.Image, bind.ImageSubPath = src, "", ""
 		if c.ImageVolumes == nil {
 			c.ImageVolumes = map[int]string{}
 		}

@@ -8,15 +8,15 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-func imageVolumeConfig(name, sub string, readonly bool) *runtime.ContainerConfig {
+func imageVolumeConfig(name, sub string, readonly bool) ctrconfig.Container {
 	cfg := containerConfig(name)
-	cfg.Mounts = []*runtime.Mount{
+	cfg.Mounts = []ctrconfig.Mount{
 		{ContainerPath: "/data", HostPath: "/tmp"},
-		{ContainerPath: "/mnt/image", Readonly: readonly, Image: &runtime.ImageSpec{Image: "busybox:1"}, ImageSubPath: sub},
+		{ContainerPath: "/mnt/image", Readonly: readonly, Image: "busybox:1", ImageSubPath: sub},
 	}
 	return cfg
 }
@@ -66,7 +66,7 @@ func TestImageVolumeBadInputChangesNothing(t *testing.T) {
 	e := newContainerEnv(t)
 	ctx := context.Background()
 	pod := e.readyPod(t)
-	for name, cfg := range map[string]*runtime.ContainerConfig{
+	for name, cfg := range map[string]ctrconfig.Container{
 		"writable":       imageVolumeConfig("c", "", false),
 		"missing subdir": imageVolumeConfig("c", "not-existing", true),
 		"escaping":       imageVolumeConfig("c", "../..", true),

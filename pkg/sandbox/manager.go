@@ -46,6 +46,9 @@ type Options struct {
 	Failpoint func(step string)
 	// NRI relays the lifecycle to NRI plugins (nil: none).
 	NRI NRI
+	// V1Configs reads the CRI configs of version-1 checkpoints; nil: such
+	// checkpoints are unreadable.
+	V1Configs V1Configs
 }
 
 // Manager is the pod engine. It is safe for concurrent use; calls on one

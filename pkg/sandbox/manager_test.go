@@ -19,8 +19,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // fakes records what exists, so a test can check that nothing is left.
@@ -204,7 +204,7 @@ func (b fakeBackend) StartPod(_ context.Context, pod *Pod) error {
 	defer b.f.mu.Unlock()
 	b.f.started[pod.ID] = true
 	pod.Shm = filepath.Join(pod.Dir, "shm")
-	if pod.Config.PID == NamespacePod {
+	if pod.Config.PID == ctrconfig.NamespacePod {
 		// An infra process: this test process stands in for it.
 		pod.Pid = os.Getpid()
 		if b.f.infraPid != 0 {
@@ -257,8 +257,7 @@ func kill(m *Manager) {
 }
 
 func podConfig(name string) PodConfig {
-	return PodConfig{Name: name, Namespace: "default", UID: "uid-" + name, Labels: map[string]string{"app": name},
-		Raw: &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name}}}
+	return PodConfig{Name: name, Namespace: "default", UID: "uid-" + name, Labels: map[string]string{"app": name}}
 }
 
 // assertNothingLeft checks the fakes, the state directory and the
@@ -464,7 +463,7 @@ func TestRecoverStopsAPodWhoseProcessEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := podConfig("other")
-	other.PID = NamespaceContainer // no infra process
+	other.PID = ctrconfig.NamespaceContainer // no infra process
 	otherID, err := m.RunPod(ctx, other)
 	if err != nil {
 		t.Fatal(err)

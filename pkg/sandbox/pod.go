@@ -4,17 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-)
-
-// NamespaceMode says whose namespace a pod uses (the CRI's NamespaceMode).
-type NamespaceMode int
-
-// Namespace modes.
-const (
-	NamespacePod NamespaceMode = iota // the pod's own, shared by its containers
-	NamespaceContainer
-	NamespaceNode // the host's
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // PodConfig is what a pod is made from: the CRI PodSandboxConfig as the
@@ -31,31 +21,28 @@ type PodConfig struct {
 	Labels       map[string]string
 	Annotations  map[string]string
 	Handler      string // RuntimeClass handler; "" is the default
-	Network      NamespaceMode
-	PID          NamespaceMode
-	IPC          NamespaceMode
+	Network      ctrconfig.NamespaceMode
+	PID          ctrconfig.NamespaceMode
+	IPC          ctrconfig.NamespaceMode
 	CgroupParent string
 	Sysctls      map[string]string
 	// UserNS are the ID mappings of the pod's user namespace (kubelet's
 	// hostUsers: false); nil runs the pod with the host's users.
-	UserNS *IDMappings `json:",omitempty"`
-	// Raw is the CRI config the pod was made from: container specs are
-	// built from it.
-	Raw *runtime.PodSandboxConfig
-}
-
-// IDMappings are the uid and gid mappings of a user namespace.
-type IDMappings struct {
-	UIDs []IDMapping
-	GIDs []IDMapping
-}
-
-// IDMapping maps Size IDs from ContainerID inside a user namespace to
-// HostID outside.
-type IDMapping struct {
-	ContainerID uint32
-	HostID      uint32
-	Size        uint32
+	UserNS *ctrconfig.IDMappings `json:",omitempty"`
+	// UserNSNode records that the config named the host's user namespace
+	// (mode NODE) rather than saying nothing: PodSandboxStatus reports it.
+	UserNSNode bool `json:",omitempty"`
+	// RequestedHostname is the hostname the config asks for, "" when it
+	// names none (Hostname is then the one the engine chose): containers'
+	// HOSTNAME and UTS name come from it.
+	RequestedHostname string `json:",omitempty"`
+	// Privileged allows the pod's containers to be privileged.
+	Privileged bool `json:",omitempty"`
+	// Resources are the pod's resources as kubelet gives them (the sum
+	// of its containers'), Overhead its RuntimeClass's; nil: not given.
+	// UpdatePodResources changes them.
+	Resources *ctrconfig.Resources `json:",omitempty"`
+	Overhead  *ctrconfig.Resources `json:",omitempty"`
 }
 
 // DNSConfig is the pod's resolv.conf.
@@ -107,10 +94,14 @@ type Pod struct {
 	logged map[string]bool
 }
 
-// podCheckpointVersion is the version of the Pod checkpoint format.
-const podCheckpointVersion = 1
-
 // uniqueName is kubelet's unique pod name: one pod per name at a time.
 func (c PodConfig) uniqueName() string {
 	return c.Name + "_" + c.Namespace + "_" + c.UID + "_" + strconv.FormatUint(uint64(c.Attempt), 10)
+}
+
+// ContainerPod is what the specs of the pod's containers take from its
+// config.
+func (c PodConfig) ContainerPod() ctrconfig.Pod {
+	return ctrconfig.Pod{Name: c.Name, Namespace: c.Namespace, UID: c.UID, Hostname: c.RequestedHostname,
+		Network: c.Network, PID: c.PID, IPC: c.IPC, UserNS: c.UserNS, Privileged: c.Privileged, Sysctls: c.Sysctls}
 }

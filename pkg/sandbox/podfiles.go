@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // Pod file names under Pod.Dir; containers bind-mount them.
@@ -24,7 +25,7 @@ const defaultHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loo
 func writePodFiles(pod *Pod) error {
 	cfg := pod.Config
 	hostname := cfg.Hostname
-	if cfg.Network == NamespaceNode {
+	if cfg.Network == ctrconfig.NamespaceNode {
 		h, err := os.Hostname()
 		if err != nil {
 			return err
@@ -42,7 +43,7 @@ func writePodFiles(pod *Pod) error {
 	}
 	pod.Config.Hostname = hostname
 	hosts := []byte(defaultHosts)
-	if cfg.Network == NamespaceNode {
+	if cfg.Network == ctrconfig.NamespaceNode {
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
 			hosts = b
 		}

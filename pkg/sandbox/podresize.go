@@ -5,10 +5,9 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/proto"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // UpdatePodResources resizes a running pod in place (kubelet's
@@ -21,7 +20,7 @@ import (
 // resources beyond them are InvalidArgument, those within are accepted
 // (the limits inside the guest are its containers', which kubelet resizes
 // one by one; its host cgroup holds the VMM, whose size does not change).
-func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhead *runtime.LinuxContainerResources) error {
+func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhead *ctrconfig.Resources) error {
 	if res == nil {
 		return fmt.Errorf("UpdatePodSandboxResources needs Linux resources: %w", errdefs.ErrInvalidArgument)
 	}
@@ -60,7 +59,7 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 		// Its config keeps the resources the sandbox was sized from (a
 		// VM's, which vmbox.Size reads): they stay its bounds.
 		m.opts.NRI.PostUpdatePod(ctx, pod)
-		m.log.InfoContext(ctx, "pod sandbox resized within its bounds", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota())
+		m.log.InfoContext(ctx, "pod sandbox resized within its bounds", "pod", pod.ID, "memory_limit", res.MemoryLimit, "cpu_quota", res.CPUQuota)
 		return nil
 	}
 	if _, owned, err := m.podCgroup(pod); err == nil && owned && pod.Cgroup != "" {
@@ -68,39 +67,31 @@ func (m *Manager) UpdatePodResources(ctx context.Context, id string, res, overhe
 			return fmt.Errorf("resize the cgroup of pod sandbox %s: %w", pod.ID, err)
 		}
 	}
-	// Copy on write: snapshots of the pod share its config.
-	raw := &runtime.PodSandboxConfig{}
-	if pod.Config.Raw != nil {
-		raw = proto.Clone(pod.Config.Raw).(*runtime.PodSandboxConfig)
-	}
-	if raw.Linux == nil {
-		raw.Linux = &runtime.LinuxPodSandboxConfig{}
-	}
-	raw.Linux.Resources, raw.Linux.Overhead = res, overhead
-	pod.Config.Raw = raw
+	// Snapshots of the pod (copies of it) keep the resources they had.
+	pod.Config.Resources, pod.Config.Overhead = res.Clone(), overhead.Clone()
 	if err := m.save(pod); err != nil {
 		return err
 	}
 	m.opts.NRI.PostUpdatePod(ctx, pod)
-	m.log.InfoContext(ctx, "pod sandbox resized", "pod", pod.ID, "memory_limit", res.GetMemoryLimitInBytes(), "cpu_quota", res.GetCpuQuota(), "cpu_shares", res.GetCpuShares())
+	m.log.InfoContext(ctx, "pod sandbox resized", "pod", pod.ID, "memory_limit", res.MemoryLimit, "cpu_quota", res.CPUQuota, "cpu_shares", res.CPUShares)
 	return nil
 }
 
 // sumResources is a pod's resources with its overhead added: the limits
 // and weights its cgroup holds.
-func sumResources(res, overhead *runtime.LinuxContainerResources) *runtime.LinuxContainerResources {
-	out := proto.Clone(res).(*runtime.LinuxContainerResources)
+func sumResources(res, overhead *ctrconfig.Resources) *ctrconfig.Resources {
+	out := res.Clone()
 	if overhead == nil {
 		return out
 	}
-	if out.MemoryLimitInBytes > 0 && overhead.MemoryLimitInBytes > 0 {
-		out.MemoryLimitInBytes += overhead.MemoryLimitInBytes
+	if out.MemoryLimit > 0 && overhead.MemoryLimit > 0 {
+		out.MemoryLimit += overhead.MemoryLimit
 	}
-	if out.CpuShares > 0 {
-		out.CpuShares += overhead.CpuShares
+	if out.CPUShares > 0 {
+		out.CPUShares += overhead.CPUShares
 	}
-	if out.CpuQuota > 0 && overhead.CpuQuota > 0 && out.CpuPeriod == overhead.CpuPeriod {
-		out.CpuQuota += overhead.CpuQuota
+	if out.CPUQuota > 0 && overhead.CPUQuota > 0 && out.CPUPeriod == overhead.CPUPeriod {
+		out.CPUQuota += overhead.CPUQuota
 	}
 	return out
 }

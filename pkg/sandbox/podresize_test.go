@@ -9,8 +9,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestUpdatePodResources(t *testing.T) {
@@ -23,8 +23,8 @@ func TestUpdatePodResources(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod, _ := m.Pod(id)
-	res := &runtime.LinuxContainerResources{MemoryLimitInBytes: 256 << 20, CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512}
-	overhead := &runtime.LinuxContainerResources{MemoryLimitInBytes: 16 << 20, CpuPeriod: 100000, CpuQuota: 10000, CpuShares: 10}
+	res := &ctrconfig.Resources{MemoryLimit: 256 << 20, CPUPeriod: 100000, CPUQuota: 50000, CPUShares: 512}
+	overhead := &ctrconfig.Resources{MemoryLimit: 16 << 20, CPUPeriod: 100000, CPUQuota: 10000, CPUShares: 10}
 	if err := m.UpdatePodResources(ctx, id, res, overhead); err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +35,8 @@ func TestUpdatePodResources(t *testing.T) {
 	// Recorded: a restart keeps the pod's new resources.
 	m2 := newTestManager(t, f, dir)
 	after, err := m2.Pod(id)
-	if err != nil || after.Config.Raw.GetLinux().GetResources().GetMemoryLimitInBytes() != 256<<20 || after.Config.Raw.GetLinux().GetOverhead().GetCpuShares() != 10 {
-		t.Errorf("recorded resources after restart = %v (%v)", after.Config.Raw.GetLinux(), err)
+	if err != nil || after.Config.Resources.MemoryLimit != 256<<20 || after.Config.Overhead.CPUShares != 10 {
+		t.Errorf("recorded resources after restart = %+v, %+v (%v)", after.Config.Resources, after.Config.Overhead, err)
 	}
 
 	// A pod kubelet made the cgroup of is resized by kubelet: recorded only.
@@ -57,12 +57,12 @@ func TestUpdatePodResources(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		id   string
-		res  *runtime.LinuxContainerResources
+		res  *ctrconfig.Resources
 		want error
 	}{
 		{"no resources", id, nil, errdefs.ErrInvalidArgument},
 		{"unknown pod", "nope", res, errdefs.ErrNotFound},
-		{"bad cpuset", id, &runtime.LinuxContainerResources{CpusetCpus: "x-y"}, errdefs.ErrInvalidArgument},
+		{"bad cpuset", id, &ctrconfig.Resources{CpusetCPUs: "x-y"}, errdefs.ErrInvalidArgument},
 	} {
 		if err := m2.UpdatePodResources(ctx, tt.id, tt.res, nil); !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
@@ -112,19 +112,19 @@ func TestUpdatePodResourcesOfAVMPod(t *testing.T) {
 	}
 	ctx := context.Background()
 	cfg := podConfig("v")
-	cfg.Raw.Linux = &runtime.LinuxPodSandboxConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 128 << 20}}
+	cfg.Resources = &ctrconfig.Resources{MemoryLimit: 128 << 20}
 	id, err := m.RunPod(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.UpdatePodResources(ctx, id, &runtime.LinuxContainerResources{MemoryLimitInBytes: 384 << 20}, nil); err != nil {
+	if err := m.UpdatePodResources(ctx, id, &ctrconfig.Resources{MemoryLimit: 384 << 20}, nil); err != nil {
 		t.Fatalf("within the VM: %v", err)
 	}
-	if err := m.UpdatePodResources(ctx, id, &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := m.UpdatePodResources(ctx, id, &ctrconfig.Resources{MemoryLimit: 1 << 30}, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("beyond the VM: %v, want InvalidArgument", err)
 	}
 	pod, _ := m.Pod(id)
-	if got := pod.Config.Raw.GetLinux().GetResources().GetMemoryLimitInBytes(); got != 128<<20 {
+	if got := pod.Config.Resources.MemoryLimit; got != 128<<20 {
 		t.Errorf("the VM's sizing resources became %d", got)
 	}
 	if len(f.updates) != 0 {

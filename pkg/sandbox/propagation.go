@@ -6,40 +6,40 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/moby/sys/mountinfo"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // checkPropagation fails when a mount asks for propagation its source's
 // mount cannot give: Bidirectional needs a shared mount, HostToContainer a
 // shared or slave one. A private source would silently propagate nothing
 // (on a host without systemd "/" is private). The error names the fix.
-func checkPropagation(mounts []*runtime.Mount) error {
+func checkPropagation(mounts []ctrconfig.Mount) error {
 	for _, m := range mounts {
-		p := m.GetPropagation()
-		if p != runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL && p != runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER {
+		p := m.Propagation
+		if p != ctrconfig.PropagationBidirectional && p != ctrconfig.PropagationHostToContainer {
 			continue
 		}
-		src, err := filepath.EvalSymlinks(m.GetHostPath())
+		src, err := filepath.EvalSymlinks(m.HostPath)
 		if err != nil {
-			return fmt.Errorf("mount %q: %w: %w", m.GetContainerPath(), err, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("mount %q: %w: %w", m.ContainerPath, err, errdefs.ErrInvalidArgument)
 		}
 		mnt, err := mountOf(src)
 		if err != nil {
-			return fmt.Errorf("mount %q: %w", m.GetContainerPath(), err)
+			return fmt.Errorf("mount %q: %w", m.ContainerPath, err)
 		}
 		shared := strings.Contains(mnt.Optional, "shared:")
 		slave := strings.Contains(mnt.Optional, "master:")
-		if shared || (slave && p == runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER) {
+		if shared || (slave && p == ctrconfig.PropagationHostToContainer) {
 			continue
 		}
 		want := "shared"
-		if p == runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER {
+		if p == ctrconfig.PropagationHostToContainer {
 			want = "shared or slave"
 		}
 		return fmt.Errorf("mount %q asks for %s propagation, but its source %s is on mount %s, which is not %s "+
 			"(fix on the host: `mount --make-rshared %s`, as systemd does for /; or bind the source on itself and make that shared): %w",
-			m.GetContainerPath(), p, src, mnt.Mountpoint, want, mnt.Mountpoint, errdefs.ErrFailedPrecondition)
+			m.ContainerPath, p, src, mnt.Mountpoint, want, mnt.Mountpoint, errdefs.ErrFailedPrecondition)
 	}
 	return nil
 }

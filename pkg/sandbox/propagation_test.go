@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"golang.org/x/sys/unix"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestCheckPropagation(t *testing.T) {
@@ -36,18 +36,18 @@ func TestCheckPropagation(t *testing.T) {
 	mount("", slave, unix.MS_SLAVE)
 	mount(private, private, unix.MS_BIND)
 	mount("", private, unix.MS_PRIVATE)
-	bi, h2c := runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL, runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
+	bi, h2c := ctrconfig.PropagationBidirectional, ctrconfig.PropagationHostToContainer
 	for _, tt := range []struct {
 		src  string
-		p    runtime.MountPropagation
+		p    ctrconfig.Propagation
 		fail bool
 	}{
 		{shared, bi, false}, {shared, h2c, false},
 		{slave, bi, true}, {slave, h2c, false},
 		{private, bi, true}, {private, h2c, true},
-		{private, runtime.MountPropagation_PROPAGATION_PRIVATE, false},
+		{private, ctrconfig.PropagationPrivate, false},
 	} {
-		err := checkPropagation([]*runtime.Mount{{ContainerPath: "/m", HostPath: tt.src, Propagation: tt.p}})
+		err := checkPropagation([]ctrconfig.Mount{{ContainerPath: "/m", HostPath: tt.src, Propagation: tt.p}})
 		if tt.fail != (err != nil) || (err != nil && !errdefs.IsFailedPrecondition(err)) {
 			t.Errorf("%s with %v: %v", filepath.Base(tt.src), tt.p, err)
 		}

@@ -52,8 +52,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 	var live []string
 	var husks []*Pod
 	for _, id := range ids {
-		var pod Pod
-		if _, err := m.ckpt.Load(podKind, id, &pod); err != nil || pod.ID != id {
+		pod, err := m.loadPod(id)
+		if err == nil && pod.ID != id {
+			err = fmt.Errorf("pod checkpoint %s holds pod %q: %w", id, pod.ID, errdefs.ErrDataLoss)
+		}
+		if err != nil {
 			m.log.Error("unreadable pod checkpoint: the pod is released from its ID, with its containers", "pod", id, "error", err)
 			husks = append(husks, m.husk(id))
 			continue
@@ -61,7 +64,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		if pod.NS == nil {
 			pod.NS = map[string]string{}
 		}
-		if m.recoverPod(ctx, &pod) {
+		if m.recoverPod(ctx, pod) {
 			live = append(live, pod.ID)
 		}
 	}
@@ -133,8 +136,11 @@ func (m *Manager) recoverContainers(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		c := &Container{}
-		if _, err := m.ckpt.Load(containerKind, id, c); err != nil || c.ID != id {
+		c, err := m.loadContainer(id)
+		if err == nil && c.ID != id {
+			err = fmt.Errorf("container checkpoint %s holds container %q: %w", id, c.ID, errdefs.ErrDataLoss)
+		}
+		if err != nil {
 			m.log.Error("unreadable container checkpoint: the container is killed and released from its ID", "container", id, "error", err)
 			m.releaseOrphan(ctx, &Container{ID: id, Bundle: filepath.Join(m.opts.ContainerDir, id)}, "")
 			continue

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"golang.org/x/sys/unix"
 )
 
@@ -181,7 +182,7 @@ func (m *Manager) stepCgroup(_ context.Context, pod *Pod, _ Backend) error {
 }
 
 func (m *Manager) stepNetNS(_ context.Context, pod *Pod, _ Backend) error {
-	if pod.Config.Network == NamespaceNode {
+	if pod.Config.Network == ctrconfig.NamespaceNode {
 		return nil
 	}
 	if pod.Config.UserNS != nil {

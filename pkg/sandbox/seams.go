@@ -5,8 +5,8 @@ import (
 	"net"
 
 	"github.com/cradle-runtime/cradle/pkg/cgroup"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Backend makes the sandboxes of one kind real: namespace+cgroup pods run
@@ -199,7 +199,7 @@ type NRI interface {
 	RemovePod(ctx context.Context, pod *Pod)
 	// UpdatePod is told a pod's new resources before they apply (an
 	// error refuses them); PostUpdatePod after.
-	UpdatePod(ctx context.Context, pod *Pod, res, overhead *runtime.LinuxContainerResources) error
+	UpdatePod(ctx context.Context, pod *Pod, res, overhead *ctrconfig.Resources) error
 	PostUpdatePod(ctx context.Context, pod *Pod)
 	CreateContainer(ctx context.Context, pod *Pod, c *Container, spec *specs.Spec) error
 	PostCreateContainer(ctx context.Context, pod *Pod, c *Container)
@@ -220,7 +220,7 @@ type noNRI struct{}
 func (noNRI) RunPod(context.Context, *Pod) error { return nil }
 func (noNRI) StopPod(context.Context, *Pod)      {}
 func (noNRI) RemovePod(context.Context, *Pod)    {}
-func (noNRI) UpdatePod(context.Context, *Pod, *runtime.LinuxContainerResources, *runtime.LinuxContainerResources) error {
+func (noNRI) UpdatePod(context.Context, *Pod, *ctrconfig.Resources, *ctrconfig.Resources) error {
 	return nil
 }
 func (noNRI) PostUpdatePod(context.Context, *Pod)                                  {}

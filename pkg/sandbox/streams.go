@@ -87,7 +87,7 @@ func (m *Manager) Attach(ctx context.Context, id string, o AttachOptions) error 
 	if err != nil {
 		return err
 	}
-	if !c.Config.GetStdin() {
+	if !c.Config.Stdin {
 		o.Stdin = nil
 	}
 	return b.Attach(ctx, pod, c, o)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // Pods in a user namespace (kubelet's hostUsers: false).
@@ -47,7 +48,7 @@ func (m *Manager) checkUserNS(handler string, cfg PodConfig) error {
 // namespace idmapped (nil u: mounts as they are): the overlay's lower layers
 // are mapped, its upper directory's root is chowned to the mapped root; a
 // bind mount (a snapshot without parents) is mapped as a whole.
-func idmapRootfs(mounts []mount.Mount, u *IDMappings) ([]mount.Mount, error) {
+func idmapRootfs(mounts []mount.Mount, u *ctrconfig.IDMappings) ([]mount.Mount, error) {
 	if u == nil {
 		return mounts, nil
 	}
@@ -83,7 +84,7 @@ func mountOption(opts []string, key string) string {
 
 // mapOption is containerd's mount option form of mappings:
 // "container:host:size,...".
-func mapOption(ms []IDMapping) string {
+func mapOption(ms []ctrconfig.IDMapping) string {
 	parts := make([]string, 0, len(ms))
 	for _, m := range ms {
 		parts = append(parts, fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size))

@@ -9,20 +9,21 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestIDMapRootfs(t *testing.T) {
 	testutil.RequireRoot(t) // chown
-	u := &IDMappings{UIDs: []IDMapping{{HostID: 196608, Size: 65536}}, GIDs: []IDMapping{{HostID: 262144, Size: 65536}}}
+	u := &ctrconfig.IDMappings{UIDs: []ctrconfig.IDMapping{{HostID: 196608, Size: 65536}}, GIDs: []ctrconfig.IDMapping{{HostID: 262144, Size: 65536}}}
 	upper := t.TempDir()
 	overlay := mount.Mount{Type: "overlay", Source: "overlay", Options: []string{"index=off", "workdir=/w", "upperdir=" + upper, "lowerdir=/l2:/l1"}}
 	maps := []string{"uidmap=0:196608:65536", "gidmap=0:262144:65536"}
 	tests := []struct {
 		name    string
 		in      []mount.Mount
-		u       *IDMappings
+		u       *ctrconfig.IDMappings
 		want    []mount.Mount
 		wantErr error
 	}{

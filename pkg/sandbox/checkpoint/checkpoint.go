@@ -78,25 +78,35 @@ func (s *Store) Save(kind, id string, version int, v any) error {
 // Load reads kind/id into v and returns the version it was written at.
 // A missing checkpoint is NotFound.
 func (s *Store) Load(kind, id string, v any) (int, error) {
-	p, err := s.path(kind, id)
+	version, data, err := s.LoadRaw(kind, id)
 	if err != nil {
 		return 0, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return 0, fmt.Errorf("checkpoint %s/%s (version %d): %v: %w", kind, id, version, err, errdefs.ErrDataLoss)
+	}
+	return version, nil
+}
+
+// LoadRaw reads a checkpoint's version and its undecoded data, for a
+// caller whose decoding depends on the version.
+func (s *Store) LoadRaw(kind, id string) (int, json.RawMessage, error) {
+	p, err := s.path(kind, id)
+	if err != nil {
+		return 0, nil, err
 	}
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("checkpoint %s/%s: %w", kind, id, errdefs.ErrNotFound)
+		return 0, nil, fmt.Errorf("checkpoint %s/%s: %w", kind, id, errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var env envelope
 	if err := json.Unmarshal(b, &env); err != nil {
-		return 0, fmt.Errorf("checkpoint %s/%s is corrupt: %v: %w", kind, id, err, errdefs.ErrDataLoss)
+		return 0, nil, fmt.Errorf("checkpoint %s/%s is corrupt: %v: %w", kind, id, err, errdefs.ErrDataLoss)
 	}
-	if err := json.Unmarshal(env.Data, v); err != nil {
-		return 0, fmt.Errorf("checkpoint %s/%s (version %d): %v: %w", kind, id, env.Version, err, errdefs.ErrDataLoss)
-	}
-	return env.Version, nil
+	return env.Version, env.Data, nil
 }
 
 // Delete removes kind/id; a missing checkpoint is not an error.

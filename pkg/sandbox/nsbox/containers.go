@@ -56,7 +56,7 @@ func createOptions(c *sandbox.Container) ociruntime.CreateOptions {
 	}
 	return ociruntime.CreateOptions{
 		ID: c.ID, Bundle: c.Bundle, LogPath: logPath,
-		Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce(), Terminal: c.Config.GetTty(),
+		Stdin: c.Config.Stdin, StdinOnce: c.Config.StdinOnce, Terminal: c.Config.TTY,
 	}
 }
 
@@ -195,7 +195,7 @@ func (b *Backend) Attach(ctx context.Context, pod *sandbox.Pod, c *sandbox.Conta
 	defer cancel()
 	return rt.Attach(ctx, c.ID, ociruntime.AttachOptions{
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		CloseStdin: c.Config.GetStdinOnce() && !c.Config.GetTty(),
+		CloseStdin: c.Config.StdinOnce && !c.Config.TTY,
 		Resize:     sandbox.Relay(ctx, o.Resize, winSize),
 	})
 }

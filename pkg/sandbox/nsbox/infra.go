@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,7 +81,7 @@ func findInfra(podID string) (pid int, start uint64) {
 // stopInfra kills the pod's infra process, if it still runs, and waits
 // until it is gone; with it go every process of its PID namespace.
 func stopInfra(ctx context.Context, pod *sandbox.Pod) error {
-	if pod.Pid == 0 && pod.Config.PID == sandbox.NamespacePod {
+	if pod.Pid == 0 && pod.Config.PID == ctrconfig.NamespacePod {
 		p := *pod
 		p.Pid, p.PidStart = findInfra(pod.ID)
 		pod = &p

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
 	"golang.org/x/sys/unix"
 )
@@ -56,16 +57,16 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
 		}
 		return mountShm(pod)
 	}
-	if pod.Config.PID == sandbox.NamespacePod {
+	if pod.Config.PID == ctrconfig.NamespacePod {
 		if err := b.startInfra(pod); err != nil {
 			return err
 		}
 	}
 	var kinds []string
-	if pod.Config.IPC != sandbox.NamespaceNode {
+	if pod.Config.IPC != ctrconfig.NamespaceNode {
 		kinds = append(kinds, "ipc")
 	}
-	if pod.Config.Network != sandbox.NamespaceNode {
+	if pod.Config.Network != ctrconfig.NamespaceNode {
 		kinds = append(kinds, "uts")
 	}
 	if len(kinds) > 0 {
@@ -77,7 +78,7 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) error {
 			pod.NS[k] = p
 		}
 	}
-	if pod.Config.IPC == sandbox.NamespaceNode {
+	if pod.Config.IPC == ctrconfig.NamespaceNode {
 		pod.Shm = "/dev/shm"
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -88,11 +89,11 @@ func TestStartPodPinsItsNamespaces(t *testing.T) {
 		infra    bool
 		hostname string
 	}{
-		{name: "own namespaces", cfg: sandbox.PodConfig{Hostname: "web-0", PID: sandbox.NamespaceContainer},
+		{name: "own namespaces", cfg: sandbox.PodConfig{Hostname: "web-0", PID: ctrconfig.NamespaceContainer},
 			pins: []string{"ipc", "uts"}, hostname: "web-0"},
-		{name: "shared PID", cfg: sandbox.PodConfig{Hostname: "web-1", PID: sandbox.NamespacePod},
+		{name: "shared PID", cfg: sandbox.PodConfig{Hostname: "web-1", PID: ctrconfig.NamespacePod},
 			pins: []string{"ipc", "uts"}, infra: true, hostname: "web-1"},
-		{name: "host network and IPC", cfg: sandbox.PodConfig{Network: sandbox.NamespaceNode, IPC: sandbox.NamespaceNode, PID: sandbox.NamespaceContainer},
+		{name: "host network and IPC", cfg: sandbox.PodConfig{Network: ctrconfig.NamespaceNode, IPC: ctrconfig.NamespaceNode, PID: ctrconfig.NamespaceContainer},
 			hostShm: true},
 	}
 	for _, tt := range tests {
@@ -153,7 +154,7 @@ func TestStartPodWithoutInfraCommand(t *testing.T) {
 	testutil.RequireRoot(t)
 	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, nil)
 	dir := t.TempDir()
-	pod := &sandbox.Pod{ID: "p", Dir: dir, NS: map[string]string{}, Config: sandbox.PodConfig{PID: sandbox.NamespacePod}}
+	pod := &sandbox.Pod{ID: "p", Dir: dir, NS: map[string]string{}, Config: sandbox.PodConfig{PID: ctrconfig.NamespacePod}}
 	if err := b.StartPod(context.Background(), pod); err == nil {
 		t.Fatal("no error")
 	}

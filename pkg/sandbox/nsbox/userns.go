@@ -11,6 +11,7 @@ import (
 
 	"github.com/cradle-runtime/cradle/pkg/osthread"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +67,7 @@ func (b *Backend) startUserNS(ctx context.Context, pod *sandbox.Pod) (retErr err
 		return fmt.Errorf("the pod's infra process: %w", err)
 	}
 	pod.Pid, pod.PidStart = pid, start
-	if pod.Config.PID == sandbox.NamespacePod {
+	if pod.Config.PID == ctrconfig.NamespacePod {
 		pod.NS["pid"] = fmt.Sprintf("/proc/%d/ns/pid", pid)
 	} else {
 		defer func() { retErr = errors.Join(retErr, stopInfra(ctx, pod)); pod.Pid, pod.PidStart = 0, 0 }()
@@ -126,7 +127,7 @@ func setHostname(path, hostname string) error {
 	return nil
 }
 
-func procIDMaps(ms []sandbox.IDMapping) []syscall.SysProcIDMap {
+func procIDMaps(ms []ctrconfig.IDMapping) []syscall.SysProcIDMap {
 	out := make([]syscall.SysProcIDMap, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})

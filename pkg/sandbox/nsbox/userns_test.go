@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -51,12 +52,12 @@ func inode(t *testing.T, path string) uint64 {
 // no pin, mount or process.
 func TestStartPodInAUserNamespace(t *testing.T) {
 	b := newPodBackend(t)
-	m := []sandbox.IDMapping{{HostID: 40 * 65536, Size: 65536}}
-	for _, pid := range []sandbox.NamespaceMode{sandbox.NamespaceContainer, sandbox.NamespacePod} {
-		t.Run(map[sandbox.NamespaceMode]string{sandbox.NamespaceContainer: "own PID", sandbox.NamespacePod: "shared PID"}[pid], func(t *testing.T) {
+	m := []ctrconfig.IDMapping{{HostID: 40 * 65536, Size: 65536}}
+	for _, pid := range []ctrconfig.NamespaceMode{ctrconfig.NamespaceContainer, ctrconfig.NamespacePod} {
+		t.Run(map[ctrconfig.NamespaceMode]string{ctrconfig.NamespaceContainer: "own PID", ctrconfig.NamespacePod: "shared PID"}[pid], func(t *testing.T) {
 			dir := t.TempDir()
 			pod := &sandbox.Pod{ID: "p", Dir: dir, NS: map[string]string{},
-				Config: sandbox.PodConfig{Hostname: "h", PID: pid, UserNS: &sandbox.IDMappings{UIDs: m, GIDs: m}}}
+				Config: sandbox.PodConfig{Hostname: "h", PID: pid, UserNS: &ctrconfig.IDMappings{UIDs: m, GIDs: m}}}
 			if err := b.StartPod(context.Background(), pod); err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +67,7 @@ func TestStartPodInAUserNamespace(t *testing.T) {
 				t.Fatal("the pod's user namespace is the host's")
 			}
 			pinned := map[string]string{"net": pod.NetNS, "ipc": pod.NS["ipc"], "uts": pod.NS["uts"]}
-			if pid == sandbox.NamespacePod {
+			if pid == ctrconfig.NamespacePod {
 				if pod.Pid == 0 {
 					t.Fatal("no infra process for a shared PID namespace")
 				}

@@ -19,26 +19,25 @@ const (
 
 // annotations records who the container is.
 func (b *builder) annotations(context.Context) error {
-	meta := b.in.Sandbox.GetMetadata()
+	pod := b.in.Pod
 	b.spec.Annotations = map[string]string{
 		AnnotationContainerType:    ContainerTypeContainer,
-		AnnotationContainerName:    b.in.Config.GetMetadata().GetName(),
+		AnnotationContainerName:    b.in.Config.Name,
 		AnnotationImageName:        b.imageName(),
 		AnnotationSandboxID:        b.in.SandboxID,
-		AnnotationSandboxName:      meta.GetName(),
-		AnnotationSandboxNamespace: meta.GetNamespace(),
-		AnnotationSandboxUID:       meta.GetUid(),
+		AnnotationSandboxName:      pod.Name,
+		AnnotationSandboxNamespace: pod.Namespace,
+		AnnotationSandboxUID:       pod.UID,
 	}
 	return nil
 }
 
 func (b *builder) imageName() string {
-	img := b.in.Config.GetImage()
 	switch {
 	case b.in.ImageName != "":
 		return b.in.ImageName
-	case img.GetUserSpecifiedImage() != "":
-		return img.GetUserSpecifiedImage()
+	case b.in.Config.UserSpecifiedImage != "":
+		return b.in.Config.UserSpecifiedImage
 	}
-	return img.GetImage()
+	return b.in.Config.Image
 }

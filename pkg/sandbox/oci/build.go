@@ -1,5 +1,6 @@
 // Package oci builds the OCI runtime spec of a Kubernetes container from its
-// CRI ContainerConfig, its pod's PodSandboxConfig and its image config. The
+// config, what it takes from its pod's (both as ctrconfig has them, which
+// pkg/cri translates from the CRI) and its image config. The
 // same spec drives runc or crun on the host and the agent inside a microVM.
 //
 // The package is pure: it makes no syscalls and reads no files of its own.
@@ -16,9 +17,9 @@ import (
 	"path"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Input is everything a container's spec is built from.
@@ -26,11 +27,11 @@ type Input struct {
 	// ID is the container's ID; SandboxID the ID of its pod.
 	ID        string
 	SandboxID string
-	// Config is the CRI container config; Sandbox the config of its pod.
-	Config  *runtime.ContainerConfig
-	Sandbox *runtime.PodSandboxConfig
+	// Config is the container's config; Pod what it takes from its pod's.
+	Config ctrconfig.Container
+	Pod    ctrconfig.Pod
 	// Image is the image's config; ImageName the image reference reported
-	// in annotations (defaults to Config.Image's user-specified name).
+	// in annotations (defaults to Config's user-specified image).
 	Image     ocispec.ImageConfig
 	ImageName string
 	// RootfsPath is the container's root filesystem (absolute, or relative
@@ -156,11 +157,9 @@ func (b *builder) warnf(format string, args ...any) {
 	b.warnings = append(b.warnings, fmt.Sprintf(format, args...))
 }
 
-func (b *builder) security() *runtime.LinuxContainerSecurityContext {
-	return b.in.Config.GetLinux().GetSecurityContext()
-}
+func (b *builder) security() *ctrconfig.Security { return &b.in.Config.Security }
 
-func (b *builder) privileged() bool { return b.security().GetPrivileged() }
+func (b *builder) privileged() bool { return b.security().Privileged }
 
 // Build turns in into an OCI runtime spec. Errors wrap errdefs classes:
 // ErrInvalidArgument for a config that cannot run (including a missing
@@ -202,10 +201,8 @@ func validateInput(in Input) error {
 	switch {
 	case in.ID == "":
 		return fmt.Errorf("container ID is empty: %w", errdefs.ErrInvalidArgument)
-	case in.Config.GetMetadata().GetName() == "":
+	case in.Config.Name == "":
 		return fmt.Errorf("container %q has no name: %w", in.ID, errdefs.ErrInvalidArgument)
-	case in.Sandbox == nil:
-		return fmt.Errorf("container %q has no pod config: %w", in.ID, errdefs.ErrInvalidArgument)
 	case in.RootfsPath == "":
 		return fmt.Errorf("container %q has no rootfs: %w", in.ID, errdefs.ErrInvalidArgument)
 	}
@@ -223,7 +220,7 @@ func baseSpec(in Input) *specs.Spec {
 		Version: SpecVersion,
 		Root: &specs.Root{
 			Path:     in.RootfsPath,
-			Readonly: in.Config.GetLinux().GetSecurityContext().GetReadonlyRootfs(),
+			Readonly: in.Config.Security.ReadonlyRootfs,
 		},
 		Process: &specs.Process{Cwd: "/"},
 		Linux: &specs.Linux{

@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // testInput is a plain container in a plain pod.
@@ -19,20 +19,12 @@ func testInput() Input {
 	return Input{
 		ID:        "c1",
 		SandboxID: "p1",
-		Config: &runtime.ContainerConfig{
-			Metadata: &runtime.ContainerMetadata{Name: "web"},
-			Image:    &runtime.ImageSpec{Image: "sha256:abc", UserSpecifiedImage: "nginx:1.27"},
-			Linux: &runtime.LinuxContainerConfig{
-				SecurityContext: &runtime.LinuxContainerSecurityContext{
-					NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER},
-				},
-			},
+		Config: ctrconfig.Container{
+			Name:  "web",
+			Image: "sha256:abc", UserSpecifiedImage: "nginx:1.27",
+			Security: ctrconfig.Security{Namespaces: ctrconfig.Namespaces{PID: ctrconfig.NamespaceContainer}},
 		},
-		Sandbox: &runtime.PodSandboxConfig{
-			Metadata: &runtime.PodSandboxMetadata{Name: "web-0", Namespace: "default", Uid: "u-1"},
-			Hostname: "web-0",
-			Linux:    &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{}},
-		},
+		Pod:          ctrconfig.Pod{Name: "web-0", Namespace: "default", UID: "u-1", Hostname: "web-0"},
 		Image:        ocispec.ImageConfig{Entrypoint: []string{"/docker-entrypoint.sh"}, Cmd: []string{"nginx"}, User: "app", Env: []string{"NGINX_VERSION=1.27"}},
 		RootfsPath:   "/run/cradle/c1/rootfs",
 		Namespaces:   PodNamespaces{Network: "/run/netns/p1", IPC: "/proc/9/ns/ipc", UTS: "/proc/9/ns/uts", PID: "/proc/9/ns/pid"},
@@ -44,10 +36,10 @@ func testInput() Input {
 
 func TestBuild(t *testing.T) {
 	in := testInput()
-	in.Config.Envs = []*runtime.KeyValue{{Key: "MODE", Value: []byte("prod")}}
-	in.Config.Mounts = []*runtime.Mount{{HostPath: "/var/lib/kubelet/pods/u-1/volumes/data", ContainerPath: "/data", Readonly: true}}
-	in.Config.Linux.Resources = &runtime.LinuxContainerResources{CpuShares: 2, MemoryLimitInBytes: 64 << 20, OomScoreAdj: 1000}
-	in.Sandbox.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "0"}
+	in.Config.Env = []ctrconfig.EnvVar{{Key: "MODE", Value: "prod"}}
+	in.Config.Mounts = []ctrconfig.Mount{{HostPath: "/var/lib/kubelet/pods/u-1/volumes/data", ContainerPath: "/data", Readonly: true}}
+	in.Config.Resources = &ctrconfig.Resources{CPUShares: 2, MemoryLimit: 64 << 20, OOMScoreAdj: 1000}
+	in.Pod.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "0"}
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()), WithPidsLimit(100))
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +115,8 @@ func TestBuild(t *testing.T) {
 
 func TestBuildPrivileged(t *testing.T) {
 	in := testInput()
-	in.Config.Linux.SecurityContext.Privileged = true
-	in.Sandbox.Linux.SecurityContext.Privileged = true
+	in.Config.Security.Privileged = true
+	in.Pod.Privileged = true
 	in.Host = Host{CgroupV2: true, AppArmor: true}
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()),
 		WithDeviceLookup(testDevices()), WithHostDevices("/dev/null"))
@@ -180,26 +172,22 @@ func TestBuildSeccomp(t *testing.T) {
 		}
 		return nil, fs.ErrNotExist
 	}
-	local := func(ref string) *runtime.SecurityProfile {
-		return &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: ref}
+	local := func(ref string) *ctrconfig.SecurityProfile {
+		return &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileLocalhost, LocalhostRef: ref}
 	}
 	tests := []struct {
 		name     string
-		profile  *runtime.SecurityProfile
-		legacy   string
+		profile  *ctrconfig.SecurityProfile
 		host     SeccompDefault
 		noLoader bool
 		want     specs.LinuxSeccompAction // "" for no filter
 		wantErr  error
 	}{
 		{name: "no profile is unconfined"},
-		{name: "runtime default", profile: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}, want: specs.ActErrno},
-		{name: "legacy runtime default", legacy: "runtime/default", want: specs.ActErrno},
-		{name: "runtime default unconfined on host", profile: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}, host: SeccompUnconfined},
-		{name: "unconfined", profile: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Unconfined}},
-		{name: "legacy unconfined", legacy: "unconfined"},
+		{name: "runtime default", profile: &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileRuntimeDefault}, want: specs.ActErrno},
+		{name: "runtime default unconfined on host", profile: &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileRuntimeDefault}, host: SeccompUnconfined},
+		{name: "unconfined", profile: &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileUnconfined}},
 		{name: "localhost", profile: local("profiles/audit.json"), want: specs.ActLog},
-		{name: "legacy localhost", legacy: "localhost/profiles/audit.json", want: specs.ActLog},
 		{name: "localhost missing", profile: local("profiles/none.json"), wantErr: errdefs.ErrInvalidArgument},
 		{name: "localhost bad json", profile: local("profiles/bad.json"), wantErr: errdefs.ErrInvalidArgument},
 		{name: "localhost empty", profile: local("profiles/empty.json"), wantErr: errdefs.ErrInvalidArgument},
@@ -209,8 +197,7 @@ func TestBuildSeccomp(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := testInput()
 			in.Host.RuntimeDefaultSeccomp = tt.host
-			in.Config.Linux.SecurityContext.Seccomp = tt.profile
-			in.Config.Linux.SecurityContext.SeccompProfilePath = tt.legacy //nolint:staticcheck // testing the deprecated field
+			in.Config.Security.Seccomp = tt.profile
 			opts := []Opt{WithImageFS(testImageFS())}
 			if !tt.noLoader {
 				opts = append(opts, WithProfileLoader(loader))
@@ -240,19 +227,18 @@ func TestBuildErrors(t *testing.T) {
 		wantErr error
 	}{
 		{name: "no ID", edit: func(in *Input) { in.ID = "" }, wantErr: errdefs.ErrInvalidArgument},
-		{name: "no config", edit: func(in *Input) { in.Config = nil }, wantErr: errdefs.ErrInvalidArgument},
-		{name: "no sandbox", edit: func(in *Input) { in.Sandbox = nil }, wantErr: errdefs.ErrInvalidArgument},
+		{name: "no config", edit: func(in *Input) { in.Config = ctrconfig.Container{} }, wantErr: errdefs.ErrInvalidArgument},
 		{name: "no rootfs", edit: func(in *Input) { in.RootfsPath = "" }, wantErr: errdefs.ErrInvalidArgument},
 		{name: "relative working dir", edit: func(in *Input) { in.Config.WorkingDir = "srv" }, wantErr: errdefs.ErrInvalidArgument},
 		{name: "unknown user", edit: func(in *Input) { in.Image.User = "ghost" }, wantErr: errdefs.ErrInvalidArgument},
-		{name: "privileged in unprivileged pod", edit: func(in *Input) { in.Config.Linux.SecurityContext.Privileged = true }, wantErr: errdefs.ErrInvalidArgument},
-		{name: "node sysctl", edit: func(in *Input) { in.Sandbox.Linux.Sysctls = map[string]string{"vm.swappiness": "1"} }, wantErr: errdefs.ErrInvalidArgument},
-		{name: "relative mount", edit: func(in *Input) { in.Config.Mounts = []*runtime.Mount{{HostPath: "data", ContainerPath: "/d"}} }, wantErr: errdefs.ErrInvalidArgument},
+		{name: "privileged in unprivileged pod", edit: func(in *Input) { in.Config.Security.Privileged = true }, wantErr: errdefs.ErrInvalidArgument},
+		{name: "node sysctl", edit: func(in *Input) { in.Pod.Sysctls = map[string]string{"vm.swappiness": "1"} }, wantErr: errdefs.ErrInvalidArgument},
+		{name: "relative mount", edit: func(in *Input) { in.Config.Mounts = []ctrconfig.Mount{{HostPath: "data", ContainerPath: "/d"}} }, wantErr: errdefs.ErrInvalidArgument},
 		{name: "unified on v1", edit: func(in *Input) {
-			in.Config.Linux.Resources = &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "1"}}
+			in.Config.Resources = &ctrconfig.Resources{Unified: map[string]string{"memory.high": "1"}}
 		}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "device without lookup", edit: func(in *Input) {
-			in.Config.Devices = []*runtime.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse"}}
+			in.Config.Devices = []ctrconfig.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse"}}
 		}, wantErr: errdefs.ErrFailedPrecondition},
 	}
 	for _, tt := range tests {
@@ -270,7 +256,7 @@ func TestBuildErrors(t *testing.T) {
 func TestBuildWarnsOnOOMClamp(t *testing.T) {
 	in := testInput()
 	in.Host.MinOOMScoreAdj = -500
-	in.Config.Linux.Resources = &runtime.LinuxContainerResources{OomScoreAdj: -997}
+	in.Config.Resources = &ctrconfig.Resources{OOMScoreAdj: -997}
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()))
 	if err != nil {
 		t.Fatal(err)
@@ -285,9 +271,9 @@ func TestBuildWarnsOnOOMClamp(t *testing.T) {
 
 func TestBuildTerminalAndReadonly(t *testing.T) {
 	in := testInput()
-	in.Config.Tty = true
-	in.Config.Linux.SecurityContext.ReadonlyRootfs = true
-	in.Config.Linux.SecurityContext.NoNewPrivs = true
+	in.Config.TTY = true
+	in.Config.Security.ReadonlyRootfs = true
+	in.Config.Security.NoNewPrivs = true
 	in.Host.SystemdCgroup = true
 	in.CgroupParent = "kubepods-besteffort-podu_1.slice"
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()))

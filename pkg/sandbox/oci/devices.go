@@ -42,19 +42,19 @@ func (b *builder) devices(context.Context) error {
 			b.spec.Linux.Devices = append(b.spec.Linux.Devices, linuxDevice(p, dev))
 		}
 	}
-	for _, d := range b.in.Config.GetDevices() {
-		perms, err := devicePermissions(d.GetPermissions())
+	for _, d := range b.in.Config.Devices {
+		perms, err := devicePermissions(d.Permissions)
 		if err != nil {
-			return fmt.Errorf("device %q: %w", d.GetHostPath(), err)
+			return fmt.Errorf("device %q: %w", d.HostPath, err)
 		}
-		if !path.IsAbs(d.GetHostPath()) || !path.IsAbs(d.GetContainerPath()) {
-			return fmt.Errorf("device %q at %q: paths must be absolute: %w", d.GetHostPath(), d.GetContainerPath(), errdefs.ErrInvalidArgument)
+		if !path.IsAbs(d.HostPath) || !path.IsAbs(d.ContainerPath) {
+			return fmt.Errorf("device %q at %q: paths must be absolute: %w", d.HostPath, d.ContainerPath, errdefs.ErrInvalidArgument)
 		}
-		dev, err := b.lookupDevice(d.GetHostPath())
+		dev, err := b.lookupDevice(d.HostPath)
 		if err != nil {
 			return err
 		}
-		b.addDevice(linuxDevice(path.Clean(d.GetContainerPath()), dev))
+		b.addDevice(linuxDevice(path.Clean(d.ContainerPath), dev))
 		if !b.privileged() {
 			major, minor := dev.Major, dev.Minor
 			res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 type fakeDevices map[string]Device
@@ -43,7 +43,7 @@ func TestDevices(t *testing.T) {
 	deny := specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"}
 	tests := []struct {
 		name        string
-		devices     []*runtime.Device
+		devices     []ctrconfig.Device
 		privileged  bool
 		hostDevices []string
 		noLookup    bool
@@ -54,7 +54,7 @@ func TestDevices(t *testing.T) {
 		{name: "none", wantRules: []specs.LinuxDeviceCgroup{deny}},
 		{
 			name:     "fuse and disk",
-			devices:  []*runtime.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rw"}, {HostPath: "/dev/sda", ContainerPath: "/dev/xvda"}},
+			devices:  []ctrconfig.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rw"}, {HostPath: "/dev/sda", ContainerPath: "/dev/xvda"}},
 			wantDevs: []specs.LinuxDevice{dev("/dev/fuse", "c", 10, 229, 0o666, 0), dev("/dev/xvda", "b", 8, 0, 0o660, 6)},
 			wantRules: []specs.LinuxDeviceCgroup{deny,
 				{Allow: true, Type: "c", Major: i64p(10), Minor: i64p(229), Access: "rw"},
@@ -64,23 +64,23 @@ func TestDevices(t *testing.T) {
 			name:        "privileged gets host devices, CRI device replaces one",
 			privileged:  true,
 			hostDevices: []string{"/dev/null", "/dev/fuse"},
-			devices:     []*runtime.Device{{HostPath: "/dev/sda", ContainerPath: "/dev/fuse"}},
+			devices:     []ctrconfig.Device{{HostPath: "/dev/sda", ContainerPath: "/dev/fuse"}},
 			wantDevs:    []specs.LinuxDevice{dev("/dev/null", "c", 1, 3, 0o666, 0), dev("/dev/fuse", "b", 8, 0, 0o660, 6)},
 			wantRules:   []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}},
 		},
-		{name: "bad permissions", devices: []*runtime.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rwx"}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "repeated permission", devices: []*runtime.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rr"}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "relative path", devices: []*runtime.Device{{HostPath: "/dev/fuse", ContainerPath: "fuse"}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "not a device", devices: []*runtime.Device{{HostPath: "/etc/hosts", ContainerPath: "/dev/x"}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "missing", devices: []*runtime.Device{{HostPath: "/dev/nope", ContainerPath: "/dev/x"}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "no lookup", noLookup: true, devices: []*runtime.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse"}}, wantErr: errdefs.ErrFailedPrecondition},
+		{name: "bad permissions", devices: []ctrconfig.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rwx"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "repeated permission", devices: []ctrconfig.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rr"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "relative path", devices: []ctrconfig.Device{{HostPath: "/dev/fuse", ContainerPath: "fuse"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "not a device", devices: []ctrconfig.Device{{HostPath: "/etc/hosts", ContainerPath: "/dev/x"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "missing", devices: []ctrconfig.Device{{HostPath: "/dev/nope", ContainerPath: "/dev/x"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "no lookup", noLookup: true, devices: []ctrconfig.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse"}}, wantErr: errdefs.ErrFailedPrecondition},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := testInput()
 			in.Config.Devices = tt.devices
-			in.Config.Linux.SecurityContext.Privileged = tt.privileged
-			in.Sandbox.Linux.SecurityContext.Privileged = tt.privileged
+			in.Config.Security.Privileged = tt.privileged
+			in.Pod.Privileged = tt.privileged
 			b := &builder{in: in, spec: baseSpec(in), opts: options{devices: testDevices(), hostDevices: tt.hostDevices}}
 			if tt.noLookup {
 				b.opts.devices = nil

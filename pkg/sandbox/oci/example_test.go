@@ -5,23 +5,21 @@ import (
 	"fmt"
 	"testing/fstest"
 
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/cradle-runtime/cradle/pkg/sandbox/oci"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func ExampleBuild() {
 	in := oci.Input{
 		ID:        "c1",
 		SandboxID: "p1",
-		Config: &runtime.ContainerConfig{
-			Metadata: &runtime.ContainerMetadata{Name: "app"},
-			Args:     []string{"--port=8080"},
-			Linux: &runtime.LinuxContainerConfig{
-				Resources: &runtime.LinuxContainerResources{OomScoreAdj: -997},
-			},
+		Config: ctrconfig.Container{
+			Name:      "app",
+			Args:      []string{"--port=8080"},
+			Resources: &ctrconfig.Resources{OOMScoreAdj: -997},
 		},
-		Sandbox:    &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "app-0"}},
+		Pod:        ctrconfig.Pod{Name: "app-0"},
 		Image:      ocispec.ImageConfig{Entrypoint: []string{"/app"}, User: "app"},
 		RootfsPath: "rootfs",
 		Namespaces: oci.PodNamespaces{Network: "/run/netns/p1"},

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Container paths of the files every container gets from its pod.
@@ -23,12 +23,12 @@ const (
 // mounts sets the default mounts, the pod's files and the CRI mounts,
 // parents before children.
 func (b *builder) mounts(context.Context) error {
-	cri, rootPropagation, err := criMounts(b.in.Config.GetMounts(), b.in.Host)
+	cri, rootPropagation, err := criMounts(b.in.Config.Mounts, b.in.Host)
 	if err != nil {
 		return err
 	}
-	ipcHost := b.namespaceModes().GetIpc() == runtime.NamespaceMode_NODE
-	files := podFileMounts(b.in.Files, ipcHost, b.security().GetReadonlyRootfs())
+	ipcHost := b.namespaceModes().IPC == ctrconfig.NamespaceNode
+	files := podFileMounts(b.in.Files, ipcHost, b.security().ReadonlyRootfs)
 	if u := b.podUserNS(); u != nil {
 		for i := range files {
 			// In a user namespace the pod's files keep their owners through
@@ -36,7 +36,7 @@ func (b *builder) mounts(context.Context) error {
 			// needs none: the pod's is a tmpfs of the mapped root's (tmpfs
 			// idmaps need Linux 6.3), the host's is the host's.
 			if files[i].Destination != devShm {
-				files[i].UIDMappings, files[i].GIDMappings = idMappings(u.GetUids()), idMappings(u.GetGids())
+				files[i].UIDMappings, files[i].GIDMappings = idMappings(u.UIDs), idMappings(u.GIDs)
 			}
 		}
 	}
@@ -94,7 +94,7 @@ func bindMount(src, dst string, opts ...string) specs.Mount {
 
 // criMounts converts kubelet's mounts and says which rootfs propagation
 // they need ("" for the runtime's default, private).
-func criMounts(in []*runtime.Mount, host Host) ([]specs.Mount, string, error) {
+func criMounts(in []ctrconfig.Mount, host Host) ([]specs.Mount, string, error) {
 	var (
 		out         []specs.Mount
 		propagation string
@@ -103,16 +103,16 @@ func criMounts(in []*runtime.Mount, host Host) ([]specs.Mount, string, error) {
 	for _, m := range in {
 		sm, err := criMount(m, host)
 		if err != nil {
-			return nil, "", fmt.Errorf("mount %q: %w", m.GetContainerPath(), err)
+			return nil, "", fmt.Errorf("mount %q: %w", m.ContainerPath, err)
 		}
 		if seen[sm.Destination] {
 			return nil, "", fmt.Errorf("mount %q given twice: %w", sm.Destination, errdefs.ErrInvalidArgument)
 		}
 		seen[sm.Destination] = true
-		switch m.GetPropagation() {
-		case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		switch m.Propagation {
+		case ctrconfig.PropagationBidirectional:
 			propagation = "rshared"
-		case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		case ctrconfig.PropagationHostToContainer:
 			if propagation == "" {
 				propagation = "rslave"
 			}
@@ -123,22 +123,22 @@ func criMounts(in []*runtime.Mount, host Host) ([]specs.Mount, string, error) {
 }
 
 // criMount converts one CRI mount into a bind mount.
-func criMount(m *runtime.Mount, host Host) (specs.Mount, error) {
-	if m.GetImage().GetImage() != "" {
+func criMount(m ctrconfig.Mount, host Host) (specs.Mount, error) {
+	if m.IsImageVolume() {
 		// The engine mounts image volumes and hands them over as bind mounts.
 		return specs.Mount{}, fmt.Errorf("image volume not mounted by the engine: %w", errdefs.ErrInternal)
 	}
-	src, dst := m.GetHostPath(), m.GetContainerPath()
+	src, dst := m.HostPath, m.ContainerPath
 	if !path.IsAbs(src) || !path.IsAbs(dst) {
 		return specs.Mount{}, fmt.Errorf("host path %q and container path %q must be absolute: %w", src, dst, errdefs.ErrInvalidArgument)
 	}
 	opts := []string{"rbind"}
-	switch p := m.GetPropagation(); p {
-	case runtime.MountPropagation_PROPAGATION_PRIVATE:
+	switch p := m.Propagation; p {
+	case ctrconfig.PropagationPrivate:
 		opts = append(opts, "rprivate")
-	case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+	case ctrconfig.PropagationHostToContainer:
 		opts = append(opts, "rslave")
-	case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+	case ctrconfig.PropagationBidirectional:
 		opts = append(opts, "rshared")
 	default:
 		return specs.Mount{}, fmt.Errorf("unknown propagation %v: %w", p, errdefs.ErrInvalidArgument)
@@ -147,7 +147,7 @@ func criMount(m *runtime.Mount, host Host) (specs.Mount, error) {
 	if err != nil {
 		return specs.Mount{}, err
 	}
-	extra, err := extraMountOptions(m.GetMountOptions())
+	extra, err := extraMountOptions(m.Options)
 	if err != nil {
 		return specs.Mount{}, err
 	}
@@ -156,21 +156,21 @@ func criMount(m *runtime.Mount, host Host) (specs.Mount, error) {
 		Type:        "bind",
 		Source:      path.Clean(src),
 		Options:     slices.Concat(opts, []string{mode}, extra),
-		UIDMappings: idMappings(m.GetUidMappings()),
-		GIDMappings: idMappings(m.GetGidMappings()),
+		UIDMappings: idMappings(m.UIDMappings),
+		GIDMappings: idMappings(m.GIDMappings),
 	}, nil
 }
 
 // mountMode is "rw", "ro" or, for a recursive read-only mount, "rro".
-func mountMode(m *runtime.Mount, host Host) (string, error) {
+func mountMode(m ctrconfig.Mount, host Host) (string, error) {
 	switch {
-	case !m.GetRecursiveReadOnly() && m.GetReadonly():
+	case !m.RecursiveReadOnly && m.Readonly:
 		return "ro", nil
-	case !m.GetRecursiveReadOnly():
+	case !m.RecursiveReadOnly:
 		return "rw", nil
-	case !m.GetReadonly():
+	case !m.Readonly:
 		return "", fmt.Errorf("recursive read-only mount must be read-only: %w", errdefs.ErrInvalidArgument)
-	case m.GetPropagation() != runtime.MountPropagation_PROPAGATION_PRIVATE:
+	case m.Propagation != ctrconfig.PropagationPrivate:
 		return "", fmt.Errorf("recursive read-only mount needs private propagation: %w", errdefs.ErrInvalidArgument)
 	case !host.RecursiveReadOnly:
 		return "", fmt.Errorf("recursive read-only mounts are not supported on this host: %w", errdefs.ErrFailedPrecondition)

@@ -6,60 +6,60 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestCRIMount(t *testing.T) {
 	rro := Host{RecursiveReadOnly: true}
 	tests := []struct {
 		name    string
-		m       *runtime.Mount
+		m       ctrconfig.Mount
 		host    Host
 		want    specs.Mount
 		wantErr error
 	}{
 		{
 			name: "private rw",
-			m:    &runtime.Mount{HostPath: "/var/lib/kubelet/pods/x/volumes/v/", ContainerPath: "/data"},
+			m:    ctrconfig.Mount{HostPath: "/var/lib/kubelet/pods/x/volumes/v/", ContainerPath: "/data"},
 			want: specs.Mount{Destination: "/data", Type: "bind", Source: "/var/lib/kubelet/pods/x/volumes/v", Options: []string{"rbind", "rprivate", "rw"}},
 		},
 		{
 			name: "host to container ro",
-			m:    &runtime.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, Propagation: runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
+			m:    ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, Propagation: ctrconfig.PropagationHostToContainer},
 			want: specs.Mount{Destination: "/c", Type: "bind", Source: "/h", Options: []string{"rbind", "rslave", "ro"}},
 		},
 		{
 			name: "bidirectional",
-			m:    &runtime.Mount{HostPath: "/h", ContainerPath: "/c", Propagation: runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+			m:    ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Propagation: ctrconfig.PropagationBidirectional},
 			want: specs.Mount{Destination: "/c", Type: "bind", Source: "/h", Options: []string{"rbind", "rshared", "rw"}},
 		},
 		{
 			name: "recursive read-only",
-			m:    &runtime.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, RecursiveReadOnly: true},
+			m:    ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, RecursiveReadOnly: true},
 			host: rro,
 			want: specs.Mount{Destination: "/c", Type: "bind", Source: "/h", Options: []string{"rbind", "rprivate", "rro"}},
 		},
 		{
 			name: "idmapped with options",
-			m: &runtime.Mount{HostPath: "/h", ContainerPath: "/c", MountOptions: []string{"noexec", "nosuid"},
-				UidMappings: []*runtime.IDMapping{{HostId: 100000, ContainerId: 0, Length: 65536}},
-				GidMappings: []*runtime.IDMapping{{HostId: 200000, ContainerId: 0, Length: 65536}}},
+			m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Options: []string{"noexec", "nosuid"},
+				UIDMappings: []ctrconfig.IDMapping{{HostID: 100000, ContainerID: 0, Size: 65536}},
+				GIDMappings: []ctrconfig.IDMapping{{HostID: 200000, ContainerID: 0, Size: 65536}}},
 			want: specs.Mount{Destination: "/c", Type: "bind", Source: "/h", Options: []string{"rbind", "rprivate", "rw", "noexec", "nosuid"},
 				UIDMappings: []specs.LinuxIDMapping{{HostID: 100000, Size: 65536}},
 				GIDMappings: []specs.LinuxIDMapping{{HostID: 200000, Size: 65536}}},
 		},
-		{name: "rro unsupported", m: &runtime.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, RecursiveReadOnly: true}, wantErr: errdefs.ErrFailedPrecondition},
-		{name: "rro but rw", m: &runtime.Mount{HostPath: "/h", ContainerPath: "/c", RecursiveReadOnly: true}, host: rro, wantErr: errdefs.ErrInvalidArgument},
-		{name: "rro not private", m: &runtime.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, RecursiveReadOnly: true, Propagation: runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}, host: rro, wantErr: errdefs.ErrInvalidArgument},
-		{name: "relative host path", m: &runtime.Mount{HostPath: "h", ContainerPath: "/c"}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "relative container path", m: &runtime.Mount{HostPath: "/h", ContainerPath: "c"}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "bad propagation", m: &runtime.Mount{HostPath: "/h", ContainerPath: "/c", Propagation: 9}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "bad option", m: &runtime.Mount{HostPath: "/h", ContainerPath: "/c", MountOptions: []string{"suid"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "rro unsupported", m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, RecursiveReadOnly: true}, wantErr: errdefs.ErrFailedPrecondition},
+		{name: "rro but rw", m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", RecursiveReadOnly: true}, host: rro, wantErr: errdefs.ErrInvalidArgument},
+		{name: "rro not private", m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Readonly: true, RecursiveReadOnly: true, Propagation: ctrconfig.PropagationHostToContainer}, host: rro, wantErr: errdefs.ErrInvalidArgument},
+		{name: "relative host path", m: ctrconfig.Mount{HostPath: "h", ContainerPath: "/c"}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "relative container path", m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "c"}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "bad propagation", m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Propagation: 9}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "bad option", m: ctrconfig.Mount{HostPath: "/h", ContainerPath: "/c", Options: []string{"suid"}}, wantErr: errdefs.ErrInvalidArgument},
 		// The engine mounts image volumes itself (imagevolumes.go); one reaching
 		// criMount unresolved is a bug, not a request to refuse.
-		{name: "image volume", m: &runtime.Mount{ContainerPath: "/c", Image: &runtime.ImageSpec{Image: "sha256:abc"}}, wantErr: errdefs.ErrInternal},
+		{name: "image volume", m: ctrconfig.Mount{ContainerPath: "/c", Image: "sha256:abc"}, wantErr: errdefs.ErrInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,20 +75,20 @@ func TestCRIMount(t *testing.T) {
 }
 
 func TestCRIMountsPropagation(t *testing.T) {
-	m := func(dst string, p runtime.MountPropagation) *runtime.Mount {
-		return &runtime.Mount{HostPath: "/h" + dst, ContainerPath: dst, Propagation: p}
+	m := func(dst string, p ctrconfig.Propagation) ctrconfig.Mount {
+		return ctrconfig.Mount{HostPath: "/h" + dst, ContainerPath: dst, Propagation: p}
 	}
 	tests := []struct {
 		name    string
-		in      []*runtime.Mount
+		in      []ctrconfig.Mount
 		want    string
 		wantErr error
 	}{
 		{name: "none"},
-		{name: "private", in: []*runtime.Mount{m("/a", runtime.MountPropagation_PROPAGATION_PRIVATE)}},
-		{name: "slave", in: []*runtime.Mount{m("/a", runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER)}, want: "rslave"},
-		{name: "shared wins", in: []*runtime.Mount{m("/a", runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL), m("/b", runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER)}, want: "rshared"},
-		{name: "duplicate", in: []*runtime.Mount{m("/a", 0), m("/a/", 0)}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "private", in: []ctrconfig.Mount{m("/a", ctrconfig.PropagationPrivate)}},
+		{name: "slave", in: []ctrconfig.Mount{m("/a", ctrconfig.PropagationHostToContainer)}, want: "rslave"},
+		{name: "shared wins", in: []ctrconfig.Mount{m("/a", ctrconfig.PropagationBidirectional), m("/b", ctrconfig.PropagationHostToContainer)}, want: "rshared"},
+		{name: "duplicate", in: []ctrconfig.Mount{m("/a", 0), m("/a/", 0)}, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,9 +180,9 @@ func TestPodFileMounts(t *testing.T) {
 
 func TestBuildUserNamespaceMounts(t *testing.T) {
 	in := testInput()
-	mapping := []*runtime.IDMapping{{HostId: 65536, ContainerId: 0, Length: 65536}}
-	in.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping}
-	in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtime.NamespaceOption{UsernsOptions: in.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions}
+	mapping := []ctrconfig.IDMapping{{HostID: 65536, ContainerID: 0, Size: 65536}}
+	in.Config.Security.Namespaces.UserNS = &ctrconfig.UserNS{Mode: ctrconfig.NamespacePod, UIDs: mapping, GIDs: mapping}
+	setPodNamespaces(&in.Pod, ctrconfig.Namespaces{UserNS: in.Config.Security.Namespaces.UserNS})
 	in.Host.UserNamespaces = true
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()))
 	if err != nil {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // namespaces lists the container's namespaces: a new mount namespace, the
@@ -17,19 +17,19 @@ func (b *builder) namespaces(context.Context) error {
 	opts := b.namespaceModes()
 	pod := b.in.Namespaces
 	nss := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
-	if opts.GetNetwork() != runtime.NamespaceMode_NODE {
+	if opts.Network != ctrconfig.NamespaceNode {
 		// The pod's hostname lives with its network: host network, host UTS.
 		nss = append(nss,
 			specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod.Network},
 			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: pod.UTS})
 		if pod.UTS == "" {
-			b.spec.Hostname = b.in.Sandbox.GetHostname()
+			b.spec.Hostname = b.in.Pod.Hostname
 		}
 	}
-	if opts.GetIpc() != runtime.NamespaceMode_NODE {
+	if opts.IPC != ctrconfig.NamespaceNode {
 		nss = append(nss, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: pod.IPC})
 	}
-	pid, err := pidNamespace(opts.GetPid(), pod)
+	pid, err := pidNamespace(opts.PID, pod)
 	if err != nil {
 		return err
 	}
@@ -51,15 +51,15 @@ func (b *builder) namespaces(context.Context) error {
 }
 
 // pidNamespace is the container's PID namespace, or nil for the host's.
-func pidNamespace(mode runtime.NamespaceMode, pod PodNamespaces) (*specs.LinuxNamespace, error) {
+func pidNamespace(mode ctrconfig.NamespaceMode, pod PodNamespaces) (*specs.LinuxNamespace, error) {
 	switch mode {
-	case runtime.NamespaceMode_CONTAINER:
+	case ctrconfig.NamespaceContainer:
 		return &specs.LinuxNamespace{Type: specs.PIDNamespace}, nil
-	case runtime.NamespaceMode_POD:
+	case ctrconfig.NamespacePod:
 		return &specs.LinuxNamespace{Type: specs.PIDNamespace, Path: pod.PID}, nil
-	case runtime.NamespaceMode_NODE:
+	case ctrconfig.NamespaceNode:
 		return nil, nil
-	case runtime.NamespaceMode_TARGET:
+	case ctrconfig.NamespaceTarget:
 		if pod.TargetPID == "" {
 			return nil, fmt.Errorf("PID mode TARGET without the target's namespace: %w", errdefs.ErrInvalidArgument)
 		}
@@ -76,15 +76,15 @@ func pidNamespace(mode runtime.NamespaceMode, pod PodNamespaces) (*specs.LinuxNa
 func (b *builder) userNamespace() (*specs.LinuxNamespace, error) {
 	u := b.podUserNS()
 	if u == nil {
-		if c := b.security().GetNamespaceOptions().GetUsernsOptions(); c != nil && c.GetMode() != runtime.NamespaceMode_NODE {
-			return nil, fmt.Errorf("container asks for user namespace mode %v in a pod with the host's users: %w", c.GetMode(), errdefs.ErrInvalidArgument)
+		if c := b.security().Namespaces.UserNS; c != nil && c.Mode != ctrconfig.NamespaceNode {
+			return nil, fmt.Errorf("container asks for user namespace mode %v in a pod with the host's users: %w", c.Mode, errdefs.ErrInvalidArgument)
 		}
 		return nil, nil
 	}
 	if !b.in.Host.UserNamespaces {
 		return nil, fmt.Errorf("pod asks for a user namespace but its runtime handler has none: %w", errdefs.ErrInvalidArgument)
 	}
-	uids, gids := idMappings(u.GetUids()), idMappings(u.GetGids())
+	uids, gids := idMappings(u.UIDs), idMappings(u.GIDs)
 	if len(uids) == 0 || len(gids) == 0 {
 		return nil, fmt.Errorf("user namespace without uid and gid mappings: %w", errdefs.ErrInvalidArgument)
 	}
@@ -94,24 +94,17 @@ func (b *builder) userNamespace() (*specs.LinuxNamespace, error) {
 	return &specs.LinuxNamespace{Type: specs.UserNamespace, Path: b.in.Namespaces.User}, nil
 }
 
-// podUserNS is the pod's user namespace options, nil when its containers
-// run with the host's users. Modes other than POD and NODE were refused
-// when the pod was made.
-func (b *builder) podUserNS() *runtime.UserNamespace {
-	u := b.in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
-	if u == nil || u.GetMode() != runtime.NamespaceMode_POD {
-		return nil
-	}
-	return u
-}
+// podUserNS is the ID mappings of the pod's user namespace, nil when its
+// containers run with the host's users.
+func (b *builder) podUserNS() *ctrconfig.IDMappings { return b.in.Pod.UserNS }
 
 // userNamespaced says whether the container runs in a user namespace.
 func (b *builder) userNamespaced() bool { return b.podUserNS() != nil }
 
-func idMappings(in []*runtime.IDMapping) []specs.LinuxIDMapping {
+func idMappings(in []ctrconfig.IDMapping) []specs.LinuxIDMapping {
 	var out []specs.LinuxIDMapping
 	for _, m := range in {
-		out = append(out, specs.LinuxIDMapping{ContainerID: m.GetContainerId(), HostID: m.GetHostId(), Size: m.GetLength()})
+		out = append(out, specs.LinuxIDMapping{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
 	}
 	return out
 }
@@ -122,15 +115,11 @@ func idMappings(in []*runtime.IDMapping) []specs.LinuxIDMapping {
 // container of a host-network pod must not get an empty network namespace
 // of its own). The PID mode is the container's, except that a pod on the
 // host's PID namespace keeps its containers there.
-func (b *builder) namespaceModes() *runtime.NamespaceOption {
-	pod := b.in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	ctr := b.security().GetNamespaceOptions()
-	out := &runtime.NamespaceOption{
-		Network: pod.GetNetwork(), Ipc: pod.GetIpc(), Pid: ctr.GetPid(),
-		TargetId: ctr.GetTargetId(), UsernsOptions: pod.GetUsernsOptions(),
-	}
-	if pod.GetPid() == runtime.NamespaceMode_NODE {
-		out.Pid = runtime.NamespaceMode_NODE
+func (b *builder) namespaceModes() ctrconfig.Namespaces {
+	pod, ctr := b.in.Pod, b.security().Namespaces
+	out := ctrconfig.Namespaces{Network: pod.Network, IPC: pod.IPC, PID: ctr.PID, TargetID: ctr.TargetID}
+	if pod.PID == ctrconfig.NamespaceNode {
+		out.PID = ctrconfig.NamespaceNode
 	}
 	return out
 }

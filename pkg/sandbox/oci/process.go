@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // defaultPathEnv is PATH when neither the image nor the container sets one.
@@ -21,24 +21,24 @@ func (b *builder) process(context.Context) error {
 	if err != nil {
 		return err
 	}
-	cwd, err := workingDir(b.in.Config.GetWorkingDir(), b.in.Image.WorkingDir)
+	cwd, err := workingDir(b.in.Config.WorkingDir, b.in.Image.WorkingDir)
 	if err != nil {
 		return err
 	}
 	p := b.spec.Process
 	p.Args = args
 	p.Cwd = cwd
-	p.Env = processEnv(b.in.Image.Env, b.in.Config.GetEnvs(), b.in.Sandbox.GetHostname())
-	p.Terminal = b.in.Config.GetTty()
-	p.NoNewPrivileges = b.security().GetNoNewPrivs()
+	p.Env = processEnv(b.in.Image.Env, b.in.Config.Env, b.in.Pod.Hostname)
+	p.Terminal = b.in.Config.TTY
+	p.NoNewPrivileges = b.security().NoNewPrivs
 	return nil
 }
 
 // processArgs merges the container's command and args with the image's as
 // kubelet documents it: a command replaces the entrypoint and drops the
 // image's cmd; args replace the image's cmd.
-func processArgs(c *runtime.ContainerConfig, img ocispec.ImageConfig) ([]string, error) {
-	command, args := c.GetCommand(), c.GetArgs()
+func processArgs(c ctrconfig.Container, img ocispec.ImageConfig) ([]string, error) {
+	command, args := c.Command, c.Args
 	if len(command) == 0 {
 		command = img.Entrypoint
 		if len(args) == 0 {
@@ -73,7 +73,7 @@ func workingDir(fromConfig, fromImage string) (string, error) {
 
 // processEnv is PATH, HOSTNAME, the image's env and then the container's;
 // a later value replaces an earlier one with the same key, in place.
-func processEnv(image []string, envs []*runtime.KeyValue, hostname string) []string {
+func processEnv(image []string, envs []ctrconfig.EnvVar, hostname string) []string {
 	var env envList
 	env.set(defaultPathEnv)
 	if hostname != "" {
@@ -83,7 +83,7 @@ func processEnv(image []string, envs []*runtime.KeyValue, hostname string) []str
 		env.set(kv)
 	}
 	for _, kv := range envs {
-		env.set(kv.GetKey() + "=" + string(kv.GetValue()))
+		env.set(kv.Key + "=" + kv.Value)
 	}
 	return env.list
 }

@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestProcessArgs(t *testing.T) {
@@ -30,7 +30,7 @@ func TestProcessArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := processArgs(&runtime.ContainerConfig{Command: tt.command, Args: tt.args}, tt.image)
+			got, err := processArgs(ctrconfig.Container{Command: tt.command, Args: tt.args}, tt.image)
 			if !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -64,11 +64,11 @@ func TestWorkingDir(t *testing.T) {
 }
 
 func TestProcessEnv(t *testing.T) {
-	kv := func(k, v string) *runtime.KeyValue { return &runtime.KeyValue{Key: k, Value: []byte(v)} }
+	kv := func(k, v string) ctrconfig.EnvVar { return ctrconfig.EnvVar{Key: k, Value: v} }
 	tests := []struct {
 		name     string
 		image    []string
-		envs     []*runtime.KeyValue
+		envs     []ctrconfig.EnvVar
 		hostname string
 		want     []string
 	}{
@@ -76,11 +76,11 @@ func TestProcessEnv(t *testing.T) {
 		{
 			name:     "image then container, later wins in place",
 			image:    []string{"PATH=/img", "A=1", "B=2"},
-			envs:     []*runtime.KeyValue{kv("B", "3"), kv("C", "x=y"), kv("A", "")},
+			envs:     []ctrconfig.EnvVar{kv("B", "3"), kv("C", "x=y"), kv("A", "")},
 			hostname: "pod",
 			want:     []string{"PATH=/img", "HOSTNAME=pod", "A=", "B=3", "C=x=y"},
 		},
-		{name: "container overrides hostname", envs: []*runtime.KeyValue{kv("HOSTNAME", "me")}, hostname: "pod", want: []string{defaultPathEnv, "HOSTNAME=me"}},
+		{name: "container overrides hostname", envs: []ctrconfig.EnvVar{kv("HOSTNAME", "me")}, hostname: "pod", want: []string{defaultPathEnv, "HOSTNAME=me"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

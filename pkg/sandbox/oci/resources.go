@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // unifiedSwapMax is the cgroup v2 file that, given in the unified map,
@@ -18,7 +18,7 @@ const unifiedSwapMax = "memory.swap.max"
 
 // resources sets the cgroup limits, the pids limit and oom_score_adj.
 func (b *builder) resources(context.Context) error {
-	r := b.in.Config.GetLinux().GetResources()
+	r := b.in.Config.Resources
 	dropped, err := UpdateResources(b.spec.Linux.Resources, r, b.in.Host)
 	if err != nil {
 		return err
@@ -35,7 +35,7 @@ func (b *builder) resources(context.Context) error {
 	if r == nil {
 		return nil
 	}
-	adj, warning, err := oomScoreAdj(r.GetOomScoreAdj(), b.in.Host.MinOOMScoreAdj)
+	adj, warning, err := oomScoreAdj(r.OOMScoreAdj, b.in.Host.MinOOMScoreAdj)
 	if err != nil {
 		return err
 	}
@@ -57,8 +57,8 @@ func oomScoreAdj(want int64, floor int) (int, string, error) {
 	return int(want), "", nil
 }
 
-// UpdateResources applies CRI resources over a container's current ones, as
-// UpdateContainerResources does: zero CRI fields keep the current values,
+// UpdateResources applies a container's resources over a container's current ones, as
+// UpdateContainerResources does: zero fields keep the current values,
 // the unified map is merged, device rules and pids are kept. oom_score_adj
 // cannot change after creation and is ignored.
 //
@@ -69,7 +69,7 @@ func oomScoreAdj(want int64, floor int) (int, string, error) {
 // cannot apply it, and returned in dropped for the caller to log; what
 // the pod asked for (a hugepage, memory, CPU quota or cpuset limit, a
 // unified key) and cannot have is InvalidArgument.
-func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResources, host Host) (dropped []string, _ error) {
+func UpdateResources(res *specs.LinuxResources, r *ctrconfig.Resources, host Host) (dropped []string, _ error) {
 	if res == nil {
 		return nil, fmt.Errorf("no resources to update: %w", errdefs.ErrInvalidArgument)
 	}
@@ -81,26 +81,26 @@ func UpdateResources(res *specs.LinuxResources, r *runtime.LinuxContainerResourc
 	}
 	if host.can("cpu") {
 		applyCPU(res, r)
-	} else if r.GetCpuShares() != 0 || r.GetCpuPeriod() != 0 {
+	} else if r.CPUShares != 0 || r.CPUPeriod != 0 {
 		dropped = append(dropped, "cpu shares and period (no cpu controller for the pod's cgroup)")
-		applyCPU(res, &runtime.LinuxContainerResources{CpusetCpus: r.GetCpusetCpus(), CpusetMems: r.GetCpusetMems()})
+		applyCPU(res, &ctrconfig.Resources{CpusetCPUs: r.CpusetCPUs, CpusetMems: r.CpusetMems})
 	}
 	applyMemory(res, r, host)
-	if swap := r.GetMemorySwapLimitInBytes(); swap != 0 && !host.SwapAccounting {
+	if swap := r.MemorySwapLimit; swap != 0 && !host.SwapAccounting {
 		dropped = append(dropped, fmt.Sprintf("swap limit %d (the memory controller accounts no swap)", swap))
 	}
-	for _, h := range r.GetHugepageLimits() {
-		if !host.hugepages(h.GetPageSize()) {
-			dropped = append(dropped, fmt.Sprintf("hugepage limit %s=%d (%s)", h.GetPageSize(), h.GetLimit(), host.hugepageProblem(h.GetPageSize())))
+	for _, h := range r.HugepageLimits {
+		if !host.hugepages(h.PageSize) {
+			dropped = append(dropped, fmt.Sprintf("hugepage limit %s=%d (%s)", h.PageSize, h.Limit, host.hugepageProblem(h.PageSize)))
 			continue
 		}
-		res.HugepageLimits = setHugepageLimit(res.HugepageLimits, h.GetPageSize(), h.GetLimit())
+		res.HugepageLimits = setHugepageLimit(res.HugepageLimits, h.PageSize, h.Limit)
 	}
-	if len(r.GetUnified()) > 0 {
+	if len(r.Unified) > 0 {
 		if res.Unified == nil {
-			res.Unified = make(map[string]string, len(r.GetUnified()))
+			res.Unified = make(map[string]string, len(r.Unified))
 		}
-		maps.Copy(res.Unified, r.GetUnified())
+		maps.Copy(res.Unified, r.Unified)
 	}
 	return dropped, nil
 }
@@ -118,10 +118,10 @@ const (
 // runc and crun write as cfs_quota_us -1 on v1 and cpu.max "max" on v2);
 // any other negative value used to reach the kernel, which reads every
 // negative quota as unlimited: -5 silently lifted the limit.
-func checkResources(r *runtime.LinuxContainerResources, host Host) error {
-	q, p := r.GetCpuQuota(), r.GetCpuPeriod()
+func checkResources(r *ctrconfig.Resources, host Host) error {
+	q, p := r.CPUQuota, r.CPUPeriod
 	switch {
-	case p < 0 || r.GetCpuShares() < 0:
+	case p < 0 || r.CPUShares < 0:
 		return fmt.Errorf("negative cpu period or shares: %w", errdefs.ErrInvalidArgument)
 	case q < -1:
 		return fmt.Errorf("cpu_quota %d: a quota is -1 (unlimited), 0 (not set) or at least %d µs: %w", q, minCFSQuota, errdefs.ErrInvalidArgument)
@@ -129,22 +129,22 @@ func checkResources(r *runtime.LinuxContainerResources, host Host) error {
 		return fmt.Errorf("cpu_quota %d µs is below the kernel's minimum of %d µs: %w", q, minCFSQuota, errdefs.ErrInvalidArgument)
 	case p != 0 && (p < minCFSQuota || p > maxCFSPeriod):
 		return fmt.Errorf("cpu_period %d µs is outside the kernel's [%d, %d]: %w", p, minCFSQuota, maxCFSPeriod, errdefs.ErrInvalidArgument)
-	case r.GetMemoryLimitInBytes() < 0 || r.GetMemorySwapLimitInBytes() < 0:
+	case r.MemoryLimit < 0 || r.MemorySwapLimit < 0:
 		return fmt.Errorf("negative memory limit: %w", errdefs.ErrInvalidArgument)
-	case len(r.GetUnified()) > 0 && !host.CgroupV2:
+	case len(r.Unified) > 0 && !host.CgroupV2:
 		return fmt.Errorf("unified cgroup resources on a cgroup v1 host: %w", errdefs.ErrInvalidArgument)
-	case !host.SwapAccounting && r.GetMemorySwapLimitInBytes() != 0 && r.GetMemorySwapLimitInBytes() != r.GetMemoryLimitInBytes():
+	case !host.SwapAccounting && r.MemorySwapLimit != 0 && r.MemorySwapLimit != r.MemoryLimit:
 		// kubelet's default is swap = memory (no swap); more is asked for.
 		return fmt.Errorf("a swap allowance (swap limit %d over memory limit %d) on a node whose memory controller accounts no swap: %w",
-			r.GetMemorySwapLimitInBytes(), r.GetMemoryLimitInBytes(), errdefs.ErrInvalidArgument)
+			r.MemorySwapLimit, r.MemoryLimit, errdefs.ErrInvalidArgument)
 	}
-	for _, h := range r.GetHugepageLimits() {
+	for _, h := range r.HugepageLimits {
 		switch {
-		case h.GetPageSize() == "":
+		case h.PageSize == "":
 			return fmt.Errorf("hugepage limit without a page size: %w", errdefs.ErrInvalidArgument)
-		case h.GetLimit() != 0 && !host.hugepages(h.GetPageSize()):
+		case h.Limit != 0 && !host.hugepages(h.PageSize):
 			return fmt.Errorf("hugepage limit %s=%d cannot be enforced on this node (%s): %w",
-				h.GetPageSize(), h.GetLimit(), host.hugepageProblem(h.GetPageSize()), errdefs.ErrInvalidArgument)
+				h.PageSize, h.Limit, host.hugepageProblem(h.PageSize), errdefs.ErrInvalidArgument)
 		}
 	}
 	return checkControllers(r, host)
@@ -152,13 +152,13 @@ func checkResources(r *runtime.LinuxContainerResources, host Host) error {
 
 // checkControllers refuses limits the pod asked for whose controller the
 // container's cgroup lacks.
-func checkControllers(r *runtime.LinuxContainerResources, host Host) error {
+func checkControllers(r *ctrconfig.Resources, host Host) error {
 	need := map[string]bool{
-		"memory": r.GetMemoryLimitInBytes() != 0,
-		"cpu":    r.GetCpuQuota() > 0,
-		"cpuset": r.GetCpusetCpus() != "" || r.GetCpusetMems() != "",
+		"memory": r.MemoryLimit != 0,
+		"cpu":    r.CPUQuota > 0,
+		"cpuset": r.CpusetCPUs != "" || r.CpusetMems != "",
 	}
-	for key := range r.GetUnified() {
+	for key := range r.Unified {
 		ctrl, _, _ := strings.Cut(key, ".")
 		if ctrl != "cgroup" { // cgroup.* files are the core's, always there
 			need[ctrl] = true
@@ -193,25 +193,25 @@ func (h Host) hugepageProblem(size string) string {
 	return ""
 }
 
-func applyCPU(res *specs.LinuxResources, r *runtime.LinuxContainerResources) {
+func applyCPU(res *specs.LinuxResources, r *ctrconfig.Resources) {
 	if res.CPU == nil {
 		res.CPU = &specs.LinuxCPU{}
 	}
 	c := res.CPU
-	if p := uint64(r.GetCpuPeriod()); p != 0 {
+	if p := uint64(r.CPUPeriod); p != 0 {
 		c.Period = &p
 	}
-	if q := r.GetCpuQuota(); q != 0 {
+	if q := r.CPUQuota; q != 0 {
 		c.Quota = &q
 	}
-	if s := uint64(r.GetCpuShares()); s != 0 {
+	if s := uint64(r.CPUShares); s != 0 {
 		c.Shares = &s
 	}
-	if r.GetCpusetCpus() != "" {
-		c.Cpus = r.GetCpusetCpus()
+	if r.CpusetCPUs != "" {
+		c.Cpus = r.CpusetCPUs
 	}
-	if r.GetCpusetMems() != "" {
-		c.Mems = r.GetCpusetMems()
+	if r.CpusetMems != "" {
+		c.Mems = r.CpusetMems
 	}
 	if *c == (specs.LinuxCPU{}) {
 		res.CPU = nil
@@ -221,8 +221,8 @@ func applyCPU(res *specs.LinuxResources, r *runtime.LinuxContainerResources) {
 // applyMemory sets the memory limit and, where swap is accounted, a swap
 // limit equal to it (no swap) unless kubelet asked for swap explicitly or
 // through memory.swap.max.
-func applyMemory(res *specs.LinuxResources, r *runtime.LinuxContainerResources, host Host) {
-	limit, swap := r.GetMemoryLimitInBytes(), r.GetMemorySwapLimitInBytes()
+func applyMemory(res *specs.LinuxResources, r *ctrconfig.Resources, host Host) {
+	limit, swap := r.MemoryLimit, r.MemorySwapLimit
 	if limit == 0 && swap == 0 {
 		return
 	}
@@ -232,7 +232,7 @@ func applyMemory(res *specs.LinuxResources, r *runtime.LinuxContainerResources, 
 	if limit != 0 {
 		res.Memory.Limit = &limit
 	}
-	_, unifiedSwap := r.GetUnified()[unifiedSwapMax]
+	_, unifiedSwap := r.Unified[unifiedSwapMax]
 	switch {
 	case !host.SwapAccounting:
 	case swap != 0:

@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func u64p(v uint64) *uint64 { return &v }
@@ -21,11 +21,11 @@ func TestUpdateResources(t *testing.T) {
 		Controllers: map[string]bool{"cpu": true, "cpuacct": true, "cpuset": true, "memory": true, "pids": true}}
 	v2NoHugetlb := Host{CgroupV2: true, HugePageSizes: []string{"2MB", "1GB"}, Controllers: map[string]bool{"cpu": true, "memory": true}}
 	v2Hugetlb := Host{CgroupV2: true, HugePageSizes: []string{"2MB"}, Controllers: map[string]bool{"cpu": true, "memory": true, "hugetlb": true}}
-	kubeletDefaults := []*runtime.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}
+	kubeletDefaults := []ctrconfig.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}}
 	tests := []struct {
 		name    string
 		current specs.LinuxResources
-		cri     *runtime.LinuxContainerResources
+		cri     *ctrconfig.Resources
 		host    Host
 		want    specs.LinuxResources
 		dropped int
@@ -33,33 +33,33 @@ func TestUpdateResources(t *testing.T) {
 	}{
 		{
 			name:    "kubelet's zero hugepage limits on a host whose v1 controllers lack hugetlb are dropped",
-			cri:     &runtime.LinuxContainerResources{CpuShares: 2, MemoryLimitInBytes: 1 << 30, HugepageLimits: kubeletDefaults},
+			cri:     &ctrconfig.Resources{CPUShares: 2, MemoryLimit: 1 << 30, HugepageLimits: kubeletDefaults},
 			host:    hybrid,
 			want:    specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64p(2)}, Memory: &specs.LinuxMemory{Limit: i64p(1 << 30), Swap: i64p(1 << 30)}},
 			dropped: 2,
 		},
-		{name: "an explicit hugepage limit the host cannot enforce", cri: &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}, host: hybrid, wantErr: errdefs.ErrInvalidArgument},
-		{name: "v2 without hugetlb delegated", cri: &runtime.LinuxContainerResources{HugepageLimits: kubeletDefaults}, host: v2NoHugetlb, want: specs.LinuxResources{}, dropped: 2},
+		{name: "an explicit hugepage limit the host cannot enforce", cri: &ctrconfig.Resources{HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}}, host: hybrid, wantErr: errdefs.ErrInvalidArgument},
+		{name: "v2 without hugetlb delegated", cri: &ctrconfig.Resources{HugepageLimits: kubeletDefaults}, host: v2NoHugetlb, want: specs.LinuxResources{}, dropped: 2},
 		{
 			name:    "v2 with hugetlb: the page sizes the kernel has are kept",
-			cri:     &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 2 << 20}, {PageSize: "1GB"}}},
+			cri:     &ctrconfig.Resources{HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "2MB", Limit: 2 << 20}, {PageSize: "1GB"}}},
 			host:    v2Hugetlb,
 			want:    specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 2 << 20}}},
 			dropped: 1,
 		},
-		{name: "explicit limit of a page size the kernel lacks", cri: &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "1GB", Limit: 1 << 30}}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
-		{name: "memory limit without a memory controller", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}, host: Host{Controllers: map[string]bool{"cpu": true}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "cpuset without a cpuset controller", cri: &runtime.LinuxContainerResources{CpusetCpus: "0"}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
-		{name: "unified key of a controller not delegated", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"io.max": "8:0 rbps=1"}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
-		{name: "unified memory key with a memory controller", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "1000000"}}, host: v2Hugetlb, want: specs.LinuxResources{Unified: map[string]string{"memory.high": "1000000"}}},
-		{name: "cpu shares without a cpu controller", cri: &runtime.LinuxContainerResources{CpuShares: 2, CpuPeriod: 100000}, host: Host{Controllers: map[string]bool{"memory": true}}, want: specs.LinuxResources{}, dropped: 1},
-		{name: "kubelet's swap = memory without swap accounting", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 1 << 30}, want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30)}}, dropped: 1},
-		{name: "a swap allowance without swap accounting", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 2 << 30}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "cpu quota without a cpu controller", cri: &runtime.LinuxContainerResources{CpuQuota: 5000}, host: Host{Controllers: map[string]bool{"memory": true}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "explicit limit of a page size the kernel lacks", cri: &ctrconfig.Resources{HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "1GB", Limit: 1 << 30}}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
+		{name: "memory limit without a memory controller", cri: &ctrconfig.Resources{MemoryLimit: 1 << 30}, host: Host{Controllers: map[string]bool{"cpu": true}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "cpuset without a cpuset controller", cri: &ctrconfig.Resources{CpusetCPUs: "0"}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unified key of a controller not delegated", cri: &ctrconfig.Resources{Unified: map[string]string{"io.max": "8:0 rbps=1"}}, host: v2Hugetlb, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unified memory key with a memory controller", cri: &ctrconfig.Resources{Unified: map[string]string{"memory.high": "1000000"}}, host: v2Hugetlb, want: specs.LinuxResources{Unified: map[string]string{"memory.high": "1000000"}}},
+		{name: "cpu shares without a cpu controller", cri: &ctrconfig.Resources{CPUShares: 2, CPUPeriod: 100000}, host: Host{Controllers: map[string]bool{"memory": true}}, want: specs.LinuxResources{}, dropped: 1},
+		{name: "kubelet's swap = memory without swap accounting", cri: &ctrconfig.Resources{MemoryLimit: 1 << 30, MemorySwapLimit: 1 << 30}, want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30)}}, dropped: 1},
+		{name: "a swap allowance without swap accounting", cri: &ctrconfig.Resources{MemoryLimit: 1 << 30, MemorySwapLimit: 2 << 30}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "cpu quota without a cpu controller", cri: &ctrconfig.Resources{CPUQuota: 5000}, host: Host{Controllers: map[string]bool{"memory": true}}, wantErr: errdefs.ErrInvalidArgument},
 		{name: "nil", want: specs.LinuxResources{}},
 		{
 			name: "cpu and memory, swap = limit",
-			cri:  &runtime.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, CpusetCpus: "0-1", CpusetMems: "0", MemoryLimitInBytes: 1 << 30},
+			cri:  &ctrconfig.Resources{CPUPeriod: 100000, CPUQuota: 50000, CPUShares: 512, CpusetCPUs: "0-1", CpusetMems: "0", MemoryLimit: 1 << 30},
 			host: v1,
 			want: specs.LinuxResources{
 				CPU:    &specs.LinuxCPU{Period: u64p(100000), Quota: i64p(50000), Shares: u64p(512), Cpus: "0-1", Mems: "0"},
@@ -68,25 +68,25 @@ func TestUpdateResources(t *testing.T) {
 		},
 		{
 			name: "no swap accounting",
-			cri:  &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30},
+			cri:  &ctrconfig.Resources{MemoryLimit: 1 << 30},
 			want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30)}},
 		},
 		{
 			name: "explicit swap",
-			cri:  &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, MemorySwapLimitInBytes: 2 << 30},
+			cri:  &ctrconfig.Resources{MemoryLimit: 1 << 30, MemorySwapLimit: 2 << 30},
 			host: v1,
 			want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30), Swap: i64p(2 << 30)}},
 		},
 		{
 			name: "unified swap on v2",
-			cri:  &runtime.LinuxContainerResources{MemoryLimitInBytes: 1 << 30, Unified: map[string]string{"memory.swap.max": "max"}},
+			cri:  &ctrconfig.Resources{MemoryLimit: 1 << 30, Unified: map[string]string{"memory.swap.max": "max"}},
 			host: v2,
 			want: specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 30)}, Unified: map[string]string{"memory.swap.max": "max"}},
 		},
 		{
 			name:    "update keeps what is not given and merges unified",
 			current: specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64p(2), Cpus: "0"}, Pids: &specs.LinuxPids{Limit: i64p(10)}, Unified: map[string]string{"a": "1"}, HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1}}},
-			cri:     &runtime.LinuxContainerResources{CpuShares: 1024, Unified: map[string]string{"b": "2"}, HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}, {PageSize: "1GB", Limit: 1 << 30}}},
+			cri:     &ctrconfig.Resources{CPUShares: 1024, Unified: map[string]string{"b": "2"}, HugepageLimits: []ctrconfig.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}, {PageSize: "1GB", Limit: 1 << 30}}},
 			host:    v2,
 			want: specs.LinuxResources{
 				CPU: &specs.LinuxCPU{Shares: u64p(1024), Cpus: "0"}, Pids: &specs.LinuxPids{Limit: i64p(10)},
@@ -94,19 +94,19 @@ func TestUpdateResources(t *testing.T) {
 				HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 << 20}, {Pagesize: "1GB", Limit: 1 << 30}},
 			},
 		},
-		{name: "unified on v1", cri: &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "1"}}, host: v1, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unified on v1", cri: &ctrconfig.Resources{Unified: map[string]string{"memory.high": "1"}}, host: v1, wantErr: errdefs.ErrInvalidArgument},
 		{
 			name: "quota -1 is unlimited (kubelet, exclusive CPUs)",
-			cri:  &runtime.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -1},
+			cri:  &ctrconfig.Resources{CPUPeriod: 100000, CPUQuota: -1},
 			want: specs.LinuxResources{CPU: &specs.LinuxCPU{Period: u64p(100000), Quota: i64p(-1)}},
 		},
-		{name: "quota -5", cri: &runtime.LinuxContainerResources{CpuQuota: -5}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "quota below 1ms", cri: &runtime.LinuxContainerResources{CpuQuota: 999}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "period below 1ms", cri: &runtime.LinuxContainerResources{CpuPeriod: 999}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "period above 1s", cri: &runtime.LinuxContainerResources{CpuPeriod: 1000001}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "negative shares", cri: &runtime.LinuxContainerResources{CpuShares: -1}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "negative memory", cri: &runtime.LinuxContainerResources{MemoryLimitInBytes: -1}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "hugepage without size", cri: &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{Limit: 1}}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "quota -5", cri: &ctrconfig.Resources{CPUQuota: -5}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "quota below 1ms", cri: &ctrconfig.Resources{CPUQuota: 999}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "period below 1ms", cri: &ctrconfig.Resources{CPUPeriod: 999}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "period above 1s", cri: &ctrconfig.Resources{CPUPeriod: 1000001}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "negative shares", cri: &ctrconfig.Resources{CPUShares: -1}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "negative memory", cri: &ctrconfig.Resources{MemoryLimit: -1}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "hugepage without size", cri: &ctrconfig.Resources{HugepageLimits: []ctrconfig.HugepageLimit{{Limit: 1}}}, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestUpdateResources(t *testing.T) {
 			}
 		})
 	}
-	if _, err := UpdateResources(nil, &runtime.LinuxContainerResources{}, v1); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if _, err := UpdateResources(nil, &ctrconfig.Resources{}, v1); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("nil resources: err = %v, want InvalidArgument", err)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"io/fs"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // SeccompDefault says what RuntimeDefault means on this host.
@@ -33,20 +33,16 @@ func (b *builder) seccomp(ctx context.Context) error {
 	if b.privileged() {
 		return nil
 	}
-	sc := b.security()
-	if sc.GetSeccomp() == nil && sc.GetSeccompProfilePath() == "" { //nolint:staticcheck // the deprecated field is still sent by older kubelets
-		// No profile at all is unconfined, as the CRI has it (kubelet always
-		// names one: RuntimeDefault unless the pod says otherwise).
-		return nil
-	}
-	typ, ref, err := securityProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath()) //nolint:staticcheck // the deprecated field is still sent by older kubelets
+	// No profile at all is unconfined, as the CRI has it (kubelet always
+	// names one: RuntimeDefault unless the pod says otherwise).
+	typ, ref, err := securityProfile(b.security().Seccomp, ctrconfig.ProfileUnconfined)
 	if err != nil {
 		return fmt.Errorf("seccomp: %w", err)
 	}
 	switch typ {
-	case runtime.SecurityProfile_Unconfined:
+	case ctrconfig.ProfileUnconfined:
 		return nil
-	case runtime.SecurityProfile_Localhost:
+	case ctrconfig.ProfileLocalhost:
 		b.spec.Linux.Seccomp, err = b.loadSeccomp(ctx, ref)
 		return err
 	}

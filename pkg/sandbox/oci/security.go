@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // AppArmorDefaultProfile is the AppArmor profile of RuntimeDefault. The
@@ -57,7 +57,7 @@ func defaultReadonlyPaths() []string {
 	return []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 }
 
-// capabilities sets the capability sets from the CRI add/drop lists, or all
+// capabilities sets the capability sets from the add/drop lists, or all
 // of them for a privileged container.
 func (b *builder) capabilities(context.Context) error {
 	caps := defaultCapabilities()
@@ -66,10 +66,10 @@ func (b *builder) capabilities(context.Context) error {
 		caps = allCapabilities()
 	} else {
 		var err error
-		if caps, err = applyCapabilities(caps, b.security().GetCapabilities()); err != nil {
+		if caps, err = applyCapabilities(caps, b.security().Capabilities); err != nil {
 			return err
 		}
-		if ambient, err = normalizeCaps(b.security().GetCapabilities().GetAddAmbientCapabilities()); err != nil {
+		if ambient, err = normalizeCaps(b.security().Capabilities.AddAmbient); err != nil {
 			return err
 		}
 		caps = dedupe(append(caps, ambient...))
@@ -86,22 +86,22 @@ func (b *builder) capabilities(context.Context) error {
 
 // applyCapabilities follows containerd's order: add ALL, drop ALL, then
 // the named additions, then the named drops.
-func applyCapabilities(caps []string, c *runtime.Capability) ([]string, error) {
-	if c == nil {
+func applyCapabilities(caps []string, c ctrconfig.Capabilities) ([]string, error) {
+	if len(c.Add) == 0 && len(c.Drop) == 0 {
 		return caps, nil
 	}
 	isAll := func(s string) bool { return strings.EqualFold(s, "ALL") }
-	if slices.ContainsFunc(c.GetAddCapabilities(), isAll) {
+	if slices.ContainsFunc(c.Add, isAll) {
 		caps = allCapabilities()
 	}
-	if slices.ContainsFunc(c.GetDropCapabilities(), isAll) {
+	if slices.ContainsFunc(c.Drop, isAll) {
 		caps = []string{}
 	}
-	add, err := normalizeCaps(slices.DeleteFunc(slices.Clone(c.GetAddCapabilities()), isAll))
+	add, err := normalizeCaps(slices.DeleteFunc(slices.Clone(c.Add), isAll))
 	if err != nil {
 		return nil, err
 	}
-	drop, err := normalizeCaps(slices.DeleteFunc(slices.Clone(c.GetDropCapabilities()), isAll))
+	drop, err := normalizeCaps(slices.DeleteFunc(slices.Clone(c.Drop), isAll))
 	if err != nil {
 		return nil, err
 	}
@@ -130,14 +130,14 @@ func normalizeCaps(in []string) ([]string, error) {
 // AppArmor profile.
 func (b *builder) securityOptions(context.Context) error {
 	sc := b.security()
-	if b.privileged() && !b.in.Sandbox.GetLinux().GetSecurityContext().GetPrivileged() {
+	if b.privileged() && !b.in.Pod.Privileged {
 		return fmt.Errorf("privileged container in an unprivileged pod: %w", errdefs.ErrInvalidArgument)
 	}
 	if !b.privileged() {
-		b.spec.Linux.MaskedPaths = pathsOrDefault(sc.GetMaskedPaths(), defaultMaskedPaths(), b.userNamespaced())
-		b.spec.Linux.ReadonlyPaths = pathsOrDefault(sc.GetReadonlyPaths(), defaultReadonlyPaths(), b.userNamespaced())
+		b.spec.Linux.MaskedPaths = pathsOrDefault(sc.MaskedPaths, defaultMaskedPaths(), b.userNamespaced())
+		b.spec.Linux.ReadonlyPaths = pathsOrDefault(sc.ReadonlyPaths, defaultReadonlyPaths(), b.userNamespaced())
 	}
-	profile, err := appArmorProfile(sc, b.privileged(), b.in.Host.AppArmor)
+	profile, err := appArmorProfile(sc.AppArmor, b.privileged(), b.in.Host.AppArmor)
 	if err != nil {
 		return err
 	}
@@ -158,42 +158,33 @@ func pathsOrDefault(given, defaults []string, userns bool) []string {
 	return defaults
 }
 
-// appArmorProfile picks the AppArmor profile name, or none.
-func appArmorProfile(sc *runtime.LinuxContainerSecurityContext, privileged, enabled bool) (string, error) {
-	typ, ref, err := securityProfile(sc.GetApparmor(), sc.GetApparmorProfile()) //nolint:staticcheck // the deprecated field is still sent by older kubelets
+// appArmorProfile picks the AppArmor profile name, or none; no profile
+// given means RuntimeDefault.
+func appArmorProfile(p *ctrconfig.SecurityProfile, privileged, enabled bool) (string, error) {
+	typ, ref, err := securityProfile(p, ctrconfig.ProfileRuntimeDefault)
 	if err != nil {
 		return "", fmt.Errorf("apparmor: %w", err)
 	}
 	switch {
-	case typ == runtime.SecurityProfile_Unconfined:
+	case typ == ctrconfig.ProfileUnconfined:
 		return "", nil
-	case typ == runtime.SecurityProfile_Localhost && !enabled:
+	case typ == ctrconfig.ProfileLocalhost && !enabled:
 		return "", fmt.Errorf("apparmor profile %q requested but AppArmor is disabled: %w", ref, errdefs.ErrFailedPrecondition)
-	case !enabled || privileged && typ == runtime.SecurityProfile_RuntimeDefault:
+	case !enabled || privileged && typ == ctrconfig.ProfileRuntimeDefault:
 		return "", nil
-	case typ == runtime.SecurityProfile_Localhost:
+	case typ == ctrconfig.ProfileLocalhost:
 		return ref, nil
 	}
 	return AppArmorDefaultProfile, nil
 }
 
-// securityProfile reads a SecurityProfile, falling back to the deprecated
-// string form ("runtime/default", "docker/default", "unconfined",
-// "localhost/<ref>"). Neither given means RuntimeDefault.
-func securityProfile(p *runtime.SecurityProfile, legacy string) (runtime.SecurityProfile_ProfileType, string, error) {
-	if p != nil {
-		if p.GetProfileType() == runtime.SecurityProfile_Localhost && p.GetLocalhostRef() == "" {
-			return 0, "", fmt.Errorf("localhost profile without a reference: %w", errdefs.ErrInvalidArgument)
-		}
-		return p.GetProfileType(), p.GetLocalhostRef(), nil
+// securityProfile reads a profile; none given is dflt.
+func securityProfile(p *ctrconfig.SecurityProfile, dflt ctrconfig.ProfileType) (ctrconfig.ProfileType, string, error) {
+	if p == nil {
+		return dflt, "", nil
 	}
-	switch {
-	case legacy == "" || legacy == "runtime/default" || legacy == "docker/default":
-		return runtime.SecurityProfile_RuntimeDefault, "", nil
-	case legacy == "unconfined":
-		return runtime.SecurityProfile_Unconfined, "", nil
-	case strings.HasPrefix(legacy, "localhost/") && len(legacy) > len("localhost/"):
-		return runtime.SecurityProfile_Localhost, strings.TrimPrefix(legacy, "localhost/"), nil
+	if p.Type == ctrconfig.ProfileLocalhost && p.LocalhostRef == "" {
+		return 0, "", fmt.Errorf("localhost profile without a reference: %w", errdefs.ErrInvalidArgument)
 	}
-	return 0, "", fmt.Errorf("unknown profile %q: %w", legacy, errdefs.ErrInvalidArgument)
+	return p.Type, p.LocalhostRef, nil
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestApplyCapabilities(t *testing.T) {
@@ -18,19 +18,19 @@ func TestApplyCapabilities(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		caps    *runtime.Capability
+		caps    ctrconfig.Capabilities
 		want    []string
 		wantErr error
 	}{
 		{name: "none", want: defaultCapabilities()},
-		{name: "add", caps: &runtime.Capability{AddCapabilities: []string{"net_admin", "CAP_SYS_TIME"}}, want: append(defaultCapabilities(), "CAP_NET_ADMIN", "CAP_SYS_TIME")},
-		{name: "add existing", caps: &runtime.Capability{AddCapabilities: []string{"KILL"}}, want: defaultCapabilities()},
-		{name: "drop", caps: &runtime.Capability{DropCapabilities: []string{"NET_RAW", "mknod"}}, want: without("CAP_NET_RAW", "CAP_MKNOD")},
-		{name: "drop all add one", caps: &runtime.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE"}}, want: []string{"CAP_NET_BIND_SERVICE"}},
-		{name: "drop all", caps: &runtime.Capability{DropCapabilities: []string{"all"}}, want: []string{}},
-		{name: "add all drop one", caps: &runtime.Capability{AddCapabilities: []string{"ALL"}, DropCapabilities: []string{"SYS_ADMIN"}}, want: slices.DeleteFunc(allCapabilities(), func(c string) bool { return c == "CAP_SYS_ADMIN" })},
-		{name: "add all drop all", caps: &runtime.Capability{AddCapabilities: []string{"ALL"}, DropCapabilities: []string{"ALL"}}, want: []string{}},
-		{name: "unknown", caps: &runtime.Capability{AddCapabilities: []string{"CAP_FLY"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "add", caps: ctrconfig.Capabilities{Add: []string{"net_admin", "CAP_SYS_TIME"}}, want: append(defaultCapabilities(), "CAP_NET_ADMIN", "CAP_SYS_TIME")},
+		{name: "add existing", caps: ctrconfig.Capabilities{Add: []string{"KILL"}}, want: defaultCapabilities()},
+		{name: "drop", caps: ctrconfig.Capabilities{Drop: []string{"NET_RAW", "mknod"}}, want: without("CAP_NET_RAW", "CAP_MKNOD")},
+		{name: "drop all add one", caps: ctrconfig.Capabilities{Drop: []string{"ALL"}, Add: []string{"NET_BIND_SERVICE"}}, want: []string{"CAP_NET_BIND_SERVICE"}},
+		{name: "drop all", caps: ctrconfig.Capabilities{Drop: []string{"all"}}, want: []string{}},
+		{name: "add all drop one", caps: ctrconfig.Capabilities{Add: []string{"ALL"}, Drop: []string{"SYS_ADMIN"}}, want: slices.DeleteFunc(allCapabilities(), func(c string) bool { return c == "CAP_SYS_ADMIN" })},
+		{name: "add all drop all", caps: ctrconfig.Capabilities{Add: []string{"ALL"}, Drop: []string{"ALL"}}, want: []string{}},
+		{name: "unknown", caps: ctrconfig.Capabilities{Add: []string{"CAP_FLY"}}, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,11 +46,11 @@ func TestApplyCapabilities(t *testing.T) {
 }
 
 func TestAppArmorProfile(t *testing.T) {
-	local := &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: "my-profile"}
-	unconfined := &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Unconfined}
+	local := &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileLocalhost, LocalhostRef: "my-profile"}
+	unconfined := &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileUnconfined}
 	tests := []struct {
 		name       string
-		sc         *runtime.LinuxContainerSecurityContext
+		sc         *ctrconfig.SecurityProfile
 		privileged bool
 		enabled    bool
 		want       string
@@ -59,14 +59,11 @@ func TestAppArmorProfile(t *testing.T) {
 		{name: "default", enabled: true, want: AppArmorDefaultProfile},
 		{name: "default, disabled", want: ""},
 		{name: "default, privileged", enabled: true, privileged: true, want: ""},
-		{name: "localhost", sc: &runtime.LinuxContainerSecurityContext{Apparmor: local}, enabled: true, want: "my-profile"},
-		{name: "localhost, privileged", sc: &runtime.LinuxContainerSecurityContext{Apparmor: local}, enabled: true, privileged: true, want: "my-profile"},
-		{name: "localhost, disabled", sc: &runtime.LinuxContainerSecurityContext{Apparmor: local}, wantErr: errdefs.ErrFailedPrecondition},
-		{name: "unconfined", sc: &runtime.LinuxContainerSecurityContext{Apparmor: unconfined}, enabled: true, want: ""},
-		{name: "legacy localhost", sc: legacyAppArmor("localhost/p"), enabled: true, want: "p"},
-		{name: "legacy runtime/default", sc: legacyAppArmor("runtime/default"), enabled: true, want: AppArmorDefaultProfile},
-		{name: "legacy garbage", sc: legacyAppArmor("what"), enabled: true, wantErr: errdefs.ErrInvalidArgument},
-		{name: "localhost without ref", sc: &runtime.LinuxContainerSecurityContext{Apparmor: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost}}, enabled: true, wantErr: errdefs.ErrInvalidArgument},
+		{name: "localhost", sc: local, enabled: true, want: "my-profile"},
+		{name: "localhost, privileged", sc: local, enabled: true, privileged: true, want: "my-profile"},
+		{name: "localhost, disabled", sc: local, wantErr: errdefs.ErrFailedPrecondition},
+		{name: "unconfined", sc: unconfined, enabled: true, want: ""},
+		{name: "localhost without ref", sc: &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileLocalhost}, enabled: true, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,23 +99,17 @@ func TestPathsOrDefault(t *testing.T) {
 	}
 }
 
-func legacyAppArmor(p string) *runtime.LinuxContainerSecurityContext {
-	sc := &runtime.LinuxContainerSecurityContext{}
-	sc.ApparmorProfile = p //nolint:staticcheck // older kubelets still send the deprecated field
-	return sc
-}
-
 func TestCapabilitiesStep(t *testing.T) {
 	tests := []struct {
 		name       string
-		caps       *runtime.Capability
+		caps       ctrconfig.Capabilities
 		privileged bool
 		want       *specs.LinuxCapabilities
 		wantErr    error
 	}{
 		{
 			name: "ambient joins every set",
-			caps: &runtime.Capability{DropCapabilities: []string{"ALL"}, AddAmbientCapabilities: []string{"NET_BIND_SERVICE"}},
+			caps: ctrconfig.Capabilities{Drop: []string{"ALL"}, AddAmbient: []string{"NET_BIND_SERVICE"}},
 			want: &specs.LinuxCapabilities{
 				Bounding: []string{"CAP_NET_BIND_SERVICE"}, Effective: []string{"CAP_NET_BIND_SERVICE"}, Permitted: []string{"CAP_NET_BIND_SERVICE"},
 				Inheritable: []string{"CAP_NET_BIND_SERVICE"}, Ambient: []string{"CAP_NET_BIND_SERVICE"},
@@ -126,17 +117,17 @@ func TestCapabilitiesStep(t *testing.T) {
 		},
 		{
 			name:       "privileged ignores drops",
-			caps:       &runtime.Capability{DropCapabilities: []string{"ALL"}},
+			caps:       ctrconfig.Capabilities{Drop: []string{"ALL"}},
 			privileged: true,
 			want:       &specs.LinuxCapabilities{Bounding: allCapabilities(), Effective: allCapabilities(), Permitted: allCapabilities()},
 		},
-		{name: "unknown ambient", caps: &runtime.Capability{AddAmbientCapabilities: []string{"NOPE"}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unknown ambient", caps: ctrconfig.Capabilities{AddAmbient: []string{"NOPE"}}, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := testInput()
-			in.Config.Linux.SecurityContext.Capabilities = tt.caps
-			in.Config.Linux.SecurityContext.Privileged = tt.privileged
+			in.Config.Security.Capabilities = tt.caps
+			in.Config.Security.Privileged = tt.privileged
 			b := &builder{in: in, spec: baseSpec(in)}
 			err := b.capabilities(context.Background())
 			if !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
@@ -152,8 +143,8 @@ func TestCapabilitiesStep(t *testing.T) {
 func TestBuildSeccompFollowsCapabilities(t *testing.T) {
 	in := testInput()
 	in.Host.RuntimeDefaultSeccomp = SeccompBuiltin
-	in.Config.Linux.SecurityContext.Capabilities = &runtime.Capability{AddCapabilities: []string{"SYS_ADMIN"}, DropCapabilities: []string{"SYS_CHROOT"}}
-	in.Config.Linux.SecurityContext.Seccomp = &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}
+	in.Config.Security.Capabilities = ctrconfig.Capabilities{Add: []string{"SYS_ADMIN"}, Drop: []string{"SYS_CHROOT"}}
+	in.Config.Security.Seccomp = &ctrconfig.SecurityProfile{Type: ctrconfig.ProfileRuntimeDefault}
 	res, err := Build(context.Background(), in, WithImageFS(testImageFS()))
 	if err != nil {
 		t.Fatal(err)

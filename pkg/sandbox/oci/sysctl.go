@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // ipcSysctls are the IPC-namespaced sysctls that are not under fs.mqueue.
@@ -48,12 +48,12 @@ func normalizeSysctl(name string) string {
 // checkSysctls rejects sysctls that would change the node rather than the
 // pod: node-wide ones, and namespaced ones whose namespace is the host's,
 // as kubelet's admission does.
-func checkSysctls(sysctls map[string]string, ns *runtime.NamespaceOption) (map[string]string, error) {
+func checkSysctls(sysctls map[string]string, ns ctrconfig.Namespaces) (map[string]string, error) {
 	if len(sysctls) == 0 {
 		return nil, nil
 	}
-	hostNet := ns.GetNetwork() == runtime.NamespaceMode_NODE
-	hostIPC := ns.GetIpc() == runtime.NamespaceMode_NODE
+	hostNet := ns.Network == ctrconfig.NamespaceNode
+	hostIPC := ns.IPC == ctrconfig.NamespaceNode
 	out := make(map[string]string, len(sysctls))
 	for name, value := range sysctls {
 		n := normalizeSysctl(name)
@@ -76,7 +76,7 @@ func checkSysctls(sysctls map[string]string, ns *runtime.NamespaceOption) (map[s
 
 // sysctls applies the pod's sysctls.
 func (b *builder) sysctls(context.Context) error {
-	s, err := checkSysctls(b.in.Sandbox.GetLinux().GetSysctls(), b.namespaceModes())
+	s, err := checkSysctls(b.in.Pod.Sysctls, b.namespaceModes())
 	if err != nil {
 		return err
 	}

@@ -5,17 +5,17 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestCheckSysctls(t *testing.T) {
-	hostNet := &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}
-	hostIPC := &runtime.NamespaceOption{Ipc: runtime.NamespaceMode_NODE}
+	hostNet := ctrconfig.Namespaces{Network: ctrconfig.NamespaceNode}
+	hostIPC := ctrconfig.Namespaces{IPC: ctrconfig.NamespaceNode}
 	tests := []struct {
 		name    string
 		in      map[string]string
-		ns      *runtime.NamespaceOption
+		ns      ctrconfig.Namespaces
 		want    map[string]string
 		wantErr error
 	}{

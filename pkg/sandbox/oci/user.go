@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // maxLineBytes bounds one line of /etc/passwd or /etc/group (a group with
@@ -153,18 +153,18 @@ type identity struct {
 }
 
 // resolveUser finds the uid, primary gid and image group memberships for
-// the CRI security context over the image's User ("uid", "name",
+// the security context over the image's User ("uid", "name",
 // "uid:gid", "name:group").
-func resolveUser(db userDB, sc *runtime.LinuxContainerSecurityContext, imageUser string) (identity, error) {
-	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+func resolveUser(db userDB, sc ctrconfig.Security, imageUser string) (identity, error) {
+	if sc.RunAsGroup != nil && sc.RunAsUser == nil && sc.RunAsUsername == "" {
 		return identity{}, fmt.Errorf("run_as_group needs run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
 	}
 	user, group := "0", ""
 	switch {
-	case sc.GetRunAsUsername() != "":
-		user = sc.GetRunAsUsername()
-	case sc.GetRunAsUser() != nil:
-		user = strconv.FormatInt(sc.GetRunAsUser().GetValue(), 10)
+	case sc.RunAsUsername != "":
+		user = sc.RunAsUsername
+	case sc.RunAsUser != nil:
+		user = strconv.FormatInt(*sc.RunAsUser, 10)
 	case imageUser != "":
 		user, group, _ = strings.Cut(imageUser, ":")
 	}
@@ -173,8 +173,8 @@ func resolveUser(db userDB, sc *runtime.LinuxContainerSecurityContext, imageUser
 		return identity{}, err
 	}
 	switch {
-	case sc.GetRunAsGroup() != nil:
-		gid := sc.GetRunAsGroup().GetValue()
+	case sc.RunAsGroup != nil:
+		gid := *sc.RunAsGroup
 		if gid < 0 || gid > int64(^uint32(0)) {
 			return identity{}, fmt.Errorf("run_as_group %d is out of range: %w", gid, errdefs.ErrInvalidArgument)
 		}
@@ -208,16 +208,16 @@ func lookupUser(db userDB, user string) (identity, error) {
 
 // supplementalGroups lists the process's groups, primary first, then the
 // image's memberships (Merge only), then the requested ones, each once.
-func supplementalGroups(id identity, sc *runtime.LinuxContainerSecurityContext) ([]uint32, error) {
+func supplementalGroups(id identity, sc ctrconfig.Security) ([]uint32, error) {
 	gids := []uint32{id.gid}
-	switch p := sc.GetSupplementalGroupsPolicy(); p {
-	case runtime.SupplementalGroupsPolicy_Merge:
+	switch p := sc.SupplementalGroupsPolicy; p {
+	case ctrconfig.GroupsMerge:
 		gids = append(gids, id.extraGids...)
-	case runtime.SupplementalGroupsPolicy_Strict:
+	case ctrconfig.GroupsStrict:
 	default:
 		return nil, fmt.Errorf("supplemental groups policy %v: %w", p, errdefs.ErrInvalidArgument)
 	}
-	for _, g := range sc.GetSupplementalGroups() {
+	for _, g := range sc.SupplementalGroups {
 		if g < 0 || g > int64(^uint32(0)) {
 			return nil, fmt.Errorf("supplemental group %d is out of range: %w", g, errdefs.ErrInvalidArgument)
 		}
@@ -244,7 +244,7 @@ func (b *builder) user(context.Context) error {
 	if err != nil {
 		return err
 	}
-	sc := b.security()
+	sc := *b.security()
 	id, err := resolveUser(db, sc, b.in.Image.User)
 	if err != nil {
 		return err

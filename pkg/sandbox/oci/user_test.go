@@ -7,8 +7,8 @@ import (
 	"testing/fstest"
 
 	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 	"github.com/google/go-cmp/cmp"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func testImageFS() fstest.MapFS {
@@ -33,10 +33,10 @@ func TestResolveUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i64 := func(v int64) *runtime.Int64Value { return &runtime.Int64Value{Value: v} }
+	i64 := func(v int64) *int64 { return &v }
 	tests := []struct {
 		name      string
-		sc        *runtime.LinuxContainerSecurityContext
+		sc        ctrconfig.Security
 		imageUser string
 		want      identity
 		wantErr   error
@@ -53,11 +53,11 @@ func TestResolveUser(t *testing.T) {
 		// moby/sys/user parses this line's uid as 0 (it ignores conversion
 		// errors): the reason this package keeps its own parser.
 		{name: "a line whose uid does not parse names no user, never root", imageUser: "broken", wantErr: errdefs.ErrInvalidArgument},
-		{name: "run_as_user beats image", sc: &runtime.LinuxContainerSecurityContext{RunAsUser: i64(33)}, imageUser: "app", want: identity{uid: 33, gid: 33, name: "www-data", extraGids: []uint32{44}}},
-		{name: "run_as_username beats run_as_user", sc: &runtime.LinuxContainerSecurityContext{RunAsUser: i64(33), RunAsUsername: "app"}, want: identity{uid: 1000, gid: 1000, name: "app", extraGids: []uint32{33, 44}}},
-		{name: "run_as_group", sc: &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), RunAsGroup: i64(5)}, want: identity{uid: 1000, gid: 5, name: "app", extraGids: []uint32{33, 44}}},
-		{name: "run_as_group out of range", sc: &runtime.LinuxContainerSecurityContext{RunAsGroup: i64(-2)}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "run_as_username unknown", sc: &runtime.LinuxContainerSecurityContext{RunAsUsername: "ghost"}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "run_as_user beats image", sc: ctrconfig.Security{RunAsUser: i64(33)}, imageUser: "app", want: identity{uid: 33, gid: 33, name: "www-data", extraGids: []uint32{44}}},
+		{name: "run_as_username beats run_as_user", sc: ctrconfig.Security{RunAsUser: i64(33), RunAsUsername: "app"}, want: identity{uid: 1000, gid: 1000, name: "app", extraGids: []uint32{33, 44}}},
+		{name: "run_as_group", sc: ctrconfig.Security{RunAsUser: i64(1000), RunAsGroup: i64(5)}, want: identity{uid: 1000, gid: 5, name: "app", extraGids: []uint32{33, 44}}},
+		{name: "run_as_group out of range", sc: ctrconfig.Security{RunAsGroup: i64(-2)}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "run_as_username unknown", sc: ctrconfig.Security{RunAsUsername: "ghost"}, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,10 +77,10 @@ func TestLoadUserDBWithoutFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := resolveUser(db, nil, "app"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if _, err := resolveUser(db, ctrconfig.Security{}, "app"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("name without /etc/passwd: err = %v, want InvalidArgument", err)
 	}
-	if got, err := resolveUser(db, nil, "7:8"); err != nil || got.uid != 7 || got.gid != 8 {
+	if got, err := resolveUser(db, ctrconfig.Security{}, "7:8"); err != nil || got.uid != 7 || got.gid != 8 {
 		t.Errorf("numeric without /etc/passwd = %+v, %v", got, err)
 	}
 }
@@ -89,15 +89,15 @@ func TestSupplementalGroups(t *testing.T) {
 	id := identity{uid: 1000, gid: 1000, name: "app", extraGids: []uint32{33, 44}}
 	tests := []struct {
 		name    string
-		sc      *runtime.LinuxContainerSecurityContext
+		sc      ctrconfig.Security
 		want    []uint32
 		wantErr error
 	}{
 		{name: "merge default", want: []uint32{1000, 33, 44}},
-		{name: "merge with requested", sc: &runtime.LinuxContainerSecurityContext{SupplementalGroups: []int64{44, 2000}}, want: []uint32{1000, 33, 44, 2000}},
-		{name: "strict", sc: &runtime.LinuxContainerSecurityContext{SupplementalGroupsPolicy: runtime.SupplementalGroupsPolicy_Strict, SupplementalGroups: []int64{2000, 1000}}, want: []uint32{1000, 2000}},
-		{name: "out of range", sc: &runtime.LinuxContainerSecurityContext{SupplementalGroups: []int64{-1}}, wantErr: errdefs.ErrInvalidArgument},
-		{name: "unknown policy", sc: &runtime.LinuxContainerSecurityContext{SupplementalGroupsPolicy: 7}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "merge with requested", sc: ctrconfig.Security{SupplementalGroups: []int64{44, 2000}}, want: []uint32{1000, 33, 44, 2000}},
+		{name: "strict", sc: ctrconfig.Security{SupplementalGroupsPolicy: ctrconfig.GroupsStrict, SupplementalGroups: []int64{2000, 1000}}, want: []uint32{1000, 2000}},
+		{name: "out of range", sc: ctrconfig.Security{SupplementalGroups: []int64{-1}}, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unknown policy", sc: ctrconfig.Security{SupplementalGroupsPolicy: 7}, wantErr: errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,14 +114,16 @@ func TestSupplementalGroups(t *testing.T) {
 
 func TestRunAsGroupNeedsAUser(t *testing.T) {
 	in := testInput()
-	in.Config.Linux.SecurityContext.RunAsGroup = &runtime.Int64Value{Value: 1000}
-	in.Config.Linux.SecurityContext.RunAsUser = nil
-	in.Config.Linux.SecurityContext.RunAsUsername = ""
+	in.Config.Security.RunAsGroup = ptr(int64(1000))
+	in.Config.Security.RunAsUser = nil
+	in.Config.Security.RunAsUsername = ""
 	if _, err := Build(context.Background(), in, WithImageFS(testImageFS())); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("run_as_group alone: %v, want InvalidArgument", err)
 	}
-	in.Config.Linux.SecurityContext.RunAsUser = &runtime.Int64Value{Value: 1000}
+	in.Config.Security.RunAsUser = ptr(int64(1000))
 	if _, err := Build(context.Background(), in, WithImageFS(testImageFS())); err != nil {
 		t.Errorf("run_as_group with run_as_user: %v", err)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -13,6 +13,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/agent/api"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // maxSocketPath is the longest unix socket path (sun_path less its NUL).
@@ -89,7 +90,7 @@ func guestMAC(id string) string {
 // IPC namespace (the guest has its own kernel).
 func checkPod(pod *sandbox.Pod) error {
 	c := pod.Config
-	if pod.NetNS == "" || c.Network == sandbox.NamespaceNode || c.PID == sandbox.NamespaceNode || c.IPC == sandbox.NamespaceNode {
+	if pod.NetNS == "" || c.Network == ctrconfig.NamespaceNode || c.PID == ctrconfig.NamespaceNode || c.IPC == ctrconfig.NamespaceNode {
 		return fmt.Errorf("a microVM pod cannot share the node's network, PID or IPC namespace: %w", errdefs.ErrInvalidArgument)
 	}
 	return nil

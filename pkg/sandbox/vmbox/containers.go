@@ -57,7 +57,7 @@ func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	err = b.call(ctx, pod, func(s api.AgentService) error {
 		r, err := s.CreateContainer(ctx, &api.CreateContainerRequest{
 			Id: c.ID, Spec: data, LogPath: logPath,
-			Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce(), Tty: c.Config.GetTty(),
+			Stdin: c.Config.Stdin, StdinOnce: c.Config.StdinOnce, Tty: c.Config.TTY,
 		})
 		if err == nil {
 			pid = r.Pid

@@ -4,7 +4,7 @@ import (
 	"runtime"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	criapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 // Size is the vCPUs and memory of pod's VM: the handler's defaults (what
@@ -13,16 +13,15 @@ import (
 // overhead, as Kata sizes its VMs. vCPUs never exceed the host's. Pure.
 func Size(m Machine, pod *sandbox.Pod) (vcpus, memoryMiB int) {
 	vcpus, memoryMiB = m.VCPUs, m.MemoryMiB
-	lc := pod.Config.Raw.GetLinux()
-	for _, r := range []*criapi.LinuxContainerResources{lc.GetResources(), lc.GetOverhead()} {
+	for _, r := range []*ctrconfig.Resources{pod.Config.Resources, pod.Config.Overhead} {
 		if r == nil {
 			continue
 		}
-		if r.CpuQuota > 0 && r.CpuPeriod > 0 {
-			vcpus += int((r.CpuQuota + r.CpuPeriod - 1) / r.CpuPeriod)
+		if r.CPUQuota > 0 && r.CPUPeriod > 0 {
+			vcpus += int((r.CPUQuota + r.CPUPeriod - 1) / r.CPUPeriod)
 		}
-		if r.MemoryLimitInBytes > 0 {
-			memoryMiB += int((r.MemoryLimitInBytes + 1<<20 - 1) >> 20)
+		if r.MemoryLimit > 0 {
+			memoryMiB += int((r.MemoryLimit + 1<<20 - 1) >> 20)
 		}
 	}
 	return min(vcpus, runtime.NumCPU()), memoryMiB

@@ -5,14 +5,13 @@ import (
 	"testing"
 
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
-	criapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 func TestSize(t *testing.T) {
 	m := Machine{VCPUs: 1, MemoryMiB: 256}
-	pod := func(res, overhead *criapi.LinuxContainerResources) *sandbox.Pod {
-		return &sandbox.Pod{Config: sandbox.PodConfig{Raw: &criapi.PodSandboxConfig{
-			Linux: &criapi.LinuxPodSandboxConfig{Resources: res, Overhead: overhead}}}}
+	pod := func(res, overhead *ctrconfig.Resources) *sandbox.Pod {
+		return &sandbox.Pod{Config: sandbox.PodConfig{Resources: res, Overhead: overhead}}
 	}
 	tests := []struct {
 		name      string
@@ -21,9 +20,9 @@ func TestSize(t *testing.T) {
 	}{
 		{"no config", &sandbox.Pod{}, 1, 256},
 		{"no resources", pod(nil, nil), 1, 256},
-		{"half a CPU, 100 MiB", pod(&criapi.LinuxContainerResources{CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: 100 << 20}, nil), min(2, runtime.NumCPU()), 356},
-		{"with overhead", pod(&criapi.LinuxContainerResources{MemoryLimitInBytes: 1}, &criapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20}), 1, 256 + 1 + 64},
-		{"more CPUs than the host", pod(&criapi.LinuxContainerResources{CpuQuota: 6400000, CpuPeriod: 100000}, nil), runtime.NumCPU(), 256},
+		{"half a CPU, 100 MiB", pod(&ctrconfig.Resources{CPUQuota: 50000, CPUPeriod: 100000, MemoryLimit: 100 << 20}, nil), min(2, runtime.NumCPU()), 356},
+		{"with overhead", pod(&ctrconfig.Resources{MemoryLimit: 1}, &ctrconfig.Resources{MemoryLimit: 64 << 20}), 1, 256 + 1 + 64},
+		{"more CPUs than the host", pod(&ctrconfig.Resources{CPUQuota: 6400000, CPUPeriod: 100000}, nil), runtime.NumCPU(), 256},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -75,7 +75,7 @@ func (b *Backend) Attach(ctx context.Context, pod *sandbox.Pod, c *sandbox.Conta
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stdin := o.Stdin
-	if !c.Config.GetStdin() {
+	if !c.Config.Stdin {
 		stdin = nil
 	}
 	conn, err := vm.Agent().OpenStream(ctx, api.StreamAttach, &api.AttachRequest{
