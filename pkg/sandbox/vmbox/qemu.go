@@ -76,7 +76,7 @@ func KernelCmdline(s VMSpec) string {
 		"panic=-1",                                                   // reboot at once on panic; -no-reboot makes that an exit
 		"reboot=t",                                                   // a reboot is a triple fault, always possible on microvm
 		"tsc=reliable",                                               // no clocksource watchdog: there is nothing to check the TSC against
-		"no_timer_check",                                             // skip the IO-APIC timer check (pit=off)
+		"no_timer_check",                                             // skip the IO-APIC timer check
 		"cryptomgr.notests",                                          // no crypto self-tests at boot (seconds under TCG)
 		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd", // microvm has no i8042: do not probe long
 		"random.trust_cpu=on", // RDRAND seeds the RNG: no wait for entropy
@@ -158,12 +158,22 @@ func QEMUArgs(s VMSpec) []string {
 	// The RTC stays: without one the kernel waits about a second, twice,
 	// for the CMOS clock's update flag (at timekeeping init and when
 	// rtc_cmos probes), and the guest starts its clock at 1970.
-	machine := "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=" + serial
+	machine := "microvm,x-option-roms=off,rtc=on,isa-serial=" + serial
 	if s.CmdlineDevices {
 		// A kernel that takes its devices from its command line gets them
 		// from virtioMMIOCmdline, not from QEMU (auto-kernel-cmdline),
 		// and no ACPI: no ACPI interpreter reading the DSDT at boot.
-		machine += ",acpi=off,auto-kernel-cmdline=off"
+		// Without ACPI's hardware-reduced mode the kernel registers the
+		// PIT as its global clock and verifies its local APIC timer
+		// against it: with no PIT (or no PIC to deliver its interrupt)
+		// the verification fails, the guest runs with no timer tick, and
+		// a boot that sleeps waits for a stray interrupt (30 s and more
+		// under TCG). So these guests get both.
+		machine += ",pit=on,pic=on,acpi=off,auto-kernel-cmdline=off"
+	} else {
+		// With ACPI (hardware-reduced on microvm) the kernel needs
+		// neither: it calibrates the APIC timer against the TSC.
+		machine += ",pit=off,pic=off"
 	}
 	if s.VirtioFS {
 		machine += ",memory-backend=mem"
