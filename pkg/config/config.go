@@ -129,7 +129,7 @@ type Handler struct {
 
 // VM configures the microVMs of a vm handler.
 type VM struct {
-	Kernel    string `toml:"kernel" comment:"Guest kernel: a bzImage (its uncompressed PVH vmlinux is extracted and cached, it boots faster)\nor a vmlinux. Empty: the newest Debian kernel in /var/lib/cradle/guest/boot (make deps-vm), else of /boot.\nThe minimal kernel make guest-kernel builds there (vmlinux-cradle-*) is taken only when named here."`
+	Kernel    string `toml:"kernel" comment:"Guest kernel: a bzImage (its uncompressed PVH vmlinux is extracted and cached, it boots faster)\nor a vmlinux. Empty: the minimal kernel make guest-kernel builds into /var/lib/cradle/guest/boot\n(vmlinux-cradle-*) when there, else the newest Debian kernel there (make deps-vm), else of /boot."`
 	VCPUs     int    `toml:"vcpus" comment:"vCPUs of a pod VM."`
 	MemoryMiB int    `toml:"memory_mib" comment:"Memory of a pod VM, in MiB."`
 	Accel     string `toml:"accel" comment:"auto (KVM when /dev/kvm can boot the guest kernel, TCG otherwise), kvm, or tcg."`

@@ -305,12 +305,14 @@ const (
 )
 
 // DefaultKernel is the guest kernel a vm handler runs when its
-// configuration names none: the distribution's (DistroKernel). The
-// minimal kernel (MinimalKernel) boots in half the time and memory but
-// now and then stalls for tens of seconds under TCG (no timer to
-// calibrate the local APIC's against without ACPI), so it is taken only
-// when the configuration names it.
+// configuration names none: the minimal kernel when a root has one
+// (MinimalKernel), else the distribution's (DistroKernel).
 func DefaultKernel(roots ...string) (string, error) {
+	if k, err := MinimalKernel(roots...); err == nil {
+		return k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
 	return DistroKernel(roots...)
 }
 
