@@ -91,7 +91,7 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 		return vmbox.Machine{}, fmt.Errorf("build the guest initramfs: %w", err)
 	}
 	return vmbox.Machine{QEMU: qemu, Kernel: k.Path, CmdlineDevices: k.CmdlineDevices, Initramfs: initrd, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
-		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout}, nil
+		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout, Templates: templatesDir(root, c, vmbox.Has9P(src, k.Release))}, nil
 }
 
 // requireStatic fails for a dynamically linked agent: it cannot be /init
@@ -108,4 +108,14 @@ func requireStatic(path string) error {
 		}
 	}
 	return nil
+}
+
+// templatesDir is where a vm handler's VM templates are kept ("" : off,
+// as configured or because its guest kernel cannot mount a clone's shared
+// directory over 9p).
+func templatesDir(root string, c config.VM, has9P bool) string {
+	if c.ColdBoot || !has9P {
+		return ""
+	}
+	return filepath.Join(root, "vm", "templates")
 }

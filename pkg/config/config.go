@@ -136,6 +136,8 @@ type VM struct {
 	Virtiofsd string `toml:"virtiofsd" comment:"The virtiofs daemon that shares each pod's container roots and volumes with its VM."`
 	// GuestRuntime is put into the guest's initramfs with its libraries.
 	GuestRuntime string `toml:"guest_runtime" comment:"The OCI runtime binary the guest runs containers with (copied into the VM with its libraries)."`
+	// ColdBoot turns VM templates off.
+	ColdBoot bool `toml:"cold_boot" comment:"Boot every pod VM from scratch. Off (the default): a pod VM is a copy-on-write clone of a template VM\nof its shape, booted once and saved under the state root (vm/templates), its shared directory on\nvirtio-9p; a template that cannot be built or restored is logged and pods boot cold."`
 }
 
 // Handler kinds.

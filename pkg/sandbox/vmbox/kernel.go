@@ -500,3 +500,16 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// Has9P says whether the guest kernel at kernel (of release) can mount
+// the pod's directory over virtio-9p, which VMs cloned from a template
+// need: its configuration beside it says so, or, without one, its
+// modules include 9p and 9pnet_virtio.
+func Has9P(kernel, release string) bool {
+	if cfg, err := readKernelConfig(KernelConfigPath(kernel)); err == nil {
+		in := func(v string) bool { return v == "y" || v == "m" }
+		return in(cfg["CONFIG_9P_FS"]) && in(cfg["CONFIG_NET_9P_VIRTIO"])
+	}
+	dep, err := os.ReadFile(filepath.Join(ModulesDir(kernel, release), "modules.dep"))
+	return err == nil && bytes.Contains(dep, []byte("/9p.ko")) && bytes.Contains(dep, []byte("/9pnet_virtio.ko"))
+}

@@ -438,3 +438,40 @@ func TestCmdlineDevices(t *testing.T) {
 		t.Error("a kernel without a configuration gets its devices on the command line")
 	}
 }
+
+func TestHas9P(t *testing.T) {
+	dir := t.TempDir()
+	boot := filepath.Join(dir, "boot")
+	mods := filepath.Join(dir, "lib", "modules", "6.1.0-test")
+	for _, d := range []string{boot, mods} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	minimal := filepath.Join(boot, "vmlinux-cradle-6.1")
+	write(minimal, "")
+	write(filepath.Join(boot, "config-cradle-6.1"), "# CONFIG_MODULES is not set\nCONFIG_9P_FS=y\nCONFIG_NET_9P_VIRTIO=y\n")
+	if !Has9P(minimal, "6.1") {
+		t.Error("a kernel configured with 9p built in: Has9P false")
+	}
+	write(filepath.Join(boot, "config-cradle-6.1"), "# CONFIG_MODULES is not set\n# CONFIG_9P_FS is not set\n")
+	if Has9P(minimal, "6.1") {
+		t.Error("a kernel configured without 9p: Has9P true")
+	}
+	debian := filepath.Join(boot, "vmlinuz-6.1.0-test")
+	write(debian, "")
+	write(filepath.Join(mods, "modules.dep"), "kernel/fs/fuse/fuse.ko:\n")
+	if Has9P(debian, "6.1.0-test") {
+		t.Error("modules without 9p: Has9P true")
+	}
+	write(filepath.Join(mods, "modules.dep"), "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\nkernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko\n")
+	if !Has9P(debian, "6.1.0-test") {
+		t.Error("modules with 9p and 9pnet_virtio: Has9P false")
+	}
+}
