@@ -340,6 +340,7 @@ func waitMigration(ctx context.Context, vm *VM, q *qmpConn) error {
 // spec's shared directory (Shared9P) and tap are the clone's own.
 func StartClone(ctx context.Context, spec VMSpec, t Template, log *slog.Logger) (*VM, error) {
 	spec.TemplateRAM, spec.Incoming, spec.VirtioFS = t.RAM(), true, false
+	start := time.Now()
 	vm, err := Start(ctx, spec, log)
 	if err != nil {
 		return nil, err
@@ -348,15 +349,18 @@ func StartClone(ctx context.Context, spec VMSpec, t Template, log *slog.Logger) 
 		_ = vm.Stop(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("restore from template %s: %w", t.Dir, err)
 	}
+	log.DebugContext(ctx, "vm restored from its template", "name", spec.Name, "took", time.Since(start))
 	return vm, nil
 }
 
 func restoreClone(ctx context.Context, vm *VM, spec VMSpec, t Template) error {
+	start := time.Now()
 	q, err := dialQMPRetry(ctx, vm, spec.QMPSocket())
 	if err != nil {
 		return err
 	}
 	defer q.Close()
+	vm.log.DebugContext(ctx, "vm clone: qmp up", "took", time.Since(start))
 	if err := setIgnoreShared(q); err != nil {
 		return err
 	}
@@ -376,6 +380,7 @@ func restoreClone(ctx context.Context, vm *VM, spec VMSpec, t Template) error {
 		}
 		switch st.Status {
 		case "running":
+			vm.log.DebugContext(ctx, "vm clone: running", "took", time.Since(start))
 			return nil
 		case "paused":
 			// Loaded, in the template's run state: it was stopped to be
