@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cradle-runtime/cradle/pkg/sandbox"
 )
 
 // templates are a vm handler's VM templates, one per machine shape (the
@@ -19,6 +21,10 @@ import (
 // templateRetry.
 type templates struct {
 	dir string
+	// ctx bounds template builds: the daemon's lifetime (StartTemplates),
+	// not one pod's request, since other pods wait on a build too.
+	ctx    context.Context
+	builds sync.WaitGroup
 
 	mu     sync.Mutex
 	byKey  map[string]*templateSlot
@@ -40,7 +46,7 @@ func newTemplates(dir string) *templates {
 		return nil
 	}
 	killTemplateBuilds(dir)
-	return &templates{dir: dir, byKey: map[string]*templateSlot{}, failed: map[string]time.Time{}}
+	return &templates{dir: dir, ctx: context.Background(), byKey: map[string]*templateSlot{}, failed: map[string]time.Time{}}
 }
 
 // killTemplateBuilds ends the template VMs a crashed daemon was building
@@ -62,29 +68,65 @@ func (ts *templates) get(ctx context.Context, spec VMSpec, b *Backend) (Template
 	if ts == nil {
 		return Template{}, false
 	}
-	key, err := TemplateKey(spec)
-	if err != nil {
-		b.log.WarnContext(ctx, "vm template: booting cold", "error", err)
+	slot := ts.slot(ctx, spec, b)
+	if slot == nil {
 		return Template{}, false
 	}
-	ts.mu.Lock()
-	if t, failed := ts.failed[key]; failed && time.Since(t) < templateRetry {
-		ts.mu.Unlock()
-		return Template{}, false
-	}
-	slot, ok := ts.byKey[key]
-	if !ok {
-		slot = &templateSlot{ready: make(chan struct{})}
-		ts.byKey[key] = slot
-		go ts.fill(context.WithoutCancel(ctx), slot, spec, key, b)
-	}
-	ts.mu.Unlock()
 	select {
 	case <-slot.ready:
 	case <-ctx.Done():
 		return Template{}, false
 	}
 	return slot.tpl, slot.err == nil
+}
+
+// slot is the template slot of spec's shape, its build started when it
+// has none; nil when there is no key or a build failed lately.
+func (ts *templates) slot(ctx context.Context, spec VMSpec, b *Backend) *templateSlot {
+	key, err := TemplateKey(spec)
+	if err != nil {
+		b.log.WarnContext(ctx, "vm template: booting cold", "error", err)
+		return nil
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t, failed := ts.failed[key]; failed && time.Since(t) < templateRetry {
+		return nil
+	}
+	slot, ok := ts.byKey[key]
+	if !ok {
+		slot = &templateSlot{ready: make(chan struct{})}
+		ts.byKey[key] = slot
+		ts.builds.Add(1)
+		go func() {
+			defer ts.builds.Done()
+			ts.fill(ts.ctx, slot, spec, key, b)
+		}()
+	}
+	return slot
+}
+
+// StartTemplates starts building, in the background, the template of the
+// handler's default machine shape (a pod that asks for no resources), so
+// that the first pod clones it; ctx (the daemon's lifetime) bounds every
+// template build. Close waits for the builds. Call it before the backend
+// serves.
+func (b *Backend) StartTemplates(ctx context.Context) {
+	if b.templates == nil {
+		return
+	}
+	b.templates.ctx = ctx
+	spec := b.spec(&sandbox.Pod{ID: "template"})
+	b.templates.slot(ctx, spec, b)
+}
+
+// Close waits for the template builds in flight, which end with the
+// context StartTemplates was given.
+func (b *Backend) Close() error {
+	if b.templates != nil {
+		b.templates.builds.Wait()
+	}
+	return nil
 }
 
 // fill opens the template of key, or builds it; a failure is remembered
