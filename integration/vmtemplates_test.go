@@ -31,8 +31,13 @@ func testVMTemplates(t *testing.T, d *daemon, image string) {
 	if la[3] != "tpl-a-host" {
 		t.Errorf("hostname %q, want tpl-a-host", la[3])
 	}
+	// The daemon built the template at start: no pod of this daemon (the
+	// earlier subtests' too) booted cold.
 	if n := strings.Count(d.Logs(), "from_template=true"); n < 2 {
 		t.Errorf("%d VM pods started from a template, want 2 at least", n)
+	}
+	if n := strings.Count(d.Logs(), "from_template=false"); n > 0 {
+		t.Errorf("%d VM pods booted cold: the daemon did not build the template at start", n)
 	}
 
 	states, _ := filepath.Glob(filepath.Join(d.Root, "vm", "templates", "*", "state"))

@@ -133,15 +133,13 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// BuildTemplate boots a guest as spec describes, stops it once its agent
+// BuildTemplate boots a guest of spec's shape (templateSpec: no pod's
+// network, share or virtiofs), stops it once its agent
 // has opened its port (it waits there for its first host), saves it into
 // dir (replacing what is there) and ends it. The template is built in a
 // directory beside dir and renamed into place: a crash leaves dir as it
 // was, and the temporary directory, which the next build removes.
 func BuildTemplate(ctx context.Context, spec VMSpec, dir string, log *slog.Logger) (Template, error) {
-	if spec.VirtioFS {
-		return Template{}, fmt.Errorf("a template VM has no virtiofs (vhost-user-fs cannot migrate): %w", errdefs.ErrInvalidArgument)
-	}
 	key, err := TemplateKey(spec)
 	if err != nil {
 		return Template{}, err

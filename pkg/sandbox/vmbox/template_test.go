@@ -32,7 +32,11 @@ func testTemplateClones(t *testing.T, f bootFixture) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := filepath.Join(t.TempDir(), "template")
-	tpl, err := BuildTemplate(ctx, f.spec(t.TempDir()), dir, testLogger(t))
+	// A pod's spec, as the backend has it: its virtiofs and NIC are not
+	// the template's.
+	pod := f.spec(t.TempDir())
+	pod.VirtioFS, pod.Tap, pod.MAC = true, "tap0", "02:01:02:03:04:05"
+	tpl, err := BuildTemplate(ctx, pod, dir, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
