@@ -73,6 +73,7 @@ func TestVMPods(t *testing.T) {
 	t.Run("stats", func(t *testing.T) { testVMStats(t, d, image) })
 	t.Run("network", func(t *testing.T) { testVMNetwork(t, d, image) })
 	t.Run("isolation", func(t *testing.T) { testVMIsolation(t, d, image) })
+	t.Run("templates", func(t *testing.T) { testVMTemplates(t, d, image) })
 }
 
 // testVMStats: a container's CPU and memory are read from its cgroup in the

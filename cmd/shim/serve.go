@@ -212,7 +212,8 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	closers = append(closers, netw.Close)
 	deps.Network = netw
 	deps.Handlers = sandbox.ProbeHandlers(ctx, cfg.Runtime)
-	vms := vmBackends(ctx, cfg, deps.Handlers, podNetwork{m: netw}, log)
+	vms, vmClosers := vmBackends(ctx, cfg, deps.Handlers, podNetwork{m: netw}, log)
+	closers = append(closers, vmClosers...)
 	for _, h := range deps.Handlers {
 		log.Info("runtime handler", "name", h.Name, "kind", h.Kind, "binary", h.Binary, "version", h.Version,
 			"rro", h.Features.RecursiveReadOnlyMounts, "userns", h.Features.UserNamespaces, "accel", h.Accel,

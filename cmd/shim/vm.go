@@ -25,9 +25,11 @@ const vmBootTimeout = 90 * time.Second
 // around the guest agent built into this binary, cached under <root>/vm) and returns a
 // backend per handler that is ready. A handler that is not gets its Problem
 // in handlers and no backend. Each handler's Accel records the acceleration
-// in use and why.
-func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handler, taps sandbox.Taps, log *slog.Logger) map[string]sandbox.Backend {
+// in use and why. Each backend starts building its VM template; the
+// closers wait for those builds (they end with ctx).
+func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handler, taps sandbox.Taps, log *slog.Logger) (map[string]sandbox.Backend, []func() error) {
 	out := map[string]sandbox.Backend{}
+	var closers []func() error
 	var tsc uint64
 	tscDone := false
 	for i := range handlers {
@@ -56,9 +58,12 @@ func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handl
 		m.Accel, m.TSCKHz = accel.Mode, tsc
 		log.Info("vm handler prepared", "handler", h.Name, "took", time.Since(start), "accel", accel.Mode,
 			"accel_reason", accel.Reason, "kernel", m.Kernel, "initramfs", m.Initramfs)
-		out[h.Name] = vmbox.NewBackend(log.With("component", "vmbox", "handler", h.Name), m, taps)
+		b := vmbox.NewBackend(log.With("component", "vmbox", "handler", h.Name), m, taps)
+		b.StartTemplates(ctx)
+		out[h.Name] = b
+		closers = append(closers, b.Close)
 	}
-	return out
+	return out, closers
 }
 
 // prepareVM prepares the kernel and the initramfs of one vm handler.
@@ -91,7 +96,7 @@ func prepareVM(ctx context.Context, root, qemu string, c config.VM) (vmbox.Machi
 		return vmbox.Machine{}, fmt.Errorf("build the guest initramfs: %w", err)
 	}
 	return vmbox.Machine{QEMU: qemu, Kernel: k.Path, CmdlineDevices: k.CmdlineDevices, Initramfs: initrd, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
-		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout}, nil
+		Virtiofsd: c.Virtiofsd, BootTimeout: vmBootTimeout, Templates: templatesDir(root, c, vmbox.Has9P(src, k.Release))}, nil
 }
 
 // requireStatic fails for a dynamically linked agent: it cannot be /init
@@ -108,4 +113,14 @@ func requireStatic(path string) error {
 		}
 	}
 	return nil
+}
+
+// templatesDir is where a vm handler's VM templates are kept ("" : off,
+// as configured or because its guest kernel cannot mount a clone's shared
+// directory over 9p).
+func templatesDir(root string, c config.VM, has9P bool) string {
+	if c.ColdBoot || !has9P {
+		return ""
+	}
+	return filepath.Join(root, "vm", "templates")
 }

@@ -129,13 +129,15 @@ type Handler struct {
 
 // VM configures the microVMs of a vm handler.
 type VM struct {
-	Kernel    string `toml:"kernel" comment:"Guest kernel: a bzImage (its uncompressed PVH vmlinux is extracted and cached, it boots faster)\nor a vmlinux. Empty: the newest Debian kernel in /var/lib/cradle/guest/boot (make deps-vm), else of /boot.\nThe minimal kernel make guest-kernel builds there (vmlinux-cradle-*) is taken only when named here."`
+	Kernel    string `toml:"kernel" comment:"Guest kernel: a bzImage (its uncompressed PVH vmlinux is extracted and cached, it boots faster)\nor a vmlinux. Empty: the minimal kernel make guest-kernel builds into /var/lib/cradle/guest/boot\n(vmlinux-cradle-*) when there, else the newest Debian kernel there (make deps-vm), else of /boot."`
 	VCPUs     int    `toml:"vcpus" comment:"vCPUs of a pod VM."`
 	MemoryMiB int    `toml:"memory_mib" comment:"Memory of a pod VM, in MiB."`
 	Accel     string `toml:"accel" comment:"auto (KVM when /dev/kvm can boot the guest kernel, TCG otherwise), kvm, or tcg."`
 	Virtiofsd string `toml:"virtiofsd" comment:"The virtiofs daemon that shares each pod's container roots and volumes with its VM."`
 	// GuestRuntime is put into the guest's initramfs with its libraries.
 	GuestRuntime string `toml:"guest_runtime" comment:"The OCI runtime binary the guest runs containers with (copied into the VM with its libraries)."`
+	// ColdBoot turns VM templates off.
+	ColdBoot bool `toml:"cold_boot" comment:"Boot every pod VM from scratch. Off (the default): a pod VM is a copy-on-write clone of a template VM\nof its shape, booted once and saved under the state root (vm/templates), its shared directory on\nvirtio-9p; a template that cannot be built or restored is logged and pods boot cold."`
 }
 
 // Handler kinds.

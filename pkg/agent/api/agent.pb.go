@@ -262,8 +262,15 @@ type SetupSandboxRequest struct {
 	// guest's): a microvm has no RTC, its clock starts at the epoch, and
 	// logs and exit times are stamped in the guest.
 	HostTimeUnixNs int64 `protobuf:"varint,5,opt,name=host_time_unix_ns,json=hostTimeUnixNs,proto3" json:"host_time_unix_ns,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Bytes of the host's RNG: the guest mixes them into its own and
+	// reseeds before any container runs, so that VMs cloned from one
+	// template (one RNG state) never draw the same numbers.
+	Entropy []byte `protobuf:"bytes,6,opt,name=entropy,proto3" json:"entropy,omitempty"`
+	// How shared_tag is mounted: "virtiofs" (also "") or "9p" (VMs cloned
+	// from a template).
+	SharedFs      string `protobuf:"bytes,7,opt,name=shared_fs,json=sharedFs,proto3" json:"shared_fs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetupSandboxRequest) Reset() {
@@ -329,6 +336,20 @@ func (x *SetupSandboxRequest) GetHostTimeUnixNs() int64 {
 		return x.HostTimeUnixNs
 	}
 	return 0
+}
+
+func (x *SetupSandboxRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
+func (x *SetupSandboxRequest) GetSharedFs() string {
+	if x != nil {
+		return x.SharedFs
+	}
+	return ""
 }
 
 type Interface struct {
@@ -1315,14 +1336,16 @@ const file_agent_proto_rawDesc = "" +
 	"\ragent_version\x18\x04 \x01(\tR\fagentVersion\x12\x1a\n" +
 	"\bprotocol\x18\x05 \x01(\rR\bprotocol\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse\"\xaa\x02\n" +
+	"\x10ShutdownResponse\"\xe1\x02\n" +
 	"\x13SetupSandboxRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12$\n" +
 	"\x0eshm_size_bytes\x18\x02 \x01(\x03R\fshmSizeBytes\x12K\n" +
 	"\asysctls\x18\x03 \x03(\v21.cradle.agent.v1.SetupSandboxRequest.SysctlsEntryR\asysctls\x12\x1d\n" +
 	"\n" +
 	"shared_tag\x18\x04 \x01(\tR\tsharedTag\x12)\n" +
-	"\x11host_time_unix_ns\x18\x05 \x01(\x03R\x0ehostTimeUnixNs\x1a:\n" +
+	"\x11host_time_unix_ns\x18\x05 \x01(\x03R\x0ehostTimeUnixNs\x12\x18\n" +
+	"\aentropy\x18\x06 \x01(\fR\aentropy\x12\x1b\n" +
+	"\tshared_fs\x18\a \x01(\tR\bsharedFs\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +

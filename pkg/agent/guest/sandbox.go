@@ -23,6 +23,9 @@ const defaultShmSize = 64 << 20
 // tmpfs, its sysctls and its shared directory. Running it again converges
 // (a new shm size is applied by remounting).
 func (r *Runtime) SetupSandbox(req *api.SetupSandboxRequest) error {
+	if err := reseed(req.Entropy); err != nil {
+		return err
+	}
 	if err := setClock(req.HostTimeUnixNs); err != nil {
 		return err
 	}
@@ -42,7 +45,7 @@ func (r *Runtime) SetupSandbox(req *api.SetupSandboxRequest) error {
 		return err
 	}
 	if req.SharedTag != "" {
-		if err := mountShared(req.SharedTag, r.cfg.SharedDir); err != nil {
+		if err := mountShared(req.SharedTag, req.SharedFs, r.cfg.SharedDir); err != nil {
 			return err
 		}
 	}
@@ -69,8 +72,10 @@ func mountShm(dir string, size int64) error {
 	return nil
 }
 
-// mountShared mounts the pod's virtiofs share tag at dir, once.
-func mountShared(tag, dir string) error {
+// mountShared mounts the pod's share tag at dir, once: virtiofs, or 9p
+// (fs "9p"), whose mmap cache mode gives containers shared writable
+// mappings and keeps files coherent with the host's side.
+func mountShared(tag, fs, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("make %s: %w", dir, err)
 	}
@@ -81,8 +86,38 @@ func mountShared(tag, dir string) error {
 	if mounted {
 		return nil
 	}
-	if err := unix.Mount(tag, dir, "virtiofs", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("mount the shared directory (virtiofs %q) at %s: %w", tag, dir, err)
+	fstype, data := "virtiofs", ""
+	switch fs {
+	case "", "virtiofs":
+	case "9p":
+		fstype, data = "9p", "trans=virtio,version=9p2000.L,msize=524288,cache=mmap"
+	default:
+		return fmt.Errorf("shared filesystem %q: not virtiofs or 9p: %w", fs, errdefs.ErrInvalidArgument)
+	}
+	if err := unix.Mount(tag, dir, fstype, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		return fmt.Errorf("mount the shared directory (%s %q) at %s: %w", fstype, tag, dir, err)
+	}
+	return nil
+}
+
+// reseed mixes b into the kernel's input pool and reseeds its RNG from it
+// at once (RNDRESEEDCRNG), so that what any process draws next depends on
+// b: two guests restored from one snapshot hold the same RNG state until
+// then.
+func reseed(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("reseed the RNG: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("reseed the RNG: %w", err)
+	}
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.RNDRESEEDCRNG, 0); err != nil {
+		return fmt.Errorf("reseed the RNG: %w", err)
 	}
 	return nil
 }

@@ -1,12 +1,16 @@
 package guest
 
 import (
+	"errors"
+
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/vishvananda/netlink"
@@ -176,5 +180,24 @@ func checkLink(t *testing.T, mac net.HardwareAddr) {
 	}
 	if lo, err := netlink.LinkByName("lo"); err != nil || lo.Attrs().Flags&net.FlagUp == 0 {
 		t.Errorf("lo not up (%v)", err)
+	}
+}
+
+func TestReseed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("RNDRESEEDCRNG needs CAP_SYS_ADMIN")
+	}
+	if err := reseed(nil); err != nil {
+		t.Errorf("reseed(nil) = %v, want nil: nothing to do", err)
+	}
+	if err := reseed([]byte("fresh bytes of the host's RNG")); err != nil {
+		t.Errorf("reseed: %v", err)
+	}
+}
+
+func TestMountSharedRefusesAnUnknownFilesystem(t *testing.T) {
+	err := mountShared("cradle", "nfs", t.TempDir())
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("mountShared(nfs) = %v, want InvalidArgument", err)
 	}
 }

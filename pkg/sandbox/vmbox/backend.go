@@ -2,6 +2,7 @@ package vmbox
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,11 @@ type Machine struct {
 	Virtiofsd string
 	// BootTimeout bounds StartPod's wait for the agent's first Health.
 	BootTimeout time.Duration
+	// Templates, when set, is where the handler's VM templates are kept:
+	// pods' VMs are then clones of a template of their shape
+	// (template.go), their shared directory on virtio-9p. "": every VM
+	// boots cold.
+	Templates string
 }
 
 // Backend implements sandbox.Backend for microVM pods: each pod is one
@@ -48,6 +54,8 @@ type Backend struct {
 	machine Machine
 	taps    sandbox.Taps // the pod network's side of the VM's NIC
 
+	templates *templates // nil: off
+
 	mu  sync.Mutex
 	vms map[string]*VM // by pod id: the VMs this daemon started
 }
@@ -57,7 +65,7 @@ var _ sandbox.Backend = (*Backend)(nil)
 // NewBackend makes the backend of one vm handler; taps is the network
 // seam's part that makes the VM's NIC.
 func NewBackend(log *slog.Logger, m Machine, taps sandbox.Taps) *Backend {
-	return &Backend{log: log, machine: m, taps: taps, vms: map[string]*VM{}}
+	return &Backend{log: log, machine: m, taps: taps, templates: newTemplates(m.Templates), vms: map[string]*VM{}}
 }
 
 // tapName is the pod VM's tap device, in the pod's network namespace.
@@ -119,13 +127,9 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error)
 		}
 	}()
 	undo.Push(func(context.Context) error { return b.release(pod, spec) })
-	if err := b.startHelpers(ctx, pod, spec); err != nil {
-		return err
-	}
-	helpers := time.Since(start)
-	vm, err := Start(ctx, spec, b.log)
+	vm, err := b.startVM(ctx, pod, spec)
 	if err != nil {
-		return fmt.Errorf("start the pod's VM: %w", err)
+		return err
 	}
 	undo.Push(func(ctx context.Context) error { return vm.Stop(ctx) })
 	h, err := b.boot(ctx, pod, vm)
@@ -137,31 +141,46 @@ func (b *Backend) StartPod(ctx context.Context, pod *sandbox.Pod) (retErr error)
 	b.vms[pod.ID] = vm
 	b.mu.Unlock()
 	undo.Release()
-	b.log.InfoContext(ctx, "pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start), "helpers", helpers,
-		"accel", spec.Accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB, "guest_kernel", h.KernelRelease)
+	b.log.InfoContext(ctx, "pod VM ready", "pod", pod.ID, "pid", pod.Pid, "took", time.Since(start),
+		"from_template", vm.spec.templated(), "accel", spec.Accel, "vcpus", spec.VCPUs, "memory_mib", spec.MemoryMiB,
+		"guest_kernel", h.KernelRelease)
 	return nil
 }
 
-// startHelpers makes what QEMU needs before it starts: the tap and the
-// shared directory with its virtiofsd (whose pid joins pod.AuxPids).
-func (b *Backend) startHelpers(ctx context.Context, pod *sandbox.Pod, spec VMSpec) error {
+// startVM makes what QEMU needs, the tap and the shared directory, and
+// starts the pod's VM: a clone of the template of its shape when
+// templates are on and one can be had, else a cold boot with a virtiofsd
+// for the shared directory (its pid joins pod.AuxPids).
+func (b *Backend) startVM(ctx context.Context, pod *sandbox.Pod, spec VMSpec) (*VM, error) {
 	if spec.Tap != "" {
 		if err := b.taps.CreateTap(spec.NetNS, spec.Tap); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if !spec.VirtioFS {
-		return nil
+	if spec.VirtioFS {
+		if err := makeShared(SharedDir(pod)); err != nil {
+			return nil, fmt.Errorf("the pod's shared directory: %w", err)
+		}
 	}
-	if err := makeShared(SharedDir(pod)); err != nil {
-		return fmt.Errorf("the pod's shared directory: %w", err)
+	if b.templates != nil && spec.VirtioFS {
+		clone := spec
+		clone.VirtioFS, clone.Shared9P = false, SharedDir(pod)
+		if vm, ok := b.startFromTemplate(ctx, clone); ok {
+			return vm, nil
+		}
 	}
-	pid, err := startVirtiofsd(ctx, b.machine.Virtiofsd, SharedDir(pod), spec)
+	if spec.VirtioFS {
+		pid, err := startVirtiofsd(ctx, b.machine.Virtiofsd, SharedDir(pod), spec)
+		if err != nil {
+			return nil, err
+		}
+		pod.AuxPids = []int{pid}
+	}
+	vm, err := Start(ctx, spec, b.log)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("start the pod's VM: %w", err)
 	}
-	pod.AuxPids = []int{pid}
-	return nil
+	return vm, nil
 }
 
 // boot waits for the agent and has it set the pod up in the guest.
@@ -177,9 +196,16 @@ func (b *Backend) boot(ctx context.Context, pod *sandbox.Pod, vm *VM) (*api.Heal
 	if pod.PidStart, err = sandbox.ProcessStart(vm.PID()); err != nil {
 		return nil, err
 	}
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		return nil, fmt.Errorf("entropy for the pod's VM: %w", err)
+	}
 	req := &api.SetupSandboxRequest{Hostname: pod.Config.Hostname, Sysctls: pod.Config.Sysctls,
-		HostTimeUnixNs: time.Now().UnixNano()}
-	if b.machine.Virtiofsd != "" {
+		HostTimeUnixNs: time.Now().UnixNano(), Entropy: entropy}
+	switch {
+	case vm.spec.templated():
+		req.SharedTag, req.SharedFs = api.SharedTag, "9p"
+	case vm.spec.VirtioFS:
 		req.SharedTag = api.SharedTag
 	}
 	err = vm.Agent().Call(bctx, func(s api.AgentService) error {
@@ -203,8 +229,14 @@ func (b *Backend) JoinNetwork(ctx context.Context, pod *sandbox.Pod) error {
 	if err != nil {
 		return err
 	}
+	mac := guestMAC(pod.ID)
+	b.mu.Lock()
+	if vm := b.vms[pod.ID]; vm != nil && vm.spec.templated() {
+		mac = templateMAC // a clone's NIC has its template's address
+	}
+	b.mu.Unlock()
 	req := &api.SetupNetworkRequest{Interfaces: []*api.Interface{{
-		Mac: guestMAC(pod.ID), NewMac: tap.MAC.String(), Name: "eth0", Mtu: int32(tap.MTU), Addresses: tap.Addrs,
+		Mac: mac, NewMac: tap.MAC.String(), Name: "eth0", Mtu: int32(tap.MTU), Addresses: tap.Addrs,
 	}}}
 	for _, r := range tap.Routes {
 		req.Routes = append(req.Routes, &api.Route{Destination: r.Dst, Gateway: r.Gw, Device: "eth0"})

@@ -2,6 +2,7 @@ package vmbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -146,6 +147,7 @@ func TestBootAndHealth(t *testing.T) {
 func testBootAndHealth(t *testing.T, f bootFixture) {
 	dir := t.TempDir()
 	spec := f.spec(dir)
+	spec.ConsoleLog = filepath.Join(dir, "console.log")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -175,6 +177,13 @@ func testBootAndHealth(t *testing.T, f bootFixture) {
 	}
 	if h.UptimeNs <= 0 || time.Duration(h.UptimeNs) > boot+time.Second {
 		t.Errorf("guest uptime %v after a %v boot", time.Duration(h.UptimeNs), boot)
+	}
+	// A guest whose local APIC timer is off has no tick: it boots on
+	// stray interrupts, and a sleep can last half a minute.
+	if b, err := os.ReadFile(spec.ConsoleLog); err != nil {
+		t.Error(err)
+	} else if i := bytes.Index(b, []byte("APIC timer disabled")); i >= 0 {
+		t.Errorf("the guest has no timer tick: %q", b[bytes.LastIndexByte(b[:i], '\n')+1:i+bytes.IndexByte(b[i:], '\n')])
 	}
 
 	pid := vm.PID()

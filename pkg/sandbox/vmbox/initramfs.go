@@ -21,10 +21,11 @@ import (
 
 // GuestModules are the kernel modules the guest needs when its kernel has
 // them as modules (Debian's does): virtio-mmio transport, the agent's
-// virtio-serial port, virtiofs for container roots, the NIC, and the
+// virtio-serial port, virtiofs (and 9p, for VMs cloned from a template)
+// for container roots, the NIC, and the
 // balloon that reports freed pages to the host.
 func GuestModules() []string {
-	return []string{"virtio_mmio", "virtio_console", "fuse", "virtiofs", "virtio_net", "virtio_balloon"}
+	return []string{"virtio_mmio", "virtio_console", "fuse", "virtiofs", "9pnet_virtio", "9p", "virtio_net", "virtio_balloon"}
 }
 
 // InitramfsSpec is what a guest initramfs holds.

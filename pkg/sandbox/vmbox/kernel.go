@@ -305,12 +305,14 @@ const (
 )
 
 // DefaultKernel is the guest kernel a vm handler runs when its
-// configuration names none: the distribution's (DistroKernel). The
-// minimal kernel (MinimalKernel) boots in half the time and memory but
-// now and then stalls for tens of seconds under TCG (no timer to
-// calibrate the local APIC's against without ACPI), so it is taken only
-// when the configuration names it.
+// configuration names none: the minimal kernel when a root has one
+// (MinimalKernel), else the distribution's (DistroKernel).
 func DefaultKernel(roots ...string) (string, error) {
+	if k, err := MinimalKernel(roots...); err == nil {
+		return k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
 	return DistroKernel(roots...)
 }
 
@@ -497,4 +499,17 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// Has9P says whether the guest kernel at kernel (of release) can mount
+// the pod's directory over virtio-9p, which VMs cloned from a template
+// need: its configuration beside it says so, or, without one, its
+// modules include 9p and 9pnet_virtio.
+func Has9P(kernel, release string) bool {
+	if cfg, err := readKernelConfig(KernelConfigPath(kernel)); err == nil {
+		in := func(v string) bool { return v == "y" || v == "m" }
+		return in(cfg["CONFIG_9P_FS"]) && in(cfg["CONFIG_NET_9P_VIRTIO"])
+	}
+	dep, err := os.ReadFile(filepath.Join(ModulesDir(kernel, release), "modules.dep"))
+	return err == nil && bytes.Contains(dep, []byte("/9p.ko")) && bytes.Contains(dep, []byte("/9pnet_virtio.ko"))
 }

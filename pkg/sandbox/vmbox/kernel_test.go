@@ -302,8 +302,8 @@ func writeFiles(t *testing.T, root string, files map[string]string) {
 	}
 }
 
-// Debian's kernel is the default; the minimal one (make guest-kernel),
-// found in any root, is taken only when named; a kernel whose
+// The minimal kernel (make guest-kernel) is preferred over Debian's when
+// present, in any root; Debian's remains the fallback; a kernel whose
 // configuration beside it has no modules gets no modules directory, so
 // the initramfs holds none.
 func TestKernelSelection(t *testing.T) {
@@ -322,13 +322,13 @@ func TestKernelSelection(t *testing.T) {
 	for _, tt := range []struct {
 		name        string
 		roots       []map[string]string
-		wantDefault string // root index and path; "": none
-		wantMinimal string
+		want        string // root index and path
+		wantModules bool
 	}{
-		{"debian only", []map[string]string{debian}, "0/boot/vmlinuz-6.1.0-56-amd64", ""},
-		{"minimal beside debian", []map[string]string{merge(debian, minimal)}, "0/boot/vmlinuz-6.1.0-56-amd64", "0/boot/vmlinux-cradle-6.1.192"},
-		{"minimal in a later root", []map[string]string{debian, minimal}, "0/boot/vmlinuz-6.1.0-56-amd64", "1/boot/vmlinux-cradle-6.1.192"},
-		{"minimal only", []map[string]string{nil, minimal}, "", "1/boot/vmlinux-cradle-6.1.192"},
+		{"debian only", []map[string]string{debian}, "0/boot/vmlinuz-6.1.0-56-amd64", true},
+		{"minimal beside debian", []map[string]string{merge(debian, minimal)}, "0/boot/vmlinux-cradle-6.1.192", false},
+		{"minimal in a later root", []map[string]string{debian, minimal}, "1/boot/vmlinux-cradle-6.1.192", false},
+		{"minimal only", []map[string]string{nil, minimal}, "1/boot/vmlinux-cradle-6.1.192", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var roots []string
@@ -337,25 +337,22 @@ func TestKernelSelection(t *testing.T) {
 				writeFiles(t, r, files)
 				roots = append(roots, r)
 			}
-			for _, c := range []struct {
-				pick    func(...string) (string, error)
-				want    string
-				modules bool
-			}{{DefaultKernel, tt.wantDefault, true}, {MinimalKernel, tt.wantMinimal, false}} {
-				k, err := c.pick(roots...)
-				if c.want == "" {
-					if !errors.Is(err, os.ErrNotExist) {
-						t.Errorf("a pick with none = %q, %v", k, err)
-					}
-					continue
-				}
-				i, p, _ := strings.Cut(c.want, "/")
-				n, _ := strconv.Atoi(i)
-				if want := filepath.Join(roots[n], p); err != nil || k != want {
-					t.Fatalf("kernel = %q, %v; want %q", k, err, want)
-				}
-				if md := ModulesDir(k, "6.1.0-56-amd64"); (md != "") != c.modules {
-					t.Errorf("ModulesDir(%s) = %q; want modules: %v", k, md, c.modules)
+			i, p, _ := strings.Cut(tt.want, "/")
+			n, _ := strconv.Atoi(i)
+			want := filepath.Join(roots[n], p)
+			k, err := DefaultKernel(roots...)
+			if err != nil || k != want {
+				t.Fatalf("DefaultKernel = %q, %v; want %q", k, err, want)
+			}
+			md := ModulesDir(k, "6.1.0-56-amd64")
+			if (md != "") != tt.wantModules {
+				t.Errorf("ModulesDir(%s) = %q; want modules: %v", k, md, tt.wantModules)
+			}
+			if d, err := DistroKernel(roots...); err != nil || filepath.Base(d) != "vmlinuz-6.1.0-56-amd64" {
+				if tt.name != "minimal only" {
+					t.Errorf("DistroKernel = %q, %v", d, err)
+				} else if !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("DistroKernel with none: %v", err)
 				}
 			}
 		})
@@ -439,5 +436,42 @@ func TestCmdlineDevices(t *testing.T) {
 	}
 	if cmdlineDevices(filepath.Join(dir, "absent")) {
 		t.Error("a kernel without a configuration gets its devices on the command line")
+	}
+}
+
+func TestHas9P(t *testing.T) {
+	dir := t.TempDir()
+	boot := filepath.Join(dir, "boot")
+	mods := filepath.Join(dir, "lib", "modules", "6.1.0-test")
+	for _, d := range []string{boot, mods} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	minimal := filepath.Join(boot, "vmlinux-cradle-6.1")
+	write(minimal, "")
+	write(filepath.Join(boot, "config-cradle-6.1"), "# CONFIG_MODULES is not set\nCONFIG_9P_FS=y\nCONFIG_NET_9P_VIRTIO=y\n")
+	if !Has9P(minimal, "6.1") {
+		t.Error("a kernel configured with 9p built in: Has9P false")
+	}
+	write(filepath.Join(boot, "config-cradle-6.1"), "# CONFIG_MODULES is not set\n# CONFIG_9P_FS is not set\n")
+	if Has9P(minimal, "6.1") {
+		t.Error("a kernel configured without 9p: Has9P true")
+	}
+	debian := filepath.Join(boot, "vmlinuz-6.1.0-test")
+	write(debian, "")
+	write(filepath.Join(mods, "modules.dep"), "kernel/fs/fuse/fuse.ko:\n")
+	if Has9P(debian, "6.1.0-test") {
+		t.Error("modules without 9p: Has9P true")
+	}
+	write(filepath.Join(mods, "modules.dep"), "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\nkernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko\n")
+	if !Has9P(debian, "6.1.0-test") {
+		t.Error("modules with 9p and 9pnet_virtio: Has9P false")
 	}
 }

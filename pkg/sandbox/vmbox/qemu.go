@@ -49,6 +49,40 @@ type VMSpec struct {
 	// the guest's NIC, whose hardware address is MAC.
 	Tap string
 	MAC string
+	// TemplateRAM, when set, is the file that holds guest RAM. A template
+	// boot (Incoming false) maps it shared and fills it; a clone
+	// (Incoming) maps it private, copy-on-write, so that the pages no
+	// clone writes stay one copy in the host's page cache for them all.
+	// Such VMs have the same devices whatever the pod (template.go): a
+	// NIC (a template's on a hub port that goes nowhere), a virtio-9p
+	// share (Shared9P, a template's empty) instead of virtiofs, and no
+	// free page reporting (QEMU 7.2 would punch the freed pages out of
+	// the file, from under every other clone).
+	TemplateRAM string
+	// Incoming starts the VM paused, waiting for its template's device
+	// state (-incoming defer).
+	Incoming bool
+	// Shared9P is the host directory a templated VM exports to its
+	// guest over virtio-9p, tag api.SharedTag.
+	Shared9P string
+}
+
+// templated says the VM is a template or a clone of one.
+func (s VMSpec) templated() bool { return s.TemplateRAM != "" }
+
+// templateMAC is the NIC address of template VMs, and so of their clones
+// until the agent gives the NIC the pod's (SetupNetwork).
+const templateMAC = "02:00:00:00:00:01"
+
+// hasNIC says the VM has a NIC.
+func (s VMSpec) hasNIC() bool { return s.Tap != "" || s.templated() }
+
+// nicMAC is the VM NIC's hardware address.
+func (s VMSpec) nicMAC() string {
+	if s.templated() {
+		return templateMAC
+	}
+	return s.MAC
 }
 
 // AgentSocket is the host end of the guest agent's channel, under Dir.
@@ -76,7 +110,7 @@ func KernelCmdline(s VMSpec) string {
 		"panic=-1",                                                   // reboot at once on panic; -no-reboot makes that an exit
 		"reboot=t",                                                   // a reboot is a triple fault, always possible on microvm
 		"tsc=reliable",                                               // no clocksource watchdog: there is nothing to check the TSC against
-		"no_timer_check",                                             // skip the IO-APIC timer check (pit=off)
+		"no_timer_check",                                             // skip the IO-APIC timer check
 		"cryptomgr.notests",                                          // no crypto self-tests at boot (seconds under TCG)
 		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd", // microvm has no i8042: do not probe long
 		"random.trust_cpu=on", // RDRAND seeds the RNG: no wait for entropy
@@ -118,18 +152,21 @@ const (
 // QEMUArgs places them (-device arguments without their bus) and the
 // guest kernel is told of them (virtioMMIOCmdline).
 func virtioDevices(s VMSpec) []string {
-	devs := []string{
-		"virtio-serial-device,max_ports=2",
+	devs := []string{"virtio-serial-device,max_ports=2"}
+	if !s.templated() {
 		// Free page reporting: the guest hands pages it frees back to the
 		// host (QEMU punches them out of its RAM), so a pod VM's host
 		// memory falls when its containers' does.
-		"virtio-balloon-device,free-page-reporting=on",
+		devs = append(devs, "virtio-balloon-device,free-page-reporting=on")
 	}
-	if s.VirtioFS {
+	switch {
+	case s.templated():
+		devs = append(devs, "virtio-9p-device,fsdev=shared,mount_tag="+api.SharedTag)
+	case s.VirtioFS:
 		devs = append(devs, "vhost-user-fs-device,chardev=vfs,tag="+api.SharedTag)
 	}
-	if s.Tap != "" {
-		devs = append(devs, "virtio-net-device,netdev=net0,mac="+s.MAC)
+	if s.hasNIC() {
+		devs = append(devs, "virtio-net-device,netdev=net0,mac="+s.nicMAC())
 	}
 	return devs
 }
@@ -158,14 +195,24 @@ func QEMUArgs(s VMSpec) []string {
 	// The RTC stays: without one the kernel waits about a second, twice,
 	// for the CMOS clock's update flag (at timekeeping init and when
 	// rtc_cmos probes), and the guest starts its clock at 1970.
-	machine := "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=" + serial
+	machine := "microvm,x-option-roms=off,rtc=on,isa-serial=" + serial
 	if s.CmdlineDevices {
 		// A kernel that takes its devices from its command line gets them
 		// from virtioMMIOCmdline, not from QEMU (auto-kernel-cmdline),
 		// and no ACPI: no ACPI interpreter reading the DSDT at boot.
-		machine += ",acpi=off,auto-kernel-cmdline=off"
+		// Without ACPI's hardware-reduced mode the kernel registers the
+		// PIT as its global clock and verifies its local APIC timer
+		// against it: with no PIT (or no PIC to deliver its interrupt)
+		// the verification fails, the guest runs with no timer tick, and
+		// a boot that sleeps waits for a stray interrupt (30 s and more
+		// under TCG). So these guests get both.
+		machine += ",pit=on,pic=on,acpi=off,auto-kernel-cmdline=off"
+	} else {
+		// With ACPI (hardware-reduced on microvm) the kernel needs
+		// neither: it calibrates the APIC timer against the TSC.
+		machine += ",pit=off,pic=off"
 	}
-	if s.VirtioFS {
+	if s.VirtioFS || s.templated() {
 		machine += ",memory-backend=mem"
 	}
 	args := []string{
@@ -202,14 +249,30 @@ func QEMUArgs(s VMSpec) []string {
 		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", s.PIDFile(),
 	)
-	if s.VirtioFS {
+	switch {
+	case s.templated():
+		share := "on"
+		if s.Incoming {
+			share = "off"
+		}
+		args = append(args,
+			"-object", "memory-backend-file,id=mem,size="+strconv.Itoa(s.MemoryMiB)+"M,mem-path="+s.TemplateRAM+",share="+share,
+			"-fsdev", "local,id=shared,path="+s.Shared9P+",security_model=none,multidevs=remap",
+		)
+	case s.VirtioFS:
 		args = append(args,
 			"-object", "memory-backend-memfd,id=mem,size="+strconv.Itoa(s.MemoryMiB)+"M,share=on",
 			"-chardev", "socket,id=vfs,path="+s.VirtioFSSocket(),
 		)
 	}
-	if s.Tap != "" {
+	switch {
+	case s.Tap != "":
 		args = append(args, "-netdev", "tap,id=net0,ifname="+s.Tap+",script=no,downscript=no")
+	case s.hasNIC():
+		args = append(args, "-netdev", "hubport,id=net0,hubid=0")
+	}
+	if s.Incoming {
+		args = append(args, "-incoming", "defer")
 	}
 	// Without ACPI each virtio device is on the transport the guest's
 	// command line gives it; with ACPI QEMU places them (from the last

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,13 +127,14 @@ func stopVirtiofsd(spec VMSpec) error {
 	return errors.Join(errs...)
 }
 
-// processesNaming lists the processes whose command line contains arg.
-func processesNaming(arg []byte) []int {
+// processesNaming lists the processes whose command line contains each
+// of args.
+func processesNaming(args ...[]byte) []int {
 	ms, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var out []int
 	for _, m := range ms {
 		b, err := os.ReadFile(m)
-		if err != nil || !bytes.Contains(b, arg) {
+		if err != nil || slices.ContainsFunc(args, func(a []byte) bool { return !bytes.Contains(b, a) }) {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(m))); err == nil {
