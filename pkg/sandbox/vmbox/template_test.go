@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,6 +144,37 @@ func TestOpenTemplateRefuses(t *testing.T) {
 		}
 		if _, err := OpenTemplate(dir, c.key); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Errorf("%s: %v, want FailedPrecondition", c.name, err)
+		}
+	}
+}
+
+// TestKillTemplateBuilds: the template VM a crashed daemon was building
+// (its RAM file in a .new directory under the templates directory) is
+// killed when the backend is made again; other processes are left.
+func TestKillTemplateBuilds(t *testing.T) {
+	dir := t.TempDir()
+	start := func(arg string) *exec.Cmd {
+		cmd := exec.Command("sh", "-c", "sleep 1000", arg)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	build := start("mem-path=" + dir + "/0123456789abcdef.new/ram,share=on")
+	other := start("mem-path=" + t.TempDir() + "/0123456789abcdef.new/ram,share=on")
+	clone := start("mem-path=" + dir + "/0123456789abcdef/ram,share=off")
+	newTemplates(dir)
+	done := make(chan error, 1)
+	go func() { done <- build.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the crashed daemon's template build still runs")
+	}
+	for _, c := range []*exec.Cmd{other, clone} {
+		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("%v was killed: %v", c.Args, err)
 		}
 	}
 }
