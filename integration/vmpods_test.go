@@ -54,6 +54,7 @@ func newVMDaemon(t testing.TB) (*daemon, string) {
 	if _, err := d.Images.PullImage(ctxT(t), &runtime.PullImageRequest{Image: spec(ref)}); err != nil {
 		t.Fatal(err)
 	}
+	waitVMTemplate(t, d)
 	t.Cleanup(func() {
 		assertNoPodLeaks(t, d)
 		assertNoContainerProcesses(t, d)
@@ -239,4 +240,28 @@ func podIP(t *testing.T, d *daemon, id string) string {
 		t.Fatal(err)
 	}
 	return st.Status.GetNetwork().GetIp()
+}
+
+// waitVMTemplate waits until the daemon has built its VM template (it
+// starts at start-up), when templates are on (the daemon made the
+// templates directory): tests that count processes and files then see no
+// build in flight.
+func waitVMTemplate(t testing.TB, d *daemon) {
+	t.Helper()
+	dir := filepath.Join(d.Root, "vm", "templates")
+	if _, err := os.Stat(dir); err != nil {
+		return // off
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		built, _ := filepath.Glob(filepath.Join(dir, "*", "template.json"))
+		building, _ := filepath.Glob(filepath.Join(dir, "*.new"))
+		if len(built) > 0 && len(building) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no VM template in %s after 3 minutes:\n%s", dir, d.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

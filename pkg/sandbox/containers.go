@@ -259,6 +259,14 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg ctr
 	if err != nil {
 		return oci.Result{}, err
 	}
+	opts := []oci.Opt{oci.WithImageFS(root.FS()), oci.WithProfileLoader(readProfile), oci.WithDeviceLookup(m.opts.Devices)}
+	if cfg.Security.Privileged {
+		devs, err := m.opts.Devices.List()
+		if err != nil {
+			return oci.Result{}, fmt.Errorf("the host's devices for a privileged container: %w", err)
+		}
+		opts = append(opts, oci.WithHostDevices(devs...))
+	}
 	res, err := oci.Build(ctx, oci.Input{
 		ID: c.ID, SandboxID: pod.ID, Config: cfg, Pod: pod.Config.ContainerPod(),
 		Image: img.Config, ImageName: c.ImageRef, RootfsPath: c.Rootfs(),
@@ -270,7 +278,7 @@ func (m *Manager) buildSpec(ctx context.Context, pod *Pod, c *Container, cfg ctr
 		},
 		CgroupParent: pod.Cgroup,
 		Host:         host,
-	}, oci.WithImageFS(root.FS()), oci.WithProfileLoader(readProfile))
+	}, opts...)
 	if err != nil {
 		return oci.Result{}, err
 	}

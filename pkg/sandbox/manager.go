@@ -28,6 +28,9 @@ type Options struct {
 	Cgroups        Cgroups
 	Images         Images
 	Host           oci.Host // facts of this host for spec building
+	// Devices are the host's device nodes: CRI devices are looked up
+	// there, and privileged containers get them all.
+	Devices oci.HostDevices
 	// Features are what each handler's runtime supports, by handler name
 	// (recursive read-only mounts, user namespaces): a pod's containers
 	// get its handler's.

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/cradle-runtime/cradle/pkg/sandbox"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/ctrconfig"
 )
 
 func testPod(dir string) *sandbox.Pod {
@@ -90,5 +93,16 @@ func TestBackendStopWithoutVM(t *testing.T) {
 				t.Errorf("files left: %v", entries)
 			}
 		})
+	}
+}
+
+// A container of a VM pod cannot have host devices: refused before
+// anything is made.
+func TestBackendRefusesHostDevices(t *testing.T) {
+	b := NewBackend(testLogger(t), Machine{}, nil)
+	c := &sandbox.Container{ID: "c1", Bundle: t.TempDir()}
+	c.Config.Devices = []ctrconfig.Device{{HostPath: "/dev/kvm", ContainerPath: "/dev/kvm"}}
+	if _, err := b.CreateContainer(context.Background(), testPod(t.TempDir()), c, &specs.Spec{}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("CreateContainer with a host device: %v, want InvalidArgument", err)
 	}
 }

@@ -31,6 +31,9 @@ func (b *Backend) call(ctx context.Context, pod *sandbox.Pod, fn func(api.AgentS
 // the guest (binds under the pod's shared directory), turns its spec into
 // the guest's (GuestSpec) and has the agent create it.
 func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container, spec *specs.Spec) (int, error) {
+	if len(c.Config.Devices) > 0 {
+		return 0, fmt.Errorf("device %s: a microVM pod's containers cannot have host devices: %w", c.Config.Devices[0].HostPath, errdefs.ErrInvalidArgument)
+	}
 	gspec, binds, err := GuestSpec(spec, GuestPaths{ContainerID: c.ID, PodID: pod.ID, Rootfs: c.Rootfs()})
 	if err != nil {
 		return 0, err

@@ -75,6 +75,11 @@ func GuestSpec(host *specs.Spec, p GuestPaths) (*specs.Spec, []Bind, error) {
 		l.CgroupsPath = path.Join("/pods", p.PodID, p.ContainerID)
 		l.Resources = GuestResources(host.Linux.Resources)
 		l.Sysctl = guestSysctls(host.Linux.Sysctl)
+		// Host device nodes mean nothing in the guest: a privileged
+		// container has the guest's (as Kata's
+		// privileged_without_host_devices); CreateContainer refuses
+		// devices a config asks for.
+		l.Devices = nil
 		if l.RootfsPropagation == "shared" || l.RootfsPropagation == "rshared" {
 			l.RootfsPropagation = ""
 		}

@@ -32,6 +32,8 @@ func TestGuestSpec(t *testing.T) {
 				{Type: specs.MountNamespace},
 			},
 			Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Kernel: &kernel}}, //nolint:staticcheck // a v1 field to drop
+			// A privileged container's host devices: not the guest's.
+			Devices: []specs.LinuxDevice{{Path: "/dev/kvm", Type: "c", Major: 10, Minor: 232}},
 		},
 	}
 	got, binds, err := GuestSpec(host, GuestPaths{ContainerID: "c1", PodID: "p1", Rootfs: "/var/lib/cradle/containers/c1/rootfs"})

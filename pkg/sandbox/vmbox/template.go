@@ -79,7 +79,8 @@ func templateSpec(spec VMSpec, dir string) VMSpec {
 // TemplateKey identifies the template spec's VMs can be cloned from: the
 // digest of the template's QEMU command line (kernel and initramfs are
 // content-addressed paths; the kernel command line, machine, size and
-// accelerator are in it) and of the QEMU binary's size and time.
+// accelerator are in it; the TSC rate is not) and of the QEMU binary's
+// size and time.
 func TemplateKey(spec VMSpec) (string, error) {
 	fi, err := os.Stat(spec.QEMU)
 	if err != nil {
@@ -87,6 +88,10 @@ func TemplateKey(spec VMSpec) (string, error) {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "qemu %s %d %d\n", spec.QEMU, fi.Size(), fi.ModTime().UnixNano())
+	// The host TSC rate is measured at each start, a few kHz apart: a
+	// clone runs on the template's rate (the same host's), which only a
+	// boot reads.
+	spec.TSCKHz = 0
 	for _, a := range QEMUArgs(templateSpec(spec, "/template")) {
 		fmt.Fprintf(h, "%s\n", a)
 	}

@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,6 +144,76 @@ func TestOpenTemplateRefuses(t *testing.T) {
 		}
 		if _, err := OpenTemplate(dir, c.key); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Errorf("%s: %v, want FailedPrecondition", c.name, err)
+		}
+	}
+}
+
+// TestKillTemplateBuilds: the template VM a crashed daemon was building
+// (its RAM file in a .new directory under the templates directory) is
+// killed when the backend is made again; other processes are left.
+func TestKillTemplateBuilds(t *testing.T) {
+	dir := t.TempDir()
+	start := func(arg string) *exec.Cmd {
+		// sh waits for its sleep: a process group of its own, killed
+		// whole at the end, leaves no sleep behind.
+		cmd := exec.Command("sh", "-c", "sleep 1000; :", arg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+		return cmd
+	}
+	build := start("mem-path=" + dir + "/0123456789abcdef.new/ram,share=on")
+	other := start("mem-path=" + t.TempDir() + "/0123456789abcdef.new/ram,share=on")
+	clone := start("mem-path=" + dir + "/0123456789abcdef/ram,share=off")
+	newTemplates(dir)
+	done := make(chan error, 1)
+	go func() { done <- build.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the crashed daemon's template build still runs")
+	}
+	for _, c := range []*exec.Cmd{other, clone} {
+		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("%v was killed: %v", c.Args, err)
+		}
+	}
+}
+
+// TestTemplateKey: what a pod's VM is made from changes the key; its own
+// parts (directory, network, share) and the TSC rate measured at each
+// start do not.
+func TestTemplateKey(t *testing.T) {
+	qemu := filepath.Join(t.TempDir(), "qemu")
+	if err := os.WriteFile(qemu, []byte("qemu"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := VMSpec{QEMU: qemu, Kernel: "/k/vmlinux", Initramfs: "/i/a.cpio", VCPUs: 1, MemoryMiB: 256, Accel: "tcg", TSCKHz: 2694860, Dir: "/p/1"}
+	key := func(s VMSpec) string {
+		k, err := TemplateKey(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	want := key(base)
+	same := base
+	same.TSCKHz, same.Dir, same.Tap, same.MAC, same.NetNS, same.VirtioFS, same.Shared9P = 2694871, "/p/2", "tap0", "02:00:00:00:00:09", "/run/netns/x", true, "/p/2/shared"
+	if got := key(same); got != want {
+		t.Error("a pod's own parts or the TSC rate changed the template key")
+	}
+	for name, change := range map[string]func(*VMSpec){
+		"kernel":    func(s *VMSpec) { s.Kernel = "/k/other" },
+		"initramfs": func(s *VMSpec) { s.Initramfs = "/i/b.cpio" },
+		"memory":    func(s *VMSpec) { s.MemoryMiB = 512 },
+		"vcpus":     func(s *VMSpec) { s.VCPUs = 2 },
+	} {
+		s := base
+		change(&s)
+		if key(s) == want {
+			t.Errorf("another %s, the same template key", name)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package vmbox
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -46,6 +47,9 @@ func newTemplates(dir string) *templates {
 		return nil
 	}
 	killTemplateBuilds(dir)
+	// Made now, so that the directory says templates are on from the
+	// moment the daemon serves.
+	_ = os.MkdirAll(dir, 0o700)
 	return &templates{dir: dir, ctx: context.Background(), byKey: map[string]*templateSlot{}, failed: map[string]time.Time{}}
 }
 
