@@ -254,8 +254,8 @@ func waitVMTemplate(t testing.TB, d *daemon) {
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		built, _ := filepath.Glob(filepath.Join(dir, "*", "template.json"))
-		building, _ := filepath.Glob(filepath.Join(dir, "*.new"))
+		built, _ := filepath.Glob(filepath.Join(dir, "*", "*", "template.json"))
+		building, _ := filepath.Glob(filepath.Join(dir, "*", "*.new"))
 		if len(built) > 0 && len(building) == 0 {
 			return
 		}

@@ -40,7 +40,7 @@ func testVMTemplates(t *testing.T, d *daemon, image string) {
 		t.Errorf("%d VM pods booted cold: the daemon did not build the template at start", n)
 	}
 
-	states, _ := filepath.Glob(filepath.Join(d.Root, "vm", "templates", "*", "state"))
+	states, _ := filepath.Glob(filepath.Join(d.Root, "vm", "templates", "vm", "*", "state"))
 	if len(states) != 1 {
 		t.Fatalf("templates' device states: %v, want one", states)
 	}

@@ -56,6 +56,9 @@ func vmBackends(ctx context.Context, cfg config.Config, handlers []sandbox.Handl
 			continue
 		}
 		m.Accel, m.TSCKHz = accel.Mode, tsc
+		if m.Templates != "" {
+			m.Templates = filepath.Join(m.Templates, h.Name) // each handler prunes its own
+		}
 		log.Info("vm handler prepared", "handler", h.Name, "took", time.Since(start), "accel", accel.Mode,
 			"accel_reason", accel.Reason, "kernel", m.Kernel, "initramfs", m.Initramfs)
 		b := vmbox.NewBackend(log.With("component", "vmbox", "handler", h.Name), m, taps)

@@ -217,3 +217,24 @@ func TestTemplateKey(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneTemplates: at start a handler keeps the template of its
+// default shape and removes the rest: stale templates and unfinished
+// builds.
+func TestPruneTemplates(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"0123456789abcdef", "fedcba9876543210", "fedcba9876543210.new"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := NewBackend(testLogger(t), Machine{Templates: dir}, nil)
+	b.templates.prune(context.Background(), "0123456789abcdef", b)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "0123456789abcdef" {
+		t.Errorf("after pruning: %v, want only the kept template", entries)
+	}
+}

@@ -15,7 +15,8 @@ import (
 )
 
 // templates are a vm handler's VM templates, one per machine shape (the
-// kernel, initramfs and size a pod's VM has), in dir/<key prefix>. The
+// kernel, initramfs and size a pod's VM has), in dir/<key prefix>; dir is
+// the handler's own. The
 // first pod of a shape builds its template (pods of that shape arriving
 // meanwhile wait for it); a template that cannot be built or restored is
 // logged, the pod boots cold, and no build is tried again for
@@ -121,7 +122,33 @@ func (b *Backend) StartTemplates(ctx context.Context) {
 	}
 	b.templates.ctx = ctx
 	spec := b.spec(&sandbox.Pod{ID: "template"})
+	if key, err := TemplateKey(spec); err == nil {
+		b.templates.prune(ctx, templateDirName(key), b)
+	}
 	b.templates.slot(ctx, spec, b)
+}
+
+// templateDirName is the directory, under a handler's templates, of the
+// template of key.
+func templateDirName(key string) string { return key[:16] }
+
+// prune removes the handler's templates but keep: stale ones (made for
+// another kernel, initramfs, QEMU or size) and what a crashed build left.
+// Pods of another shape build theirs again when they come. Clones of a
+// removed template run on: their QEMU maps its RAM file, which lives
+// until they end.
+func (ts *templates) prune(ctx context.Context, keep string, b *Backend) {
+	entries, _ := os.ReadDir(ts.dir)
+	for _, e := range entries {
+		if e.Name() == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(ts.dir, e.Name())); err != nil {
+			b.log.WarnContext(ctx, "vm template: cannot remove a stale one", "error", err)
+			continue
+		}
+		b.log.InfoContext(ctx, "vm template removed", "template", e.Name())
+	}
 }
 
 // Close waits for the template builds in flight, which end with the
@@ -137,7 +164,7 @@ func (b *Backend) Close() error {
 // for templateRetry.
 func (ts *templates) fill(ctx context.Context, slot *templateSlot, spec VMSpec, key string, b *Backend) {
 	defer close(slot.ready)
-	dir := filepath.Join(ts.dir, key[:16])
+	dir := filepath.Join(ts.dir, templateDirName(key))
 	slot.tpl, slot.err = OpenTemplate(dir, key)
 	if slot.err == nil {
 		return
