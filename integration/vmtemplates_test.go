@@ -53,4 +53,28 @@ func testVMTemplates(t *testing.T, d *daemon, image string) {
 	if !strings.Contains(d.Logs(), "vm template: restore failed; booting cold") {
 		t.Error("no log line for the damaged template's fallback to a cold boot")
 	}
+
+	// A stale template (made for another kernel, initramfs, QEMU or
+	// size: another key) is removed when the daemon starts, which builds
+	// the current one anew; pods clone it.
+	templates := filepath.Join(d.Root, "vm", "templates", "vm")
+	stale := filepath.Join(templates, "00000000000stale")
+	if err := os.MkdirAll(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "template.json"), []byte(`{"Key":"00000000000stale"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	d.Start()
+	waitVMTemplate(t, d)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale template is still there: %v", err)
+	}
+	if out := identity("tpl-d"); !strings.Contains(out, "tpl-d-host") {
+		t.Errorf("the pod after a restart: %q", out)
+	}
+	if !strings.Contains(d.Logs(), "from_template=true") || strings.Contains(d.Logs(), "from_template=false") {
+		t.Error("after a restart, the pod did not start from the rebuilt template")
+	}
 }
