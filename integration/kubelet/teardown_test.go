@@ -123,8 +123,15 @@ func (e *env) teardown() {
 			_ = os.Remove(e.path("manifests", m.Name()))
 		}
 		if e.cradle != nil && e.cradle.alive() {
-			err := waitFor(90*time.Second, time.Second, func() error { return e.noReadySandboxes() })
-			if err != nil {
+			err := waitFor(90*time.Second, time.Second, func() error {
+				if !e.kubelet.alive() {
+					return nil // reported below
+				}
+				return e.noReadySandboxes()
+			})
+			if !e.kubelet.alive() {
+				t.Errorf("teardown: kubelet exited while stopping its pods:\n%s", e.kubelet.tail(30))
+			} else if err != nil {
 				t.Errorf("teardown: kubelet did not stop its pods: %v", err)
 			}
 		}

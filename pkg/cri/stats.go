@@ -140,7 +140,9 @@ func toPSI(p *cgroup.Pressure) *runtime.PsiStats {
 }
 
 // toNetworkUsage reports every interface but loopback; the default one is
-// eth0, else the first.
+// eth0, else the first. With none (a pod whose network is being taken
+// down) it reports nothing: a usage without a default interface crashes
+// kubelet.
 func toNetworkUsage(ts int64, ifs []sandbox.InterfaceStats) *runtime.NetworkUsage {
 	out := &runtime.NetworkUsage{Timestamp: ts}
 	for _, i := range ifs {
@@ -154,6 +156,9 @@ func toNetworkUsage(ts int64, ifs []sandbox.InterfaceStats) *runtime.NetworkUsag
 		if i.Name == defaultInterface || out.DefaultInterface == nil {
 			out.DefaultInterface = u
 		}
+	}
+	if out.DefaultInterface == nil {
+		return nil
 	}
 	return out
 }

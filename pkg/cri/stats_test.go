@@ -140,3 +140,17 @@ func TestToContainerEvent(t *testing.T) {
 		t.Errorf("event = %v", ev)
 	}
 }
+
+// A pod whose network is being taken down (only loopback left, or no
+// interface at all) reports no network: kubelet v1.34 dereferences the
+// default interface of any network usage it is given, and crashed on one
+// without it.
+func TestToPodStatsNetworkWithoutInterface(t *testing.T) {
+	for _, ifs := range [][]sandbox.InterfaceStats{{{Name: "lo", RxBytes: 9}}, {}} {
+		st := testPodStats()
+		st.Network = ifs
+		if n := toPodStats(st).GetLinux().GetNetwork(); n != nil {
+			t.Errorf("interfaces %v: network = %v, want none", ifs, n)
+		}
+	}
+}
