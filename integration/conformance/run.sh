@@ -59,8 +59,8 @@ mkdir -p "$out"
 registry_up() { (exec 3<>"/dev/tcp/${registry%:*}/${registry##*:}") 2>/dev/null; }
 registry_up || started_registry=1
 log "test images: $kit/build-images.sh -r $registry"
-CONFORMANCE_WORKDIR='' "$kit/build-images.sh" -r "$registry" -w "$out/images" >"$out/images.log" 2>&1 ||
-	{ tail -30 "$out/images.log"; die "build-images.sh failed (log: $out/images.log)"; }
+"$here/../test-images.sh" "$kit" "$registry" "$out/images" "$out/images.log" ||
+	die "build-images.sh failed (log: $out/images.log)"
 log "$(wc -l <"$out/images/images-pushed.txt") images on $registry"
 
 exec 9>>"$lock"

@@ -33,8 +33,7 @@ if ! have_images; then
 	[ -x "$kit/build-images.sh" ] || { echo "no test images on $registry and no conformance kit at $kit" >&2; exit 1; }
 	echo "== serving the test images on $registry with $kit/build-images.sh (log: $out/images.log)"
 	rm -rf "$out/images"
-	CONFORMANCE_WORKDIR='' "$kit/build-images.sh" -r "$registry" -w "$PWD/$out/images" >"$out/images.log" 2>&1 ||
-		{ tail -30 "$out/images.log"; exit 1; }
+	integration/test-images.sh "$kit" "$registry" "$PWD/$out/images" "$out/images.log"
 	if [ -f "$out/images/registry/registry.pid" ]; then # a registry this script started: stopped at the end
 		pid=$(cat "$out/images/registry/registry.pid")
 		trap 'kill "$pid" 2>/dev/null || true' EXIT # replaced by restore below, which stops it too
