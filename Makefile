@@ -6,6 +6,10 @@ BIN           := bin/cradle
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
 COMMIT        ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS       := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# grpcnotrace: gRPC without golang.org/x/net/trace, which cradle never enables. Its html/template
+# keeps every exported method of every linked type (reflect by name): 6 MB of binary, 3 MB of the
+# idle daemon's RSS, and it registers /debug/requests on http.DefaultServeMux.
+GO_TAGS       := grpcnotrace
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
@@ -130,8 +134,8 @@ endef
 ## guest tag: the agent without the daemon) inside it
 GUEST_AGENT   := cmd/shim/guestagent/cradle-agent
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -tags guest -ldflags "$(LDFLAGS)" -o $(GUEST_AGENT) ./cmd/shim
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shim
+	CGO_ENABLED=0 $(GO) build -trimpath -tags "guest $(GO_TAGS)" -ldflags "$(LDFLAGS)" -o $(GUEST_AGENT) ./cmd/shim
+	CGO_ENABLED=0 $(GO) build -trimpath -tags "$(GO_TAGS)" -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shim
 
 ## run: install packages, build, and serve CRI on /run/cradle/cradle.sock with the built-in defaults
 run: deps build

@@ -102,7 +102,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 }
 
 func (r *Runtime) writeMeta(o CreateOptions) error {
-	b, err := json.Marshal(meta{Bundle: o.Bundle, LogPath: o.LogPath})
+	m := meta{Bundle: o.Bundle, LogPath: o.LogPath}
+	m.FifoStart = !r.crun && o.Restore == "" && !hasPoststartHooks(o.Bundle)
+	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}

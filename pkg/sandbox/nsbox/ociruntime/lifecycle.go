@@ -42,13 +42,20 @@ type Status struct {
 	OOMKilled  bool // the kernel's OOM killer ended it (conmon's oom marker)
 }
 
-// Start starts a created container.
+// Start starts a created container: a runc container without poststart
+// hooks through its exec FIFO (execfifo.go), any other by `runtime start`.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	if !r.known(id) {
 		return fmt.Errorf("start %s: %w", id, errdefs.ErrNotFound)
+	}
+	if m, err := r.readMeta(id); err == nil && m.FifoStart {
+		err := r.startByFifo(ctx, id)
+		if !errors.Is(err, errNoFifo) {
+			return err
+		}
 	}
 	if _, err := r.run(ctx, "start", id); err != nil {
 		return r.classify(ctx, id, fmt.Errorf("start %s: %w", id, err))

@@ -11,7 +11,7 @@
 //	New(Config) (*Runtime, error)
 //	Create(ctx, CreateOptions) (pid, error)   conmon + `runtime create` (or `runtime restore` from CRIU images)
 //	Checkpoint(ctx, id, imageDir, workDir)    `runtime checkpoint --leave-running` (CRIU)
-//	Start(ctx, id)                            `runtime start`
+//	Start(ctx, id)                            runc's exec FIFO (execfifo.go), else `runtime start`
 //	Kill(ctx, id, sig, all)                   `runtime kill [--all]`
 //	Delete(ctx, id, force)                    `runtime delete`, waits for conmon, removes state; idempotent
 //	Status(ctx, id) (Status, error)           `runtime state` + conmon's exit file
@@ -162,6 +162,9 @@ func (r *Runtime) attachLink(id string) string { return filepath.Join(r.stateDir
 type meta struct {
 	Bundle  string `json:"bundle"`
 	LogPath string `json:"logPath"`
+	// FifoStart: Start may release the container through runc's exec
+	// FIFO (runc, and no poststart hooks in its spec).
+	FifoStart bool `json:"fifoStart,omitempty"`
 }
 
 func (r *Runtime) readMeta(id string) (meta, error) {

@@ -1,0 +1,167 @@
+package ociruntime_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/cradle-runtime/cradle/pkg/sandbox/nsbox/ociruntime"
+	"github.com/cradle-runtime/cradle/pkg/testutil"
+)
+
+// newLoggingRuncEnv is a runc env whose runtime binary is a wrapper that
+// logs each invocation's arguments to the returned file.
+func newLoggingRuncEnv(t *testing.T) (*env, string) {
+	t.Helper()
+	e := newEnv(t, "runc")
+	real := testutil.RequireBinary(t, "runc")
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "calls")
+	wrapper := filepath.Join(dir, "runc")
+	script := "#!/bin/sh\necho \"$*\" >> " + logFile + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Binary = wrapper
+	rt, err := ociruntime.New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt = rt
+	return e, logFile
+}
+
+// ranStart reports whether the logged runtime ran `start`.
+func ranStart(t *testing.T, logFile string) bool {
+	t.Helper()
+	for _, l := range strings.Split(readFile(t, logFile), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[2] == "start" { // --root DIR start ID
+			return true
+		}
+	}
+	return false
+}
+
+func waitExit(t *testing.T, e *env, id string, want int32) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.rt.Wait(ctx, id)
+	if err != nil || st.ExitCode != want {
+		t.Fatalf("Wait = %+v, %v; want exit code %d", st, err, want)
+	}
+}
+
+// A runc container is started through its exec FIFO, not by a `runc start`
+// process, and runs as one started by runc.
+func TestStartWithoutRuncStart(t *testing.T) {
+	e, calls := newLoggingRuncEnv(t)
+	c := e.create(t, "sh", "-c", "echo started; exit 7")
+	if err := e.rt.Start(context.Background(), c.id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	waitExit(t, e, c.id, 7)
+	if !strings.Contains(readFile(t, c.log), "started") {
+		t.Errorf("log = %q, want the container's output", readFile(t, c.log))
+	}
+	if ranStart(t, calls) {
+		t.Errorf("runc start ran:\n%s", readFile(t, calls))
+	}
+	if _, err := os.Lstat(filepath.Join(e.cfg.Root, c.id, "exec.fifo")); !os.IsNotExist(err) {
+		t.Errorf("exec.fifo left after Start: %v", err)
+	}
+	// A second Start is refused as runc refuses it.
+	if err := e.rt.Start(context.Background(), c.id); !errdefs.IsFailedPrecondition(err) && !errdefs.IsNotFound(err) {
+		t.Errorf("second Start = %v, want FailedPrecondition", err)
+	}
+}
+
+// Poststart hooks are run by `runc start` in newer runc: a spec with them
+// is started by runc.
+func TestStartWithPoststartHooksRunsRuncStart(t *testing.T) {
+	e, calls := newLoggingRuncEnv(t)
+	c := e.bundle(t, "true")
+	cfgPath := filepath.Join(c.bundle, "config.json")
+	var spec map[string]any
+	if err := json.Unmarshal([]byte(readFile(t, cfgPath)), &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec["hooks"] = map[string]any{"poststart": []any{map[string]any{"path": testutil.RequireBinary(t, "true")}}}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := e.rt.Create(context.Background(), ociruntime.CreateOptions{ID: c.id, Bundle: c.bundle, LogPath: c.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pid = pid
+	t.Cleanup(func() { e.deleteAndCheck(t, c) })
+	if err := e.rt.Start(context.Background(), c.id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	waitExit(t, e, c.id, 0)
+	if !ranStart(t, calls) {
+		t.Errorf("runc start did not run:\n%s", readFile(t, calls))
+	}
+}
+
+// A created container whose init was killed is refused promptly.
+func TestStartAfterInitDied(t *testing.T) {
+	e, _ := newLoggingRuncEnv(t)
+	c := e.create(t, "true")
+	if err := syscall.Kill(c.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "init to die", func() bool { return exited(c.pid) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := e.rt.Start(ctx, c.id)
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("Start = %v, want FailedPrecondition", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Start took %v", d)
+	}
+}
+
+// A start that took init's byte and crashed before removing the FIFO has
+// started the container: the next Start completes it instead of waiting
+// forever (as `runc start` would).
+func TestStartAfterACrashMidStart(t *testing.T) {
+	e, _ := newLoggingRuncEnv(t)
+	c := e.create(t, "sh", "-c", "echo released; sleep 1")
+	fifo := filepath.Join(e.cfg.Root, c.id, "exec.fifo")
+	f, err := os.OpenFile(fifo, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.Read(make([]byte, 1)); n != 1 {
+		t.Fatalf("read init's byte: %d, %v", n, err)
+	}
+	f.Close()
+	waitFor(t, 10*time.Second, "the container's output", func() bool { return strings.Contains(readFile(t, c.log), "released") })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.rt.Start(ctx, c.id); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, err := os.Lstat(fifo); !os.IsNotExist(err) {
+		t.Errorf("exec.fifo left after Start: %v", err)
+	}
+	st, err := e.rt.Status(ctx, c.id)
+	if err != nil || (st.State != ociruntime.StateRunning && st.State != ociruntime.StateStopped) {
+		t.Errorf("Status = %+v, %v; want running or stopped", st, err)
+	}
+	waitExit(t, e, c.id, 0)
+}
