@@ -20,11 +20,11 @@ import (
 func newLoggingRuncEnv(t *testing.T) (*env, string) {
 	t.Helper()
 	e := newEnv(t, "runc")
-	real := testutil.RequireBinary(t, "runc")
+	runcPath := testutil.RequireBinary(t, "runc")
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "calls")
 	wrapper := filepath.Join(dir, "runc")
-	script := "#!/bin/sh\necho \"$*\" >> " + logFile + "\nexec " + real + " \"$@\"\n"
+	script := "#!/bin/sh\necho \"$*\" >> " + logFile + "\nexec " + runcPath + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
