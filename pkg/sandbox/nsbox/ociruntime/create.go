@@ -103,7 +103,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 
 func (r *Runtime) writeMeta(o CreateOptions) error {
 	m := meta{Bundle: o.Bundle, LogPath: o.LogPath}
-	m.FifoStart = !r.crun && o.Restore == "" && !hasPoststartHooks(o.Bundle)
+	m.FifoStart = o.Restore == "" && !hasPoststartHooks(o.Bundle)
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

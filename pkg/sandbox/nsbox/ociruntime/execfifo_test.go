@@ -15,16 +15,16 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/testutil"
 )
 
-// newLoggingRuncEnv is a runc env whose runtime binary is a wrapper that
-// logs each invocation's arguments to the returned file.
-func newLoggingRuncEnv(t *testing.T) (*env, string) {
+// newLoggingEnv is an env of the named runtime whose binary is a wrapper
+// that logs each invocation's arguments to the returned file.
+func newLoggingEnv(t *testing.T, name string) (*env, string) {
 	t.Helper()
-	e := newEnv(t, "runc")
-	runcPath := testutil.RequireBinary(t, "runc")
+	e := newEnv(t, name)
+	binPath := testutil.RequireBinary(t, name)
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "calls")
-	wrapper := filepath.Join(dir, "runc")
-	script := "#!/bin/sh\necho \"$*\" >> " + logFile + "\nexec " + runcPath + " \"$@\"\n"
+	wrapper := filepath.Join(dir, name)
+	script := "#!/bin/sh\necho \"$*\" >> " + logFile + "\nexec " + binPath + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -58,10 +58,19 @@ func waitExit(t *testing.T, e *env, id string, want int32) {
 	}
 }
 
-// A runc container is started through its exec FIFO, not by a `runc start`
-// process, and runs as one started by runc.
-func TestStartWithoutRuncStart(t *testing.T) {
-	e, calls := newLoggingRuncEnv(t)
+// forEachRuntime runs f as a subtest per OCI runtime.
+func forEachRuntime(t *testing.T, f func(t *testing.T, name string)) {
+	for _, name := range runtimes {
+		t.Run(name, func(t *testing.T) { f(t, name) })
+	}
+}
+
+// A container is started through its exec FIFO, not by a `runtime start`
+// process, and runs as one started by the runtime.
+func TestStartWithoutRuntimeStart(t *testing.T) { forEachRuntime(t, testStartWithoutRuntimeStart) }
+
+func testStartWithoutRuntimeStart(t *testing.T, name string) {
+	e, calls := newLoggingEnv(t, name)
 	c := e.create(t, "sh", "-c", "echo started; exit 7")
 	if err := e.rt.Start(context.Background(), c.id); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -71,21 +80,25 @@ func TestStartWithoutRuncStart(t *testing.T) {
 		t.Errorf("log = %q, want the container's output", readFile(t, c.log))
 	}
 	if ranStart(t, calls) {
-		t.Errorf("runc start ran:\n%s", readFile(t, calls))
+		t.Errorf("%s start ran:\n%s", name, readFile(t, calls))
 	}
 	if _, err := os.Lstat(filepath.Join(e.cfg.Root, c.id, "exec.fifo")); !os.IsNotExist(err) {
 		t.Errorf("exec.fifo left after Start: %v", err)
 	}
-	// A second Start is refused as runc refuses it.
+	// A second Start is refused as the runtime refuses it.
 	if err := e.rt.Start(context.Background(), c.id); !errdefs.IsFailedPrecondition(err) && !errdefs.IsNotFound(err) {
 		t.Errorf("second Start = %v, want FailedPrecondition", err)
 	}
 }
 
-// Poststart hooks are run by `runc start` in newer runc: a spec with them
-// is started by runc.
-func TestStartWithPoststartHooksRunsRuncStart(t *testing.T) {
-	e, calls := newLoggingRuncEnv(t)
+// Poststart hooks are run by `runtime start` (crun, newer runc): a spec
+// with them is started by the runtime.
+func TestStartWithPoststartHooksRunsRuntimeStart(t *testing.T) {
+	forEachRuntime(t, testStartWithPoststartHooksRunsRuntimeStart)
+}
+
+func testStartWithPoststartHooksRunsRuntimeStart(t *testing.T, name string) {
+	e, calls := newLoggingEnv(t, name)
 	c := e.bundle(t, "true")
 	cfgPath := filepath.Join(c.bundle, "config.json")
 	var spec map[string]any
@@ -111,13 +124,15 @@ func TestStartWithPoststartHooksRunsRuncStart(t *testing.T) {
 	}
 	waitExit(t, e, c.id, 0)
 	if !ranStart(t, calls) {
-		t.Errorf("runc start did not run:\n%s", readFile(t, calls))
+		t.Errorf("%s start did not run:\n%s", name, readFile(t, calls))
 	}
 }
 
 // A created container whose init was killed is refused promptly.
-func TestStartAfterInitDied(t *testing.T) {
-	e, _ := newLoggingRuncEnv(t)
+func TestStartAfterInitDied(t *testing.T) { forEachRuntime(t, testStartAfterInitDied) }
+
+func testStartAfterInitDied(t *testing.T, name string) {
+	e, _ := newLoggingEnv(t, name)
 	c := e.create(t, "true")
 	if err := syscall.Kill(c.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -135,19 +150,32 @@ func TestStartAfterInitDied(t *testing.T) {
 	}
 }
 
-// A start that took init's byte and crashed before removing the FIFO has
+// A start that released init and crashed before removing the FIFO has
 // started the container: the next Start completes it instead of waiting
-// forever (as `runc start` would).
-func TestStartAfterACrashMidStart(t *testing.T) {
-	e, _ := newLoggingRuncEnv(t)
+// forever (as `runc start` would) or failing.
+func TestStartAfterACrashMidStart(t *testing.T) { forEachRuntime(t, testStartAfterACrashMidStart) }
+
+func testStartAfterACrashMidStart(t *testing.T, name string) {
+	e, _ := newLoggingEnv(t, name)
 	c := e.create(t, "sh", "-c", "echo released; sleep 1")
 	fifo := filepath.Join(e.cfg.Root, c.id, "exec.fifo")
-	f, err := os.OpenFile(fifo, os.O_RDONLY, 0)
+	// What the crashed start did: runc's init writes a byte to be taken,
+	// crun's reads one.
+	flag, n := os.O_RDONLY, 0
+	if name == "crun" {
+		flag = os.O_WRONLY
+	}
+	f, err := os.OpenFile(fifo, flag, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := f.Read(make([]byte, 1)); n != 1 {
-		t.Fatalf("read init's byte: %d, %v", n, err)
+	if flag == os.O_RDONLY {
+		n, err = f.Read(make([]byte, 1))
+	} else {
+		n, err = f.Write([]byte{0})
+	}
+	if n != 1 {
+		t.Fatalf("release init through %s: %d, %v", fifo, n, err)
 	}
 	f.Close()
 	waitFor(t, 10*time.Second, "the container's output", func() bool { return strings.Contains(readFile(t, c.log), "released") })

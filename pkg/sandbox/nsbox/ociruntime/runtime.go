@@ -162,8 +162,8 @@ func (r *Runtime) attachLink(id string) string { return filepath.Join(r.stateDir
 type meta struct {
 	Bundle  string `json:"bundle"`
 	LogPath string `json:"logPath"`
-	// FifoStart: Start may release the container through runc's exec
-	// FIFO (runc, and no poststart hooks in its spec).
+	// FifoStart: Start may release the container through the runtime's
+	// exec FIFO (no poststart hooks in its spec, not restored).
 	FifoStart bool `json:"fifoStart,omitempty"`
 }
 
