@@ -35,6 +35,25 @@ type hostEnv struct {
 	cgroup string // the parent of the containers' cgroups
 	rt     *Runtime
 	client *client.Client
+	// crunCalls logs crun's command lines, one per line.
+	crunCalls string
+}
+
+// ranCrun reports whether crun ran command (the word after --root DIR)
+// for container id.
+func (e *hostEnv) ranCrun(t *testing.T, command, id string) bool {
+	t.Helper()
+	b, err := os.ReadFile(e.crunCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 3 && f[2] == command && f[len(f)-1] == id {
+			return true
+		}
+	}
+	return false
 }
 
 // newHostEnv needs root, crun and a static busybox, and a cgroup layout
@@ -68,8 +87,16 @@ func newHostEnv(t *testing.T) *hostEnv {
 		t.Fatal(err)
 	}
 	go reaper.Run(ctx)
+	// crun through a wrapper that logs each command line, so that tests
+	// see which crun commands ran.
+	e.crunCalls = filepath.Join(e.dir, "crun-calls")
+	wrapper := filepath.Join(e.dir, "crun")
+	script := "#!/bin/sh\necho \"$*\" >> " + e.crunCalls + "\nexec " + crunPath + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	e.rt, err = NewRuntime(RuntimeConfig{
-		Binary: crunPath, StateDir: e.state, BundleDir: filepath.Join(e.dir, "bundles"), TempDir: short,
+		Binary: wrapper, StateDir: e.state, BundleDir: filepath.Join(e.dir, "bundles"), TempDir: short,
 		ShmDir: filepath.Join(e.dir, "shm"), SharedDir: filepath.Join(e.dir, "shared"),
 	}, reaper, log)
 	if err != nil {

@@ -76,6 +76,13 @@ func (e *hostEnv) testExitAndLog(t *testing.T) {
 	if exit.ExitCode != 3 || exit.OomKilled || exit.FinishedAtUnixNs == 0 {
 		t.Errorf("exit = %v, want code 3", exit)
 	}
+	// Started through crun's exec FIFO, not by a crun process.
+	if e.ranCrun(t, "start", id) {
+		t.Errorf("crun start ran for %s", id)
+	}
+	if _, err := os.Lstat(filepath.Join(e.state, id, "exec.fifo")); err == nil {
+		t.Errorf("exec.fifo of %s left after start", id)
+	}
 	if again := e.wait(t, id); again.ExitCode != 3 {
 		t.Errorf("second wait = %v", again)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/cleanup"
+	"github.com/cradle-runtime/cradle/pkg/execfifo"
 )
 
 // createTimeout bounds how long conmon may take to create a container when
@@ -103,7 +104,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (pid int, err err
 
 func (r *Runtime) writeMeta(o CreateOptions) error {
 	m := meta{Bundle: o.Bundle, LogPath: o.LogPath}
-	m.FifoStart = o.Restore == "" && !hasPoststartHooks(o.Bundle)
+	m.FifoStart = o.Restore == "" && !execfifo.HasPoststartHooks(o.Bundle)
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cradle-runtime/cradle/pkg/execfifo"
 )
 
 // Container states, as the OCI runtime spec names them.
@@ -53,7 +55,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	if m, err := r.readMeta(id); err == nil && m.FifoStart {
 		err := r.startByFifo(ctx, id)
-		if !errors.Is(err, errNoFifo) {
+		if !errors.Is(err, execfifo.ErrNoFifo) {
 			return err
 		}
 	}
