@@ -44,8 +44,8 @@ type Status struct {
 	OOMKilled  bool // the kernel's OOM killer ended it (conmon's oom marker)
 }
 
-// Start starts a created container: a runc container without poststart
-// hooks through its exec FIFO (execfifo.go), any other by `runtime start`.
+// Start starts a created container: one without poststart hooks through
+// its exec FIFO (pkg/execfifo), any other by `runtime start`.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
