@@ -127,6 +127,7 @@ func openImages(ctx context.Context, cfg config.Config, log *slog.Logger) (*stor
 		Pinned:                 append([]string{cfg.Images.SandboxImage}, cfg.Images.Pinned...),
 		Logger:                 log.With("component", "images"),
 		Failpoint:              failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
+		Idle:                   releaseMemory,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)

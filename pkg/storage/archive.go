@@ -44,6 +44,7 @@ type importedImage struct {
 // when every archive has been read, verified and unpacked; on any error the
 // import's content and snapshots are collected and the store is unchanged.
 func (s *Store) Import(ctx context.Context, paths []string, opts ImportOptions) (_ []Image, retErr error) {
+	defer s.transfer()()
 	ctx = s.nsCtx(ctx)
 	lease, err := s.leases.Create(ctx, leases.WithRandomID(), leases.WithExpiration(pullLeaseExpiry),
 		leases.WithLabel(labelPull, "import"))

@@ -445,3 +445,87 @@ func TestOpenSweepsRecordlessSnapshots(t *testing.T) {
 		t.Errorf("%d snapshot directories after the reopen, want the image's %d", got, layers)
 	}
 }
+
+// TestIdleAfterTheLastTransfer: Options.Idle is called once when the last
+// of overlapping pulls ends, again after a lone failed pull and after an
+// import, and never while a transfer is still in progress.
+func TestIdleAfterTheLastTransfer(t *testing.T) {
+	reg := fixtures.StartRegistry(t)
+	reg.Push(t, reg.Ref("busybox:1"), fixtures.Busybox(t))
+	reg.Push(t, reg.Ref("many:1"), fixtures.ManyLayers(t, 4))
+	var inFlight atomic.Int32
+	idle := make(chan int32, 10)
+	arrived := make(chan struct{}, 2)
+	release := make(chan struct{})
+	s := newStore(t, t.TempDir(), func(o *Options) {
+		o.Idle = func() { idle <- inFlight.Load() }
+		// Both pulls wait, fetched, until the test lets them record.
+		o.Failpoint = func(step string) {
+			if step == "pullimage:fetched" {
+				select {
+				case arrived <- struct{}{}:
+				default:
+				}
+				<-release
+			}
+		}
+	})
+	ctx := context.Background()
+	errs := make(chan error, 2)
+	for _, ref := range []string{"busybox:1", "many:1"} {
+		inFlight.Add(1)
+		go func() {
+			_, _, err := s.Pull(ctx, reg.Ref(ref), nil)
+			inFlight.Add(-1)
+			errs <- err
+		}()
+	}
+	<-arrived
+	<-arrived
+	select {
+	case n := <-idle:
+		t.Fatalf("Idle called with %d pulls in progress", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle := func(what string) {
+		t.Helper()
+		select {
+		case <-idle:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no Idle after %s", what)
+		}
+	}
+	waitIdle("two overlapping pulls")
+	select {
+	case <-idle:
+		t.Fatal("Idle called twice for two overlapping pulls")
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	if _, _, err := s.Pull(ctx, reg.Ref("missing:1"), nil); err == nil {
+		t.Fatal("pull of a missing image succeeded")
+	}
+	waitIdle("a failed pull")
+
+	archive := filepath.Join(t.TempDir(), "busybox.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Export(ctx, f, []string{reg.Ref("busybox:1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, []string{archive}, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle("an import")
+}

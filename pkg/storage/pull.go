@@ -44,6 +44,7 @@ func (s *Store) PullWithProgress(ctx context.Context, ref string, auth *Auth, pr
 		return Image{}, PullStats{}, fmt.Errorf("parse image reference %q: %v: %w", ref, err, errdefs.ErrInvalidArgument)
 	}
 	start := time.Now()
+	defer s.transfer()()
 	ctx = s.nsCtx(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -61,6 +62,10 @@ type Options struct {
 	// as it completes ("pullimage:layer", "pullimage:fetched",
 	// "pullimage:recorded"): the crash tests' hook.
 	Failpoint func(step string)
+	// Idle, when set, is called from a goroutine of its own each time the
+	// last pull or import in progress ends (succeeded or not): the
+	// daemon's moment to give their buffers back to the OS.
+	Idle func()
 }
 
 // failpoint marks a step done for the crash tests (Options.Failpoint).
@@ -89,6 +94,19 @@ type Store struct {
 	gcMu      sync.Mutex     // guards gcPending
 	gcPending bool           // a background collection is scheduled and has not begun
 	gcRuns    sync.WaitGroup // background collections; Close waits for them
+
+	transfers atomic.Int64 // pulls and imports in progress (Options.Idle)
+}
+
+// transfer counts a pull or import in progress; the func it returns ends
+// it, and calls Options.Idle when it was the last one.
+func (s *Store) transfer() (done func()) {
+	s.transfers.Add(1)
+	return func() {
+		if s.transfers.Add(-1) == 0 && s.opts.Idle != nil {
+			go s.opts.Idle()
+		}
+	}
 }
 
 // Open opens (creating if needed) the store at opts.Root, takes its lock,
