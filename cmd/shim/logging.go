@@ -34,10 +34,14 @@ func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
 // node, logged at debug whatever its level: the content store warns that
 // it "failed check for fsverity support" on every open on filesystems
 // without fs-verity (most: ext4 without the feature, overlay, tmpfs), and
-// cradle does not use fs-verity. containerd's messages are matched by text
-// because they are known by nothing else.
+// cradle does not use fs-verity; NRI says at every start, as an error, that
+// it was built without WebAssembly plugins, which cradle is on purpose
+// (the Makefile's nri_no_wasm; a .wasm plugin's launch still fails with an
+// error of its own). containerd's messages are matched by text because
+// they are known by nothing else.
 func containerdNoise(msg string) bool {
-	return msg == "failed check for fsverity support"
+	return msg == "failed check for fsverity support" ||
+		msg == "failed to initialize WASM support: WASM support is disabled (at build time)"
 }
 
 func (h slogHook) Fire(e *logrus.Entry) error {
