@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -549,4 +550,75 @@ func TestPodStopsWhenItsProcessEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNothingLeft(t, f, dir)
+}
+
+// TestRecoverAfterACrashAtEachRunPodStep: RunPodSandbox checkpoints a
+// pod only where a resource needs recording before it is made, so the
+// record a crash at any step leaves (the checkpoints and the fakes' state,
+// copied at that step's failpoint) is enough for the next start to release
+// all that the finished steps made.
+func TestRecoverAfterACrashAtEachRunPodStep(t *testing.T) {
+	steps := []string{"recorded", "pod files", "cgroup", "network namespace", "sandbox", "sysctls", "network", "sandbox network"}
+	for _, step := range steps {
+		t.Run(step, func(t *testing.T) {
+			f, dir := newFakes(), t.TempDir()
+			crashed := t.TempDir()
+			var at *fakes
+			m, err := New(Options{
+				StateDir:       filepath.Join(dir, "state"),
+				CheckpointDir:  filepath.Join(dir, "checkpoints"),
+				DefaultHandler: "runc",
+				Backends:       map[string]Backend{"runc": newFakeRuntime(f)},
+				Network:        f,
+				Cgroups:        f,
+				CgroupRoot:     "/cradle-test",
+				Failpoint: func(s string) {
+					if s != "runpod:"+step {
+						return
+					}
+					// What a kill -9 here would leave.
+					if err := os.CopyFS(crashed, os.DirFS(filepath.Join(dir, "checkpoints"))); err != nil {
+						t.Error(err)
+					}
+					at = f.copy()
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Recover(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.RunPod(context.Background(), podConfig("crash")); err != nil {
+				t.Fatal(err)
+			}
+			if at == nil {
+				t.Fatalf("no failpoint runpod:%s", step)
+			}
+			kill(m)
+			if err := os.RemoveAll(filepath.Join(dir, "checkpoints")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.CopyFS(filepath.Join(dir, "checkpoints"), os.DirFS(crashed)); err != nil {
+				t.Fatal(err)
+			}
+			m2 := newTestManager(t, at, dir)
+			if pods := m2.ListPods(PodFilter{}); len(pods) != 0 {
+				t.Errorf("pod interrupted at %s listed: %v", step, pods)
+			}
+			assertNothingLeft(t, at, dir)
+		})
+	}
+}
+
+// copy is f's state as it is now, for a simulated crash.
+func (f *fakes) copy() *fakes {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := newFakes()
+	c.infraPid = f.infraPid
+	for dst, src := range map[*map[string]bool]map[string]bool{&c.netns: f.netns, &c.networks: f.networks, &c.cgroups: f.cgroups, &c.started: f.started} {
+		*dst = maps.Clone(src)
+	}
+	return c
 }

@@ -202,17 +202,17 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend) error {
 	if err := b.StartPod(ctx, pod); err != nil {
 		return err
 	}
+	if pod.Pid != 0 {
+		// The pod's own process counts against the pod, in a leaf of its
+		// own (cgroup v2 allows no process beside child cgroups), recorded
+		// with the process, before it is made.
+		pod.PidCgroup = infraCgroup(pod.Cgroup, pod.ID)
+	}
 	if err := m.save(pod); err != nil {
 		return err
 	}
 	if pod.Pid == 0 {
 		return nil
-	}
-	// The pod's own process counts against the pod, in a leaf of its own
-	// (cgroup v2 allows no process beside child cgroups).
-	pod.PidCgroup = infraCgroup(pod.Cgroup, pod.ID)
-	if err := m.save(pod); err != nil {
-		return err
 	}
 	if err := m.opts.Cgroups.Create(pod.PidCgroup, nil); err != nil {
 		return err
@@ -225,7 +225,7 @@ func (m *Manager) stepBackend(ctx context.Context, pod *Pod, b Backend) error {
 			}
 		}
 	}
-	return m.save(pod)
+	return nil
 }
 
 // stepJoinNetwork tells the backend that the pod network is up: a
@@ -242,14 +242,16 @@ func (m *Manager) stepSysctls(_ context.Context, pod *Pod, _ Backend) error {
 }
 
 // stepNetwork wires the pod; the network records what it makes under the
-// pod's ID before making it (Teardown undoes from that).
+// pod's ID before making it (Teardown undoes from that). The addresses are
+// checkpointed with the pod's Ready state: a pod that crashes before that
+// is released, and its network torn down from the network's records.
 func (m *Manager) stepNetwork(ctx context.Context, pod *Pod, _ Backend) error {
 	ips, err := m.opts.Network.Setup(ctx, pod)
 	if err != nil {
 		return err
 	}
 	pod.IPs = ips
-	return m.save(pod)
+	return nil
 }
 
 // StopPod stops the pod's processes and releases its network. Stopping a
