@@ -231,7 +231,13 @@ func (b fakeBackend) DeletePod(_ context.Context, pod *Pod) error {
 
 func newTestManager(t *testing.T, f *fakes, dir string) *Manager {
 	t.Helper()
-	m, err := New(Options{
+	return newTestManagerWith(t, f, dir, func(*Options) {})
+}
+
+// newTestManagerWith is newTestManager with its options changed by edit.
+func newTestManagerWith(t *testing.T, f *fakes, dir string, edit func(*Options)) *Manager {
+	t.Helper()
+	o := Options{
 		StateDir:       filepath.Join(dir, "state"),
 		CheckpointDir:  filepath.Join(dir, "checkpoints"),
 		DefaultHandler: "runc",
@@ -239,7 +245,9 @@ func newTestManager(t *testing.T, f *fakes, dir string) *Manager {
 		Network:        f,
 		Cgroups:        f,
 		CgroupRoot:     "/cradle-test",
-	})
+	}
+	edit(&o)
+	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,15 +572,8 @@ func TestRecoverAfterACrashAtEachRunPodStep(t *testing.T) {
 			f, dir := newFakes(), t.TempDir()
 			crashed := t.TempDir()
 			var at *fakes
-			m, err := New(Options{
-				StateDir:       filepath.Join(dir, "state"),
-				CheckpointDir:  filepath.Join(dir, "checkpoints"),
-				DefaultHandler: "runc",
-				Backends:       map[string]Backend{"runc": newFakeRuntime(f)},
-				Network:        f,
-				Cgroups:        f,
-				CgroupRoot:     "/cradle-test",
-				Failpoint: func(s string) {
+			m := newTestManagerWith(t, f, dir, func(o *Options) {
+				o.Failpoint = func(s string) {
 					if s != "runpod:"+step {
 						return
 					}
@@ -581,14 +582,8 @@ func TestRecoverAfterACrashAtEachRunPodStep(t *testing.T) {
 						t.Error(err)
 					}
 					at = f.copy()
-				},
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := m.Recover(context.Background()); err != nil {
-				t.Fatal(err)
-			}
 			if _, err := m.RunPod(context.Background(), podConfig("crash")); err != nil {
 				t.Fatal(err)
 			}
