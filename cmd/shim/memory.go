@@ -14,7 +14,7 @@ import (
 // use (the first moves it to the pool's victim cache), and an idle daemon
 // collects once in two minutes. So: one collection to age the pools, a
 // second (in FreeOSMemory) to free what they held, then every free page
-// returned. About 2 MiB of an idle daemon's RSS after its first pulls;
+// returned. 1.4 to 2 MiB of an idle daemon's RSS after its first pulls;
 // two collections of a heap of a few MiB cost a few milliseconds.
 func releaseMemory() {
 	runtime.GC()
