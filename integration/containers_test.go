@@ -18,13 +18,7 @@ import (
 // is still around.
 func assertNoContainerProcesses(t testing.TB, d *daemon) {
 	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmd := string(b)
+	for _, cmd := range cmdlines() {
 		if strings.HasPrefix(cmd, cradleBin+"\x00") {
 			continue // the daemon itself (its config path may name runc)
 		}
@@ -32,6 +26,19 @@ func assertNoContainerProcesses(t testing.TB, d *daemon) {
 			t.Errorf("process left: %s", strings.ReplaceAll(cmd, "\x00", " "))
 		}
 	}
+}
+
+// cmdlines are the command lines of the host's processes (arguments
+// NUL-terminated; a zombie's is empty).
+func cmdlines() []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil {
+			out = append(out, string(b))
+		}
+	}
+	return out
 }
 
 func TestContainerLifecycle(t *testing.T) {

@@ -443,3 +443,59 @@ func TestCorruptCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashWhileTheRuntimeCreates: the daemon dies while conmon has the
+// runtime create a container (conmon is a daemon of its own: it goes on),
+// and the restarted daemon recovers before that create is done. The
+// handler's runtime takes 3 s to start a create, so the recovery (which
+// releases the container: its record says Creating) runs while it is under
+// way. Nothing may be left once the create ends: no container in the
+// runtime's state, no runc init, no cgroup, and the pod can be removed.
+func TestCrashWhileTheRuntimeCreates(t *testing.T) {
+	slow := filepath.Join(t.TempDir(), "slow-runc")
+	script := "#!/bin/sh\n# runc, but a create waits first\nfor a in \"$@\"; do if [ \"$a\" = create ]; then sleep 3; break; fi; done\nexec " +
+		testutil.RequireBinary(t, "runc") + " \"$@\"\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testutil.RequireBinary(t, "conmon")
+	reg := fixtures.StartRegistry(t)
+	image := reg.Ref("busybox:1")
+	reg.Push(t, image, fixtures.Busybox(t))
+	d := newDaemon(t, fmt.Sprintf("[runtime.handlers.runc]\nkind = \"oci\"\nbinary = \"runc\"\n[runtime.handlers.slow]\nkind = \"oci\"\nbinary = %q\n", slow))
+	if _, err := d.Images.PullImage(ctxT(t), &runtime.PullImageRequest{Image: spec(image)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		assertNoPodLeaks(t, d)
+		assertNoContainerProcesses(t, d)
+	})
+	state := filepath.Join(d.dir, "run", "runtime", "slow")
+	baseline := census(t, d)
+	c := &crashRun{t: t, d: d, image: image, handler: "slow", tag: 989001}
+	crashAt(t, d, "createcontainer:monitor", func() { c.pod(false); c.create(true) })
+	c.k.t, c.k.ctx = t, ctxT(t)
+	checkConsistent(t, d, c)
+	removeAll(t, d)
+	// The create the daemon lost track of has ended by now, whatever
+	// became of it.
+	waitFor(t, "the runtime's create to end", func() bool { return len(creating(slow, state)) == 0 })
+	if got := testutil.Files(t, state); len(got) > 0 {
+		t.Errorf("the runtime still has containers after everything was removed: %v", got)
+	}
+	if diff := cmp.Diff(baseline, census(t, d)); diff != "" {
+		t.Errorf("leaked after a crash while the runtime creates (-before +after):\n%s", diff)
+	}
+}
+
+// creating lists the processes of a create by the runtime wrapper at slow
+// (the wrapper itself, or the runtime it became, whose --root is state).
+func creating(slow, state string) []string {
+	var out []string
+	for _, cmd := range cmdlines() {
+		if strings.Contains(cmd, slow) || (strings.Contains(cmd, state) && strings.Contains(cmd, "\x00create\x00")) {
+			out = append(out, strings.ReplaceAll(cmd, "\x00", " "))
+		}
+	}
+	return out
+}

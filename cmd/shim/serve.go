@@ -433,15 +433,17 @@ func ociRuntimes(cfg config.Config, handlers []sandbox.Handler, log *slog.Logger
 		log.Error("conmon path", "conmon", cfg.Runtime.Conmon, "error", err)
 		return out
 	}
+	fail := failpoint(os.Getenv("CRADLE_FAILPOINT"), log)
 	for _, h := range handlers {
 		if h.Binary == "" || h.Kind != config.KindOCI {
 			continue
 		}
 		rt, err := ociruntime.New(ociruntime.Config{
 			Name: h.Name, Binary: h.Binary, Conmon: conmon,
-			Root:     filepath.Join(cfg.State, "runtime", h.Name),
-			StateDir: filepath.Join(cfg.State, "monitors", h.Name),
-			Log:      log.With("component", "ociruntime"),
+			Root:      filepath.Join(cfg.State, "runtime", h.Name),
+			StateDir:  filepath.Join(cfg.State, "monitors", h.Name),
+			Log:       log.With("component", "ociruntime"),
+			Failpoint: fail,
 		})
 		if err != nil {
 			log.Error("runtime handler cannot run containers", "handler", h.Name, "error", err)

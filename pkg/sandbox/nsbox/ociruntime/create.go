@@ -176,6 +176,7 @@ func (r *Runtime) startConmon(ctx context.Context, o CreateOptions) (syncMessage
 	if err != nil {
 		return msg, fmt.Errorf("start conmon: %w", err)
 	}
+	r.failpoint("createcontainer:monitor")
 	// The first conmon process exits as soon as it has forked its daemon.
 	if err := cmd.Wait(); err != nil {
 		return msg, fmt.Errorf("conmon: %v: %s: %w", err, r.tail(o.ID), errdefs.ErrFailedPrecondition)

@@ -1,6 +1,7 @@
 package ociruntime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,10 @@ const conmonExitTimeout = 5 * time.Second
 // killForDeleteWait bounds how long a forced Delete waits for the exit
 // code of the container it has killed.
 const killForDeleteWait = 2 * time.Second
+
+// killWaitSlice is how often a forced Delete checks on conmon while it
+// waits for the exit.
+const killWaitSlice = 100 * time.Millisecond
 
 // Status is what the runtime and conmon's exit file say about a container.
 type Status struct {
@@ -106,6 +111,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	if err := r.settleCreate(ctx, id); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
 	if r.known(id) {
 		args := []string{"delete", id}
 		if force {
@@ -144,16 +152,30 @@ func (r *Runtime) killForDelete(ctx context.Context, id string) {
 	if err := r.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, killForDeleteWait)
-	defer cancel()
-	if _, err := r.Wait(wctx, id); err != nil {
-		r.log.DebugContext(ctx, "no exit code before a forced delete", "id", id, "err", err)
+	// In slices, so that a conmon that is gone (it exits when it cannot
+	// report a create to a daemon that died meanwhile) is not waited for:
+	// no exit is coming.
+	deadline := time.Now().Add(killForDeleteWait)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, killWaitSlice)
+		_, err := r.Wait(wctx, id)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		if !r.conmonAlive(id) || time.Now().After(deadline) {
+			r.log.DebugContext(ctx, "no exit code before a forced delete", "id", id, "err", err)
+			return
+		}
 	}
 }
 
 // removeState force-deletes what the runtime still knows, waits for conmon
 // and removes the container's files. It is the undo of Create too.
 func (r *Runtime) removeState(ctx context.Context, id string) error {
+	if err := r.settleCreate(ctx, id); err != nil {
+		return err
+	}
 	if r.known(id) {
 		if _, err := r.run(ctx, "delete", "--force", id); err != nil && r.known(id) {
 			return fmt.Errorf("delete %s: %w", id, err)
@@ -172,6 +194,87 @@ func (r *Runtime) removeState(ctx context.Context, id string) error {
 		return fmt.Errorf("remove the state of %s: %w", id, err)
 	}
 	return nil
+}
+
+// conmonAlive reports whether the conmon its pid file names runs.
+func (r *Runtime) conmonAlive(id string) bool {
+	pid, err := readPid(r.conmonPid(id))
+	if err != nil {
+		return false
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != commOf(r.conmon) {
+		return false
+	}
+	// A zombie (its parent, the host's init, has not reaped it yet) runs
+	// no more: "pid (comm) Z ...".
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(stat[bytes.LastIndexByte(stat, ')')+1:]), " ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+}
+
+// settlePoll is how often settleCreate looks again.
+const settlePoll = 20 * time.Millisecond
+
+// settleCreate waits until no create of id is under way. conmon is a daemon
+// of its own: a daemon that died while conmon had the runtime create the
+// container left it going, and the next one may release the container
+// (its record says it was being created) before the runtime knows it or
+// has finished with it; deleting it then would leave whatever the create
+// goes on to make (a created container, its init and cgroup) with nobody
+// tracking it. A create is under way while a conmon of id runs and the
+// runtime has not written the pid file (its last step; conmon exits when
+// the create fails). It waits at most createTimeout, as Create does.
+func (r *Runtime) settleCreate(ctx context.Context, id string) error {
+	if _, err := os.Stat(r.dir(id)); err != nil {
+		return nil // Create never began (it makes the directory first)
+	}
+	deadline := time.Now().Add(createTimeout)
+	for {
+		if _, err := os.Stat(r.pidFile(id)); err == nil {
+			return nil
+		}
+		if !r.conmonRuns(id) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("conmon of %s still creates it after %s: %w", id, createTimeout, errdefs.ErrUnavailable)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the create of %s under way: %w", id, ctx.Err())
+		case <-time.After(settlePoll):
+		}
+	}
+}
+
+// conmonRuns reports whether a conmon of container id runs: a process of
+// conmon's name whose arguments name id's pid file (conmon's own pid file
+// may not be written yet).
+func (r *Runtime) conmonRuns(id string) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	want := "\x00" + r.pidFile(id) + "\x00"
+	comm := commOf(r.conmon)
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		c, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(c)) != comm {
+			continue
+		}
+		// A zombie's cmdline is empty: it runs no more.
+		if cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(cmd), want) {
+			return true
+		}
+	}
+	return false
 }
 
 // commOf is the name the kernel gives a process running the binary at path

@@ -72,6 +72,9 @@ type Config struct {
 	Root     string       // the runtime's state directory (--root)
 	StateDir string       // per-container directories: pidfiles, exit files, sockets
 	Log      *slog.Logger // nil discards
+	// Failpoint, when set, is called with the name of each step done
+	// (the crash tests kill the daemon there).
+	Failpoint func(step string)
 }
 
 // Runtime drives one OCI runtime binary through conmon. It holds no
@@ -81,6 +84,7 @@ type Runtime struct {
 	root, stateDir       string
 	crun                 bool // crun, not runc
 	hideUnified          bool // start crun in a cgroup v1 view (hybrid.go)
+	failpoint            func(step string)
 	log                  *slog.Logger
 }
 
@@ -113,7 +117,10 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{
 		name: name, binary: cfg.Binary, conmon: cfg.Conmon,
-		root: cfg.Root, stateDir: cfg.StateDir, log: log.With("runtime", name),
+		root: cfg.Root, stateDir: cfg.StateDir, failpoint: cfg.Failpoint, log: log.With("runtime", name),
+	}
+	if r.failpoint == nil {
+		r.failpoint = func(string) {}
 	}
 	r.crun = isCrun(cfg.Binary)
 	if r.crun {
