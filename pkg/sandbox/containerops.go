@@ -44,6 +44,21 @@ func (m *Manager) containerEntryOf(id string) (*containerEntry, error) {
 	return found, nil
 }
 
+// lockContainer finds container id and returns its entry locked; one
+// removed while the caller waited for its lock is NotFound.
+func (m *Manager) lockContainer(id string) (*containerEntry, error) {
+	e, err := m.containerEntryOf(id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.removed {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("container %q: removed: %w", id, errdefs.ErrNotFound)
+	}
+	return e, nil
+}
+
 // podOf returns a snapshot of the container's pod and its backend.
 func (m *Manager) podOf(c *Container) (*Pod, Backend, error) {
 	p, err := m.Pod(c.PodID)
@@ -70,11 +85,10 @@ func (m *Manager) backendOf(pod *Pod) (Backend, error) {
 
 // StartContainer starts a Created container and watches for its exit.
 func (m *Manager) StartContainer(ctx context.Context, id string) error {
-	e, err := m.containerEntryOf(id)
+	e, err := m.lockContainer(id)
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.c
 	if err := CheckContainerTransition(c.ID, c.State, ContainerRunning); err != nil || c.State == ContainerRunning {
@@ -158,7 +172,7 @@ func (m *Manager) recordExit(e *containerEntry, st ExitStatus) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.c
-	if c.State == ContainerExited {
+	if c.State == ContainerExited || e.removed {
 		return false
 	}
 	c.ExitCode, c.FinishedAt = st.Code, st.FinishedAt
@@ -290,7 +304,7 @@ func (m *Manager) releaseExited(ctx context.Context, e *containerEntry, pod *Pod
 	defer e.mu.Unlock()
 	c := e.c
 	m.mu.Lock()
-	removed := m.containers[c.ID] != e
+	removed := e.removed || m.containers[c.ID] != e
 	m.mu.Unlock()
 	if removed || c.State != ContainerExited {
 		return
@@ -328,6 +342,9 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.removed {
+		return nil // by a removal this one waited for
+	}
 	c := e.c
 	if err := m.releaseContainer(ctx, c, pod, b); err != nil {
 		return err
@@ -336,6 +353,7 @@ func (m *Manager) removeContainer(ctx context.Context, e *containerEntry, pod *P
 	if err := m.ckpt.Delete(containerKind, c.ID); err != nil {
 		return err
 	}
+	e.removed = true
 	m.mu.Lock()
 	delete(m.containers, c.ID)
 	m.mu.Unlock()
@@ -400,11 +418,10 @@ type ContainerFilter struct {
 
 // Container returns a copy of one container.
 func (m *Manager) Container(id string) (Container, error) {
-	e, err := m.containerEntryOf(id)
+	e, err := m.lockContainer(id)
 	if err != nil {
 		return Container{}, err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	return *e.c, nil
 }
@@ -457,11 +474,10 @@ func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
 // UpdateContainerResources applies new limits to a live container's cgroup
 // and keeps them for its status.
 func (m *Manager) UpdateContainerResources(ctx context.Context, id string, res *ctrconfig.Resources) error {
-	e, err := m.containerEntryOf(id)
+	e, err := m.lockContainer(id)
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.c
 	if c.State != ContainerRunning && c.State != ContainerCreated {

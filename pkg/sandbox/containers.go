@@ -25,9 +25,13 @@ const containerKind = "containers"
 // containerEntry's lock is held while the container changes; it is
 // never held while waiting for a process.
 type containerEntry struct {
-	mu   sync.Mutex
-	c    *Container
-	seen Container // copy of c as last checkpointed; guarded by Manager.mu
+	mu sync.Mutex
+	// removed is set, under mu, when RemoveContainer has released the
+	// container: a call that found the entry before and waited for mu
+	// finds nothing (lockContainer).
+	removed bool
+	c       *Container
+	seen    Container // copy of c as last checkpointed; guarded by Manager.mu
 	// dumping is held while CheckpointContainer runs (without mu: status
 	// and lists go on meanwhile); a second checkpoint is refused.
 	dumping sync.Mutex

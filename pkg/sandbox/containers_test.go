@@ -93,6 +93,9 @@ type fakeRuntime struct {
 	// detached closes when the manager that waits is "killed" (detach):
 	// its waits end as NotFound, so a dead manager records no exit.
 	detached chan struct{}
+	// deleting, when set, is closed as DeleteContainer begins, which then
+	// waits for deleteGate: a removal held half-way.
+	deleting, deleteGate chan struct{}
 }
 
 // detach ends the waits of every manager so far: the daemon they stand
@@ -212,7 +215,13 @@ func (r *fakeRuntime) ContainerState(_ context.Context, _ *Pod, c *Container) (P
 func (r *fakeRuntime) DeleteContainer(_ context.Context, _ *Pod, c *Container) error {
 	r.mu.Lock()
 	delete(r.created, c.ID)
+	deleting, gate := r.deleting, r.deleteGate
+	r.deleting = nil
 	r.mu.Unlock()
+	if deleting != nil {
+		close(deleting)
+		<-gate
+	}
 	return nil
 }
 
@@ -793,10 +802,9 @@ func TestRecoverReleasesOrphans(t *testing.T) {
 	}
 }
 
-// An exit stamped by a clock behind the one that stamped the start (a VM
-// guest's) is recorded at the start, never before it.
-func TestExitNeverBeforeStart(t *testing.T) {
-	e := newContainerEnv(t)
+// oneContainer runs a pod with one container, started if start.
+func (e *containerEnv) oneContainer(t *testing.T, start bool) string {
+	t.Helper()
 	ctx := context.Background()
 	pod, err := e.m.RunPod(ctx, podConfig("p"))
 	if err != nil {
@@ -806,9 +814,20 @@ func TestExitNeverBeforeStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.m.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
+	if start {
+		if err := e.m.StartContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return id
+}
+
+// An exit stamped by a clock behind the one that stamped the start (a VM
+// guest's) is recorded at the start, never before it.
+func TestExitNeverBeforeStart(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	id := e.oneContainer(t, true)
 	c, _ := e.m.Container(id)
 	e.rt.exit(id, ExitStatus{Code: 0, FinishedAt: c.StartedAt.Add(-200 * time.Millisecond)})
 	waitFor(t, func() bool { c, _ = e.m.Container(id); return c.State == ContainerExited })
@@ -819,4 +838,63 @@ func TestExitNeverBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.assertNoContainers(t)
+}
+
+// TestCallsWaitingOnARemovalFindNothing: calls that found a container
+// while RemoveContainer held it (and waited for its lock) find it gone
+// once the removal is done: NotFound, or nothing to do for a second
+// removal; none of them records the removed container again (its
+// checkpoint would bring it back at the next start).
+func TestCallsWaitingOnARemovalFindNothing(t *testing.T) {
+	calls := map[string]func(m *Manager, id string) error{
+		"StartContainer": func(m *Manager, id string) error { return m.StartContainer(context.Background(), id) },
+		"UpdateContainerResources": func(m *Manager, id string) error {
+			return m.UpdateContainerResources(context.Background(), id, &ctrconfig.Resources{CPUShares: 512})
+		},
+		"Container": func(m *Manager, id string) error { _, err := m.Container(id); return err },
+		"ExecSync": func(m *Manager, id string) error {
+			_, err := m.Exec(context.Background(), id, ExecOptions{Cmd: []string{"true"}})
+			return err
+		},
+		"RemoveContainer":    func(m *Manager, id string) error { return m.RemoveContainer(context.Background(), id) },
+		"StopContainer":      func(m *Manager, id string) error { return m.StopContainer(context.Background(), id, 0) },
+		"ReopenContainerLog": func(m *Manager, id string) error { return m.ReopenContainerLog(context.Background(), id) },
+	}
+	for name, call := range calls {
+		for _, running := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/running=%v", name, running), func(t *testing.T) {
+				e := newContainerEnv(t)
+				ctx := context.Background()
+				id := e.oneContainer(t, running)
+				deleting, gate := make(chan struct{}), make(chan struct{})
+				e.rt.mu.Lock()
+				e.rt.deleting, e.rt.deleteGate = deleting, gate
+				e.rt.mu.Unlock()
+				removed := make(chan error, 1)
+				go func() { removed <- e.m.RemoveContainer(ctx, id) }()
+				<-deleting // the removal holds the container
+				got := make(chan error, 1)
+				go func() { got <- call(e.m, id) }()
+				time.Sleep(50 * time.Millisecond) // the call finds the container and waits for its lock
+				close(gate)
+				if err := <-removed; err != nil {
+					t.Fatalf("RemoveContainer: %v", err)
+				}
+				err := <-got
+				if name == "RemoveContainer" || name == "StopContainer" {
+					if err != nil {
+						t.Errorf("%s of a container removed meanwhile: %v, want nil", name, err)
+					}
+				} else if !errdefs.IsNotFound(err) {
+					t.Errorf("%s of a container removed meanwhile: %v, want NotFound", name, err)
+				}
+				if ids, err := e.m.ckpt.List(containerKind); err != nil || len(ids) != 0 {
+					t.Errorf("container checkpoints after the removal: %v, %v", ids, err)
+				}
+				if got := e.m.ListContainers(ContainerFilter{}); len(got) != 0 {
+					t.Errorf("containers listed after the removal: %v", got)
+				}
+			})
+		}
+	}
 }
