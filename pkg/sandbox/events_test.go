@@ -159,3 +159,43 @@ func TestNoSubscribersNoWork(t *testing.T) {
 		t.Error("closed subscription delivered an event")
 	}
 }
+
+// TestRemovalsOfOnePodAtOnce: a RemovePodSandbox that found the pod while
+// another removal held it has nothing left to do once that one is done:
+// one Deleted event, not two, and no error.
+func TestRemovalsOfOnePodAtOnce(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	pod, err := e.m.RunPod(ctx, podConfig("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.StopPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	sub := e.m.SubscribeEvents()
+	defer sub.Close()
+	deleting, gate := make(chan struct{}), make(chan struct{})
+	e.f.mu.Lock()
+	e.f.deletingPod, e.f.deletePodGate = deleting, gate
+	e.f.mu.Unlock()
+	first := make(chan error, 1)
+	go func() { first <- e.m.RemovePod(ctx, pod) }()
+	<-deleting // the first removal holds the pod
+	second := make(chan error, 1)
+	go func() { second <- e.m.RemovePod(ctx, pod) }()
+	time.Sleep(50 * time.Millisecond) // the second finds the pod and waits for its lock
+	close(gate)
+	if err := <-first; err != nil {
+		t.Fatalf("first RemovePodSandbox: %v", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("second RemovePodSandbox: %v", err)
+	}
+	got := collect(t, sub, 1)
+	select {
+	case ev := <-sub.C:
+		t.Errorf("events %v, then %v: want one Deleted", got, reduce(ev))
+	case <-time.After(200 * time.Millisecond):
+	}
+}

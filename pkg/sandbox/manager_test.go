@@ -39,6 +39,9 @@ type fakes struct {
 	// failRelease makes every cgroup Delete and RemoveRootfs fail: an undo
 	// that cannot finish
 	failRelease bool
+	// deletingPod, when set, is closed as DeletePod begins, which then
+	// waits for deletePodGate: a pod removal held half-way.
+	deletingPod, deletePodGate chan struct{}
 }
 
 func newFakes() *fakes {
@@ -225,7 +228,13 @@ func (b fakeBackend) DialPort(context.Context, *Pod, int32) (net.Conn, error) {
 func (b fakeBackend) DeletePod(_ context.Context, pod *Pod) error {
 	b.f.mu.Lock()
 	delete(b.f.started, pod.ID)
+	deleting, gate := b.f.deletingPod, b.f.deletePodGate
+	b.f.deletingPod = nil
 	b.f.mu.Unlock()
+	if deleting != nil {
+		close(deleting)
+		<-gate
+	}
 	return nil
 }
 

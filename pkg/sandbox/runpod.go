@@ -314,6 +314,12 @@ func (m *Manager) RemovePod(ctx context.Context, id string) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	m.mu.Lock()
+	removed := m.pods[e.pod.ID] != e
+	m.mu.Unlock()
+	if removed {
+		return nil // by a removal this one waited for
+	}
 	if err := m.stopLocked(ctx, e.pod); err != nil {
 		return err
 	}
