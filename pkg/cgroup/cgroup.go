@@ -12,7 +12,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/errdefs"
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -208,9 +211,18 @@ func (m *Manager) Processes(p string) ([]int, error) {
 // Delete removes the cgroup at p, first killing (SIGKILL) what still runs in
 // it and waiting, until ctx ends, for it to go. A missing cgroup is not an
 // error.
+//
+// With cgroup v1 the path is a directory in each hierarchy, removed one
+// after the other: a daemon killed in between leaves some of them, and
+// the library's view of the cgroup (every hierarchy has it) no longer
+// loads. So v1 works on the directories that exist: the processes of any
+// of them are killed, then each directory goes.
 func (m *Manager) Delete(ctx context.Context, p string) error {
 	if err := validPath(p); err != nil {
 		return err
+	}
+	if !m.V2() {
+		return m.deleteV1(ctx, p)
 	}
 	for {
 		pids, err := m.Processes(p)
@@ -220,35 +232,124 @@ func (m *Manager) Delete(ctx context.Context, p string) error {
 		if err != nil {
 			return err
 		}
-		if len(pids) == 0 {
+		if err := killAll(ctx, p, pids); err != nil || len(pids) == 0 {
+			if err != nil {
+				return err
+			}
 			break
 		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("delete cgroup %s: processes %v still running: %w", p, pids, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
 	}
-	if m.V2() {
-		cg, err := cgroup2.Load(p)
-		if err != nil {
-			return nil
-		}
-		return ignoreNotExist(cg.Delete())
+	cg, err := cgroup2.Load(p)
+	if err != nil {
+		return nil
 	}
-	var errs []error
-	if cg, err := cgroup1.Load(cgroup1.StaticPath(p)); err == nil {
-		errs = append(errs, ignoreNotExist(cg.Delete()))
+	return ignoreNotExist(cg.Delete())
+}
+
+// killAll kills pids and waits a moment for them to go (the caller looks
+// again); none is nothing to do.
+func killAll(ctx context.Context, p string, pids []int) error {
+	if len(pids) == 0 {
+		return nil
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("delete cgroup %s: processes %v still running: %w", p, pids, ctx.Err())
+	case <-time.After(20 * time.Millisecond):
+		return nil
+	}
+}
+
+// deleteV1 is Delete for cgroup v1 (and hybrid) hosts, directory by
+// directory.
+func (m *Manager) deleteV1(ctx context.Context, p string) error {
+	dirs, err := v1Dirs(p)
+	if err != nil {
+		return err
 	}
 	if m.mode == cgroups.Hybrid {
 		// OCI runtimes also make the path in the cgroup2 tree that sits
 		// beside the v1 controllers; it holds no controllers but must go too.
-		errs = append(errs, removeTree(filepath.Join(hybridUnified, p)))
+		dirs = append(dirs, filepath.Join(hybridUnified, p))
+	}
+	for {
+		pids, err := procsUnder(dirs)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			break
+		}
+		if err := killAll(ctx, p, pids); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, d := range dirs {
+		errs = append(errs, removeTree(d))
 	}
 	return errors.Join(errs...)
+}
+
+// v1Dirs are the directories path p has (or would have) in each cgroup v1
+// hierarchy mounted.
+func v1Dirs(p string) ([]string, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return nil, fmt.Errorf("read cgroup mounts: %w", err)
+	}
+	var out []string
+	for _, mnt := range mounts {
+		d := filepath.Join(mnt.Mountpoint, p)
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// procsUnder lists the processes of the cgroup directories dirs and of
+// their children (a missing directory has none).
+func procsUnder(dirs []string) ([]int, error) {
+	seen := map[int]bool{}
+	var out []int
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && !seen[pid] {
+				seen[pid] = true
+				out = append(out, pid)
+			}
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				if err := walk(filepath.Join(dir, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, d := range dirs {
+		if err := walk(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // hybridUnified is where a hybrid host mounts cgroup2.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,15 +49,8 @@ func TestLifecycleAndStats(t *testing.T) {
 		assertGone(t, p)
 	})
 	// A process that burns CPU and holds 32 MiB.
-	cmd := exec.Command("/bin/sh", "-c", `x=$(head -c 33554432 /dev/zero | tr '\0' a); while :; do :; done`)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startIn(t, m, p, exec.Command("/bin/sh", "-c", `x=$(head -c 33554432 /dev/zero | tr '\0' a); while :; do :; done`))
 	defer cmd.Wait()
-	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		t.Fatal(err)
-	}
 	// Until the shell holds its memory and no longer grows (slow on a
 	// loaded machine; the files are compared with the stats below).
 	var first Stats
@@ -173,14 +167,7 @@ func TestBlockIOStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal(err)
-	}
+	startIn(t, m, p, cmd)
 	fmt.Fprintln(in, "go")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("direct I/O: %v", err)
@@ -246,4 +233,64 @@ func blockIOFile(t *testing.T, m *Manager, p string) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// TestDeleteAfterAPartialDelete: a daemon killed while it removed a
+// cgroup v1 path's directories (one hierarchy at a time) leaves some of
+// them; the next Delete kills what still runs in the rest and removes
+// them, instead of failing for good because one hierarchy no longer has
+// the path (a pod that could never be removed).
+func TestDeleteAfterAPartialDelete(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.V2() {
+		t.Skip("cgroup v2: one directory, removed at once")
+	}
+	p := testPath(t)
+	if err := m.Create(p, &specs.LinuxResources{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { assertGone(t, p) })
+	cmd := startIn(t, m, p, exec.Command("/bin/sleep", "300"))
+	defer cmd.Wait()
+	// The process leaves the pids hierarchy's cgroup, which goes: what a
+	// Delete that died after that rmdir left.
+	if err := os.WriteFile("/sys/fs/cgroup/pids/cgroup.procs", []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		cmd.Process.Kill()
+		t.Skipf("no pids hierarchy to move the process out of: %v", err)
+	}
+	if err := os.Remove(filepath.Join("/sys/fs/cgroup/pids", p)); err != nil {
+		cmd.Process.Kill()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Delete(ctx, p); err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("Delete after a partial delete: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.Signal(0)); err == nil {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)); !strings.Contains(string(st), ") Z") {
+			t.Errorf("the process in the remaining hierarchies still runs")
+			cmd.Process.Kill()
+		}
+	}
+}
+
+// startIn starts cmd and moves it into the cgroup at p (the caller waits
+// for it).
+func startIn(t *testing.T, m *Manager, p string, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	return cmd
 }
