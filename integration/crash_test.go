@@ -15,6 +15,7 @@ import (
 	"github.com/cradle-runtime/cradle/pkg/testutil/fixtures"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -40,6 +41,10 @@ type crashRun struct {
 	tag     int    // the container's `sleep` argument: its process, found on the host
 	ctr     string // the container made before the crashing RPC, if any
 	vm      bool   // a microVM pod (its own PID namespaces: no infra process)
+	// rro, when set, is a host directory (with a tmpfs under it) the
+	// container mounts recursive read-only: on crun the daemon makes the
+	// read-only tree, which a crash must not leak.
+	rro string
 }
 
 func (c *crashRun) ctx() context.Context { return ctxT(c.t) }
@@ -63,8 +68,12 @@ func (c *crashRun) pod(final bool) {
 
 func (c *crashRun) containerConfig() *runtime.ContainerConfig {
 	// sleep ignores SIGWINCH: StopContainer goes on to SIGKILL.
-	return &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "sleeper"}, Image: spec(c.image),
+	cfg := &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "sleeper"}, Image: spec(c.image),
 		Command: []string{"sleep", strconv.Itoa(c.tag)}, Linux: &runtime.LinuxContainerConfig{}, StopSignal: runtime.Signal_SIGNAL_SIGWINCH}
+	if c.rro != "" {
+		cfg.Mounts = []*runtime.Mount{{ContainerPath: "/rro", HostPath: c.rro, Readonly: true, RecursiveReadOnly: true}}
+	}
+	return cfg
 }
 
 func (c *crashRun) create(final bool) {
@@ -169,6 +178,7 @@ func crashCells() []crashCell {
 // is back where it was.
 func TestCrashMatrix(t *testing.T) {
 	d, image := startFeatureDaemon(t)
+	rro := treeWithATmpfs(t)
 	baseline := census(t, d)
 	cells := crashCells()
 	start := time.Now()
@@ -179,6 +189,9 @@ func TestCrashMatrix(t *testing.T) {
 			}
 			t.Run(strings.ReplaceAll(cell.step, " ", "_")+"/"+h, func(t *testing.T) {
 				c := &crashRun{t: t, d: d, image: image, handler: h, tag: 990000 + i*10 + len(h)}
+				if h == "crun" {
+					c.rro = rro
+				}
 				crashAt(t, d, cell.step, func() { cell.act(c) })
 				if c.k != nil {
 					c.k.t, c.k.ctx = t, ctxT(t)
@@ -198,6 +211,22 @@ func TestCrashMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("crash matrix: %d steps in %s", len(cells), time.Since(start).Round(time.Second))
+}
+
+// treeWithATmpfs is a directory with a tmpfs mounted under it, until the
+// test ends.
+func treeWithATmpfs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "tmpfs")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	return dir
 }
 
 // TestCrashMatrixVM: the pod steps of the crash matrix for microVM pods

@@ -362,9 +362,10 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		hooks = plugins
 	}
 	backends := vms
+	features := handlerFeatures(handlers)
 	for name, h := range cfg.Runtime.Handlers {
 		if h.Kind == config.KindOCI {
-			backends[name] = nsbox.New(log.With("component", "nsbox", "handler", name), runtimes[name], pause, cg)
+			backends[name] = nsbox.New(log.With("component", "nsbox", "handler", name), runtimes[name], pause, cg, features[name])
 		}
 	}
 	pods, err := sandbox.New(sandbox.Options{
@@ -372,7 +373,7 @@ func newPodManager(ctx context.Context, cfg config.Config, netw *network.Manager
 		ContainerDir:   filepath.Join(cfg.State, "containers"),
 		Images:         podImages{s: images},
 		Host:           hostFacts(cg),
-		Features:       handlerFeatures(handlers),
+		Features:       features,
 		AllowedCaps:    ownCapabilities(log),
 		CheckpointDir:  filepath.Join(cfg.Root, "checkpoints"),
 		LogDir:         filepath.Join(cfg.Root, "logs"),

@@ -33,7 +33,11 @@ type Handler struct {
 // HandlerFeatures are the per-handler features the CRI reports to kubelet.
 type HandlerFeatures struct {
 	RecursiveReadOnlyMounts bool
-	UserNamespaces          bool
+	// ReadOnlyTrees: the OCI runtime has no "rro" mount option, so the
+	// daemon hands it each recursive read-only mount as a tree it made
+	// read-only itself (mount_setattr(2)), which the runtime bind-mounts.
+	ReadOnlyTrees  bool
+	UserNamespaces bool
 }
 
 // ociFeatures is the part of `runc features` / `crun features` output
@@ -103,17 +107,21 @@ func probeOCI(ctx context.Context, h *Handler, binary string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, h.Binary, "features").Output()
-	if err != nil {
-		// Runtimes older than the features command: report no optional features.
-		return
-	}
 	var f ociFeatures
-	if err := json.Unmarshal(out, &f); err != nil {
-		h.Problem = fmt.Sprintf("%s features: %v", h.Binary, err)
-		return
+	// Runtimes older than the features command (crun 1.8) have no
+	// optional features of their own.
+	if out, err := exec.CommandContext(ctx, h.Binary, "features").Output(); err == nil {
+		if err := json.Unmarshal(out, &f); err != nil {
+			h.Problem = fmt.Sprintf("%s features: %v", h.Binary, err)
+			return
+		}
 	}
-	h.Features.RecursiveReadOnlyMounts = slices.Contains(f.MountOptions, "rro") && mountSetattrWorks()
+	// Recursive read-only mounts need mount_setattr(2) (Linux 5.12); a
+	// runtime without "rro" gets trees the daemon made read-only.
+	if mountSetattrWorks() {
+		h.Features.RecursiveReadOnlyMounts = true
+		h.Features.ReadOnlyTrees = !slices.Contains(f.MountOptions, "rro")
+	}
 	if f.Linux != nil && slices.Contains(f.Linux.Namespaces, "user") && f.Linux.MountExtensions != nil &&
 		f.Linux.MountExtensions.IDMap != nil && f.Linux.MountExtensions.IDMap.Enabled != nil {
 		h.Features.UserNamespaces = *f.Linux.MountExtensions.IDMap.Enabled

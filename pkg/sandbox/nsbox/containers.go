@@ -35,6 +35,12 @@ func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 	}
 	readonly := spec.Root != nil && spec.Root.Readonly
 	spec.Root = &specs.Root{Path: "rootfs", Readonly: readonly}
+	if b.readOnlyTrees {
+		// Released by DeleteContainer, which the engine's undo calls.
+		if err := makeReadOnlyTrees(spec, c.Bundle); err != nil {
+			return 0, err
+		}
+	}
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return 0, err
@@ -43,9 +49,26 @@ func (b *Backend) CreateContainer(ctx context.Context, pod *sandbox.Pod, c *sand
 		return 0, err
 	}
 	if c.RestoreImages != "" {
-		return 0, nil
+		return 0, nil // the trees stay for RestoreContainer
 	}
-	return rt.Create(ctx, createOptions(c))
+	return b.createWithTrees(ctx, rt, c, createOptions(c))
+}
+
+// createWithTrees has the runtime create c, then detaches the read-only
+// trees made for its mounts: the container's mount namespace has its own
+// copies by then, and a tree left in the host's would keep every
+// mount point under its source busy there (the source's owner could not
+// remove it while the container runs, as with a runtime's own "rro").
+// A tree that cannot be detached now is, at the latest, by
+// DeleteContainer.
+func (b *Backend) createWithTrees(ctx context.Context, rt *ociruntime.Runtime, c *sandbox.Container, o ociruntime.CreateOptions) (int, error) {
+	pid, err := rt.Create(ctx, o)
+	if err == nil && b.readOnlyTrees {
+		if rerr := releaseReadOnlyTrees(c.Bundle); rerr != nil {
+			b.log.WarnContext(ctx, "detach the read-only trees after create", "container", c.ID, "error", rerr)
+		}
+	}
+	return pid, err
 }
 
 func createOptions(c *sandbox.Container) ociruntime.CreateOptions {
@@ -80,7 +103,7 @@ func (b *Backend) RestoreContainer(ctx context.Context, pod *sandbox.Pod, c *san
 	}
 	o := createOptions(c)
 	o.Restore = c.RestoreImages
-	return rt.Create(ctx, o)
+	return b.createWithTrees(ctx, rt, c, o)
 }
 
 // StartContainer starts a created container (sandbox.Backend).
@@ -136,13 +159,22 @@ func (b *Backend) ContainerState(ctx context.Context, pod *sandbox.Pod, c *sandb
 	return sandbox.ProcessState{Status: sandbox.ProcessRunning}, nil
 }
 
-// DeleteContainer releases the container's runtime state (sandbox.Backend).
+// DeleteContainer releases the container's runtime state (sandbox.Backend)
+// and then the read-only trees made for its mounts (which the runtime's
+// container no longer uses), whatever the handler does now.
 func (b *Backend) DeleteContainer(ctx context.Context, pod *sandbox.Pod, c *sandbox.Container) error {
 	rt, err := b.runtime(pod)
 	if err != nil {
 		return err
 	}
-	return rt.Delete(ctx, c.ID, true)
+	err = rt.Delete(ctx, c.ID, true)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	if rerr := releaseReadOnlyTrees(c.Bundle); rerr != nil {
+		return rerr
+	}
+	return err
 }
 
 // ReleaseExited deletes an exited container from its OCI runtime

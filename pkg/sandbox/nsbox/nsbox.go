@@ -33,14 +33,18 @@ type Backend struct {
 	log   *slog.Logger
 	rt    *ociruntime.Runtime // the handler's; nil: it has none ready
 	pause []string            // the infra process's command
+	// readOnlyTrees: the runtime has no "rro"; the backend makes the
+	// read-only trees (sandbox.HandlerFeatures.ReadOnlyTrees).
+	readOnlyTrees bool
 }
 
 // New makes the backend of one handler over its OCI runtime (nil: none is
 // ready; its pods run, its containers are FailedPrecondition) and the
 // host's cgroups; pause is the command of the infra process (cradle's
-// `pause`).
-func New(log *slog.Logger, rt *ociruntime.Runtime, pause []string, cgroups sandbox.Cgroups) *Backend {
-	return &Backend{HostCgroups: sandbox.HostCgroups{Cgroups: cgroups, Log: log}, log: log, rt: rt, pause: pause}
+// `pause`); features are what probing the handler found.
+func New(log *slog.Logger, rt *ociruntime.Runtime, pause []string, cgroups sandbox.Cgroups, features sandbox.HandlerFeatures) *Backend {
+	return &Backend{HostCgroups: sandbox.HostCgroups{Cgroups: cgroups, Log: log}, log: log, rt: rt, pause: pause,
+		readOnlyTrees: features.ReadOnlyTrees}
 }
 
 var _ sandbox.Backend = (*Backend)(nil)

@@ -28,7 +28,7 @@ func newPodBackend(t *testing.T) *Backend {
 	if err := os.WriteFile(pause, PauseProgram("amd64"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause}, nil)
+	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, []string{pause}, nil, sandbox.HandlerFeatures{})
 }
 
 // hostnameIn reads the hostname of the UTS namespace pinned at path.
@@ -152,7 +152,7 @@ func TestStartPodPinsItsNamespaces(t *testing.T) {
 // fails and leaves nothing.
 func TestStartPodWithoutInfraCommand(t *testing.T) {
 	testutil.RequireRoot(t)
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, nil)
+	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, nil, sandbox.HandlerFeatures{})
 	dir := t.TempDir()
 	pod := &sandbox.Pod{ID: "p", Dir: dir, NS: map[string]string{}, Config: sandbox.PodConfig{PID: ctrconfig.NamespacePod}}
 	if err := b.StartPod(context.Background(), pod); err == nil {
