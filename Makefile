@@ -181,8 +181,9 @@ BENCH_N            ?= 20
 BENCH_ROUNDS       ?= 3
 BENCH_ARGS         ?=
 
-## bench-compare: cradle vs containerd $(CONTAINERD_VERSION), same runc and busybox image from a loopback
-## registry, BENCH_N pods one after another and by 5 clients, median of BENCH_ROUNDS rounds (root)
+## bench-compare: cradle on its default handler vs containerd $(CONTAINERD_VERSION) on runc, same busybox
+## image from a loopback registry, BENCH_N pods one after another and by 5 clients, median of BENCH_ROUNDS
+## rounds (root); BENCH_ARGS="-cradle-oci /usr/bin/runc" runs cradle on runc too
 bench-compare: deps build
 	@if [ ! -x $(CONTAINERD_DIR)/containerd ] || [ ! -x $(CONTAINERD_DIR)/containerd-shim-runc-v2 ]; then \
 		mkdir -p $(CONTAINERD_DIR) && echo "building containerd $(CONTAINERD_VERSION) into $(CONTAINERD_DIR)" && \

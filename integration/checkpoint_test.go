@@ -388,7 +388,8 @@ func testCheckpointCrash(t *testing.T, step string) {
 	d, image := busyboxDaemon(t, "")
 	ctx := ctxT(t)
 	podCfg := podSandboxConfig("ckpt-crash")
-	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	// runc: Debian's crun (the default handler where installed) has no CRIU.
+	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: "runc"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cradle-runtime/cradle/pkg/testutil"
 	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -68,7 +69,7 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 			t.Errorf("handler %s has no features", h.Name)
 		}
 	}
-	if strings.Join(names, ",") != ",crun,runc" { // the default (runc) under "" too
+	if strings.Join(names, ",") != ",crun,runc" { // the default (crun) under "" too
 		t.Errorf("handlers = %v", names)
 	}
 	if !strings.Contains(st.Info["config"], `"socket":`) || !strings.Contains(st.Info["handlers"], "runc") {
@@ -203,5 +204,25 @@ func TestRuntimeNotReadyWithoutItsRuntime(t *testing.T) {
 		if c.Type == runtime.RuntimeReady && (c.Status || !strings.Contains(c.Message, "ghost")) {
 			t.Errorf("RuntimeReady = %+v", c)
 		}
+	}
+}
+
+// TestDefaultHandlerAuto: with the built-in configuration (default_handler
+// auto) a pod that names no handler runs on crun where crun is installed.
+func TestDefaultHandlerAuto(t *testing.T) {
+	testutil.RequireBinary(t, "crun")
+	d := newDaemon(t, "")
+	ctx := ctxT(t)
+	pod, err := d.Runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podSandboxConfig("auto-handler")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removePodAtEnd(t, d, pod.PodSandboxId)
+	st, err := d.Runtime.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := st.GetStatus().GetRuntimeHandler(); h != "crun" {
+		t.Errorf("a pod without a handler runs on %q, want crun", h)
 	}
 }

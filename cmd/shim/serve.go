@@ -223,6 +223,10 @@ func wire(ctx context.Context, cfg config.Config, log *slog.Logger) (cri.Deps, f
 	deps.CgroupDriver = sandbox.ResolveCgroupDriver(cfg.Runtime.CgroupDriver)
 	log.Info("cgroup driver", "configured", cfg.Runtime.CgroupDriver, "in_use", deps.CgroupDriver)
 	runtimes := ociRuntimes(cfg, deps.Handlers, log)
+	configured := cfg.Runtime.DefaultHandler
+	cfg.Runtime.DefaultHandler = cfg.Runtime.ResolveDefaultHandler(func(name string) bool { return runtimes[name] != nil })
+	deps.Config.Runtime.DefaultHandler = cfg.Runtime.DefaultHandler
+	log.Info("default handler", "configured", configured, "in_use", cfg.Runtime.DefaultHandler)
 	deps.RuntimeReady = func() (bool, string, string) {
 		if reason, message, ok := preload.notReady(); !ok {
 			return false, reason, message

@@ -56,6 +56,16 @@ func startDaemon(ctx context.Context, o options, reg *registry, name, dir string
 	return nil, fmt.Errorf("unknown runtime %q", name)
 }
 
+// cradleHandler is the [runtime] part of cradle's configuration that picks
+// its handler: its built-in handlers and default (auto: crun where
+// installed, else runc) unless -cradle-oci names a runtime.
+func cradleHandler(o options) string {
+	if o.cradleOCI == "" {
+		return ""
+	}
+	return fmt.Sprintf("default_handler = 'oci'\n[runtime.handlers.oci]\nkind = 'oci'\nbinary = %q", o.cradleOCI)
+}
+
 func startCradle(ctx context.Context, o options, reg *registry, dir string) (*daemon, error) {
 	d := &daemon{name: "cradle", dir: dir, socket: filepath.Join(dir, "run", "cradle.sock")}
 	cfg := fmt.Sprintf(`root = %q
@@ -70,11 +80,8 @@ address = %q
 registry_config_dir = %q
 preload_dir = %q
 [runtime]
-default_handler = 'runc'
 cgroup_root = '/cradle-bench'
-[runtime.handlers.runc]
-kind = 'oci'
-binary = %q
+%s
 [network]
 mode = 'builtin'
 bridge = %q
@@ -82,7 +89,7 @@ subnet = %q
 masquerade = false
 cni_conf_dir = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "run"), d.socket, o.cradleDebug, reg.certsD,
-		filepath.Join(dir, "preload"), o.cradleOCI, cradleBridge, cradleSubnet, filepath.Join(dir, "cni"))
+		filepath.Join(dir, "preload"), cradleHandler(o), cradleBridge, cradleSubnet, filepath.Join(dir, "cni"))
 	conf := filepath.Join(dir, "cradle.toml")
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		return nil, err

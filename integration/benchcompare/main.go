@@ -32,7 +32,7 @@ func main() {
 	flag.StringVar(&o.cradle, "cradle", "bin/cradle", "the cradle binary")
 	flag.StringVar(&o.containerd, "containerd", "_output/tools/containerd-v2.4.2/containerd", "the containerd binary (containerd-shim-runc-v2 beside it)")
 	flag.StringVar(&o.runc, "runc", "/usr/bin/runc", "the runc both runtimes run")
-	flag.StringVar(&o.cradleOCI, "cradle-oci", "", "the OCI runtime cradle's handler runs instead of -runc (e.g. /usr/bin/crun), containerd keeping runc")
+	flag.StringVar(&o.cradleOCI, "cradle-oci", "", "the OCI runtime cradle's one handler runs (e.g. /usr/bin/runc; default: cradle's built-in handlers and default handler, auto: crun where installed), containerd keeping -runc")
 	flag.StringVar(&o.work, "work", "", "scratch directory (default: a fresh one under /tmp, removed at the end)")
 	flag.StringVar(&o.kit, "kit", "/work/shared/conformance", "conformance kit, for helpers/pause.c (containerd's pause image)")
 	flag.StringVar(&o.only, "only", "", "run one runtime only: cradle or containerd")
@@ -59,10 +59,10 @@ type options struct {
 
 func run(ctx context.Context, o options) error {
 	var err error
-	if o.cradleOCI == "" {
-		o.cradleOCI = o.runc
-	}
 	for _, p := range []*string{&o.cradle, &o.containerd, &o.runc, &o.cradleOCI} {
+		if *p == "" {
+			continue
+		}
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}

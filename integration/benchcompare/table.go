@@ -21,6 +21,11 @@ func printTable(w io.Writer, o options, runtimes []string, results map[string][]
 		fmt.Sprintf("daemon RSS, %d pods (MiB)", o.pods), "daemon RSS after (MiB)")
 	fmt.Fprintf(w, "\n%d pods, median of %d rounds; times in ms (seq: one after another; %d conc: %d clients at once)\n",
 		o.pods, o.rounds, o.parallel, o.parallel)
+	cradleRuntime := o.cradleOCI
+	if cradleRuntime == "" {
+		cradleRuntime = "its default handler (auto: crun where installed)"
+	}
+	fmt.Fprintf(w, "cradle runs %s; containerd runs %s\n", cradleRuntime, o.runc)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%s\t%s\t", "", strings.Join(runtimes, "\t"))
 	if len(runtimes) == 2 {

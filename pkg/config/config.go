@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -93,7 +94,7 @@ type Images struct {
 // Runtime configures pod runtimes.
 type Runtime struct {
 	CgroupDriver   string             `toml:"cgroup_driver" comment:"cgroupfs, systemd, or auto (systemd when systemd is PID 1's init, cgroupfs otherwise)."`
-	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler."`
+	DefaultHandler string             `toml:"default_handler" comment:"Handler used when a pod names no RuntimeClass handler: a handler's name, or auto (crun where it and conmon are installed, runc otherwise)."`
 	Conmon         string             `toml:"conmon" comment:"conmon, the monitor oci handlers run each container under: a path, or a name looked up in PATH."`
 	CgroupRoot     string             `toml:"cgroup_root" comment:"Parent cgroup of pods that name none (kubelet names one; crictl may not)."`
 	EventBuffer    int                `toml:"event_buffer" comment:"Lifecycle events a GetContainerEvents subscriber may fall behind by; one that falls further\nis cut off (its stream ends with ResourceExhausted, and kubelet lists again). The runtime never waits for it."`
@@ -199,6 +200,39 @@ func fillHandlerDefaults(hs map[string]Handler) {
 	}
 }
 
+// DefaultHandlerAuto as default_handler picks the handler at start
+// (Runtime.ResolveDefaultHandler).
+const DefaultHandlerAuto = "auto"
+
+// ResolveDefaultHandler is the handler pods that name none run on: the
+// configured one, or for auto, crun where it can run containers (ready:
+// its binary and conmon were found), else runc, else any OCI handler that
+// can (by name), else runc or the first handler by name, which then says
+// why it cannot. crun comes first because it creates a container in about
+// half runc's time and, with the daemon's read-only trees, passes the
+// same CRI conformance specs; runc has CRIU where crun lacks it
+// (CheckpointContainer), which a pod gets by naming the runc handler.
+func (r Runtime) ResolveDefaultHandler(ready func(name string) bool) string {
+	if _, named := r.Handlers[r.DefaultHandler]; named || r.DefaultHandler != DefaultHandlerAuto {
+		return r.DefaultHandler
+	}
+	names := make([]string, 0, len(r.Handlers))
+	for n := range r.Handlers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	oci := func(n string) bool { h, ok := r.Handlers[n]; return ok && h.Kind == KindOCI }
+	for _, n := range append([]string{"crun", "runc"}, names...) {
+		if oci(n) && ready(n) {
+			return n
+		}
+	}
+	if _, ok := r.Handlers["runc"]; ok || len(names) == 0 {
+		return "runc"
+	}
+	return names[0]
+}
+
 // Cgroup drivers.
 const (
 	CgroupDriverAuto     = "auto"
@@ -232,7 +266,7 @@ func Default() Config {
 		},
 		Runtime: Runtime{
 			CgroupDriver:   CgroupDriverAuto,
-			DefaultHandler: "runc",
+			DefaultHandler: DefaultHandlerAuto,
 			Conmon:         "conmon",
 			CgroupRoot:     "/cradle",
 			EventBuffer:    1024,

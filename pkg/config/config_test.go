@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,35 @@ func TestVMHandlerRoundTrips(t *testing.T) {
 	}
 	if diff := cmp.Diff(c, got); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+// TestResolveDefaultHandler: auto picks crun where it can run containers,
+// else runc, else another OCI handler that can, else runc or the first
+// handler (which says why it cannot); a named handler is kept.
+func TestResolveDefaultHandler(t *testing.T) {
+	oci := Handler{Kind: KindOCI}
+	vm := Handler{Kind: KindVM}
+	for _, tt := range []struct {
+		name     string
+		def      string
+		handlers map[string]Handler
+		ready    []string
+		want     string
+	}{
+		{"crun ready", "auto", map[string]Handler{"runc": oci, "crun": oci}, []string{"runc", "crun"}, "crun"},
+		{"crun missing", "auto", map[string]Handler{"runc": oci, "crun": oci}, []string{"runc"}, "runc"},
+		{"named", "runc", map[string]Handler{"runc": oci, "crun": oci}, []string{"runc", "crun"}, "runc"},
+		{"other oci", "auto", map[string]Handler{"runc": oci, "youki": oci, "vm": vm}, []string{"youki", "vm"}, "youki"},
+		{"none ready", "auto", map[string]Handler{"runc": oci, "crun": oci}, nil, "runc"},
+		{"none ready, no runc", "auto", map[string]Handler{"vm": vm, "kata": oci}, []string{"vm"}, "kata"},
+		{"a handler named auto", "auto", map[string]Handler{"auto": oci, "crun": oci}, []string{"crun"}, "auto"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Runtime{DefaultHandler: tt.def, Handlers: tt.handlers}
+			if got := r.ResolveDefaultHandler(func(n string) bool { return slices.Contains(tt.ready, n) }); got != tt.want {
+				t.Errorf("resolved %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -117,8 +117,8 @@ func (r Runtime) validate() []error {
 	if !strings.HasPrefix(r.CgroupRoot, "/") || path.Clean(r.CgroupRoot) != r.CgroupRoot || r.CgroupRoot == "/" {
 		bad("cgroup_root", "%q must be an absolute, clean cgroup path below the root", r.CgroupRoot)
 	}
-	if _, ok := r.Handlers[r.DefaultHandler]; !ok {
-		bad("default_handler", "%q is not a configured handler", r.DefaultHandler)
+	if _, ok := r.Handlers[r.DefaultHandler]; !ok && r.DefaultHandler != DefaultHandlerAuto {
+		bad("default_handler", "%q is not a configured handler (nor %q)", r.DefaultHandler, DefaultHandlerAuto)
 	}
 	names := make([]string, 0, len(r.Handlers))
 	for n := range r.Handlers {
