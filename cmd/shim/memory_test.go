@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync"
 	"testing"
@@ -41,4 +42,21 @@ func TestReleaseMemoryFreesPooledBuffers(t *testing.T) {
 		t.Errorf("free heap pages kept after releaseMemory: %d MiB, want them returned to the OS", free>>20)
 	}
 	runtime.KeepAlive(&pool)
+}
+
+// TestTuneMemory: the daemon's GOGC unless the operator set one; heap
+// profiling only with the debug server.
+func TestTuneMemory(t *testing.T) {
+	rate := runtime.MemProfileRate
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { runtime.MemProfileRate = rate; debug.SetGCPercent(old) })
+
+	tuneMemory(true, true)
+	if got := debug.SetGCPercent(100); got != 100 || runtime.MemProfileRate != rate {
+		t.Errorf("with GOGC set and the debug server: GOGC %d, profile rate %d; want both unchanged", got, runtime.MemProfileRate)
+	}
+	tuneMemory(false, false)
+	if got := debug.SetGCPercent(100); got != gcPercent || runtime.MemProfileRate != 0 {
+		t.Errorf("defaults: GOGC %d, profile rate %d; want %d and 0", got, runtime.MemProfileRate, gcPercent)
+	}
 }

@@ -145,6 +145,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	// First, so that a start-up that hangs (recovery, a preload) can be seen.
 	dumpStacksOnSignal(ctx, cfg.State, log)
+	tuneMemory(cfg.Debug.Address != "", os.Getenv("GOGC") != "")
 	if cfg.Debug.Address != "" {
 		addr, err := serveDebug(ctx, cfg.Debug.Address, log)
 		if err != nil {
