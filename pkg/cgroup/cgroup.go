@@ -45,6 +45,10 @@ type Manager struct {
 	v1Mu   sync.Mutex
 	v1Stat []cgroup1.Subsystem // the v1 controllers Stats reads, once found
 	v1Ctrl map[string]bool     // the v1 hierarchies mounted, once read
+	// v1Roots are the v1 hierarchies' mount points, once read: mountinfo
+	// has every mount of the host (five per pod), too long to read for
+	// each pod's removal.
+	v1Roots []string
 }
 
 // New detects the host's layout.
@@ -266,9 +270,13 @@ func killAll(ctx context.Context, p string, pids []int) error {
 // deleteV1 is Delete for cgroup v1 (and hybrid) hosts, directory by
 // directory.
 func (m *Manager) deleteV1(ctx context.Context, p string) error {
-	dirs, err := v1Dirs(p)
+	roots, err := m.v1Mountpoints()
 	if err != nil {
 		return err
+	}
+	var dirs []string
+	for _, r := range roots {
+		dirs = append(dirs, filepath.Join(r, p))
 	}
 	if m.mode == cgroups.Hybrid {
 		// OCI runtimes also make the path in the cgroup2 tree that sits
@@ -294,21 +302,26 @@ func (m *Manager) deleteV1(ctx context.Context, p string) error {
 	return errors.Join(errs...)
 }
 
-// v1Dirs are the directories path p has (or would have) in each cgroup v1
-// hierarchy mounted.
-func v1Dirs(p string) ([]string, error) {
+// v1Mountpoints are the mount points of the cgroup v1 hierarchies (each
+// once), read at the first call.
+func (m *Manager) v1Mountpoints() ([]string, error) {
+	m.v1Mu.Lock()
+	defer m.v1Mu.Unlock()
+	if m.v1Roots != nil {
+		return m.v1Roots, nil
+	}
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
 	if err != nil {
 		return nil, fmt.Errorf("read cgroup mounts: %w", err)
 	}
-	var out []string
+	roots := []string{}
 	for _, mnt := range mounts {
-		d := filepath.Join(mnt.Mountpoint, p)
-		if !slices.Contains(out, d) {
-			out = append(out, d)
+		if !slices.Contains(roots, mnt.Mountpoint) {
+			roots = append(roots, mnt.Mountpoint)
 		}
 	}
-	return out, nil
+	m.v1Roots = roots
+	return roots, nil
 }
 
 // procsUnder lists the processes of the cgroup directories dirs and of

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/cradle-runtime/cradle/pkg/osthread"
@@ -69,7 +70,7 @@ func startOnThisThread(cmd *exec.Cmd) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("unshare the mount namespace: %w", err)
 	}
-	parent, err := parentMount(unifiedMount)
+	parent, err := unifiedParent()
 	if err != nil {
 		return err
 	}
@@ -83,6 +84,11 @@ func startOnThisThread(cmd *exec.Cmd) error {
 	}
 	return cmd.Start()
 }
+
+// unifiedParent is parentMount(unifiedMount), read once: the host's
+// layout does not change, and mountinfo lists every mount of the host
+// (five per pod), too long to read for each container.
+var unifiedParent = sync.OnceValues(func() (string, error) { return parentMount(unifiedMount) })
 
 // parentMount is the mount point of the mount that mountpoint is mounted on.
 func parentMount(mountpoint string) (string, error) {
