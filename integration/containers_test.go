@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +148,57 @@ func waitWithin(t *testing.T, d time.Duration, what string, ok func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestExitedRootfsLeavesOtherNamespaces: once a container has exited, its
+// rootfs mount is gone from every mount namespace, also from those that
+// took a copy while it ran (a crun conmon's on a hybrid-cgroup host
+// starts from a copy of the host's mounts), not only when it is removed.
+func TestExitedRootfsLeavesOtherNamespaces(t *testing.T) {
+	d, image := startFeatureDaemon(t)
+	k := newPodKit(t, d, image, "crun", podSandboxConfig("exited-rootfs"))
+	first := k.run("first", nil, "sleep", "1000")
+	second := k.run("second", nil, "sleep", "1000")
+	rootfs := filepath.Join(d.dir, "run", "containers", first, "rootfs")
+	conmon := conmonOf(t, second)
+	holds := func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", conmon))
+		if err != nil {
+			t.Fatalf("the second container's conmon: %v", err)
+		}
+		return strings.Contains(string(b), " "+rootfs+" ")
+	}
+	if !holds() {
+		t.Skip("crun's conmons share the host's mount namespace here (no hybrid cgroups): nothing to release")
+	}
+	if _, err := d.Runtime.StopContainer(k.ctx, &runtime.StopContainerRequest{ContainerId: first, Timeout: 0}); err != nil {
+		t.Fatal(err)
+	}
+	k.waitExited(first)
+	waitFor(t, "the exited container's rootfs to leave the other conmon's mount namespace", func() bool { return !holds() })
+	if _, err := os.Stat(rootfs); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the exited container's rootfs mount point is left: %v", err)
+	}
+	if _, err := d.Runtime.RemoveContainer(k.ctx, &runtime.RemoveContainerRequest{ContainerId: first}); err != nil {
+		t.Errorf("RemoveContainer after the release: %v", err)
+	}
+}
+
+// conmonOf is the pid of the conmon that monitors container id.
+func conmonOf(t *testing.T, id string) int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if strings.TrimSpace(string(comm)) == "conmon" && strings.Contains(string(cmd), "\x00"+id+"\x00") {
+			return pid
+		}
+	}
+	t.Fatalf("no conmon of %s", id)
+	return 0
 }

@@ -2,6 +2,7 @@ package nsbox
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -187,6 +188,14 @@ func (b *Backend) ReleaseExited(ctx context.Context, pod *sandbox.Pod, c *sandbo
 	}
 	if err := mount.UnmountAll(c.Rootfs(), 0); err != nil {
 		return fmt.Errorf("unmount the rootfs: %w", err)
+	}
+	// Its mount point goes too: removing it detaches the copies of the
+	// rootfs mount that other mount namespaces took since (each crun
+	// conmon's on a hybrid-cgroup host takes the host's mounts), which
+	// would otherwise hold the container's overlay until it is removed,
+	// maybe much later. Removal and recovery take a missing mount point.
+	if err := os.Remove(c.Rootfs()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the rootfs mount point: %w", err)
 	}
 	return nil
 }
