@@ -60,9 +60,9 @@ const (
 )
 
 // ByRead releases runc's init at pid, waiting on the FIFO at path: it takes
-// the byte init writes and removes the FIFO. An init that dies while it
-// waits is ErrFailedPrecondition.
-func ByRead(ctx context.Context, path string, pid int) (Outcome, error) {
+// the byte init writes, calls released (if not nil) and removes the FIFO.
+// An init that dies while it waits is ErrFailedPrecondition.
+func ByRead(ctx context.Context, path string, pid int, released func()) (Outcome, error) {
 	// O_RDWR: the open never waits for init, and a FIFO opened so is
 	// pollable, so the read below can give up on an init that died.
 	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
@@ -83,7 +83,7 @@ func ByRead(ctx context.Context, path string, pid int) (Outcome, error) {
 		}
 		n, err := f.Read(buf)
 		if n == 1 {
-			return Released, remove(path)
+			return releasedBy(path, released)
 		}
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, fmt.Errorf("read %s: %w", path, err)
@@ -97,7 +97,7 @@ func ByRead(ctx context.Context, path string, pid int) (Outcome, error) {
 			// polls: a byte in the FIFO means it was started.
 			if err := f.SetReadDeadline(time.Now().Add(time.Millisecond)); err == nil {
 				if n, _ := f.Read(buf); n == 1 {
-					return Released, remove(path)
+					return releasedBy(path, released)
 				}
 			}
 			return 0, errDead
@@ -110,8 +110,9 @@ func ByRead(ctx context.Context, path string, pid int) (Outcome, error) {
 }
 
 // ByWrite releases crun's init at pid, which reads the FIFO at path: it
-// writes init's byte and removes the FIFO. It never waits.
-func ByWrite(path string, pid int) (Outcome, error) {
+// writes init's byte, calls released (if not nil) and removes the FIFO. It
+// never waits.
+func ByWrite(path string, pid int, released func()) (Outcome, error) {
 	// O_NONBLOCK: the open fails (ENXIO) instead of waiting when nobody
 	// reads the FIFO.
 	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
@@ -138,7 +139,34 @@ func ByWrite(path string, pid int) (Outcome, error) {
 		}
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
+	return releasedBy(path, released)
+}
+
+// releasedBy ends a start that has released init: released is the crash
+// tests' point between the release and the FIFO's removal (a daemon
+// killed there leaves a running container that its runtime calls created;
+// FinishInterrupted corrects that).
+func releasedBy(path string, released func()) (Outcome, error) {
+	if released != nil {
+		released()
+	}
 	return Released, remove(path)
+}
+
+// FinishInterrupted completes a start that released the init at pid and
+// ended (a crash) before it removed the FIFO at path: the runtime, which
+// derives "created" from the FIFO, says created while init runs the
+// container's process. It reports whether that was so, and then removes
+// the FIFO as the start would have. An init that still waits, or a FIFO
+// already gone, is left as it is.
+func FinishInterrupted(path string, pid int) (bool, error) {
+	if _, err := os.Lstat(path); err != nil {
+		return false, nil //nolint:nilerr // no FIFO: nothing was interrupted
+	}
+	if initState(pid, path) != initReleased {
+		return false, nil
+	}
+	return true, remove(path)
 }
 
 func checkFifo(f *os.File, path string) error {
@@ -174,13 +202,21 @@ func initState(pid int, path string) initStatus {
 	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
 		return initDead
 	}
+	fifo, err := os.Lstat(path)
+	if err != nil {
+		// Removed: whoever removed it released init or saw it released.
+		return initReleased
+	}
 	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	ents, err := os.ReadDir(fdDir)
 	if err != nil {
 		return initDead
 	}
+	// By inode, not by the link's text: a state root reached through a
+	// symbolic link, or seen from init's mount namespace, names the FIFO
+	// differently.
 	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && target == path {
+		if fi, err := os.Stat(filepath.Join(fdDir, e.Name())); err == nil && os.SameFile(fi, fifo) {
 			return initWaiting
 		}
 	}

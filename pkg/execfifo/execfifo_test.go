@@ -51,7 +51,7 @@ func TestByWriteReleasesTheReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	out, err := ByWrite(path, os.Getpid())
+	out, err := ByWrite(path, os.Getpid(), nil)
 	if err != nil || out != Released {
 		t.Fatalf("ByWrite = %v, %v; want Released", out, err)
 	}
@@ -64,12 +64,12 @@ func TestByWriteReleasesTheReader(t *testing.T) {
 // Nobody reading: a live init was released earlier, a dead one cannot be.
 func TestByWriteWithoutReader(t *testing.T) {
 	path := mkfifo(t)
-	if out, err := ByWrite(path, os.Getpid()); err != nil || out != AlreadyReleased {
+	if out, err := ByWrite(path, os.Getpid(), nil); err != nil || out != AlreadyReleased {
 		t.Errorf("live init: ByWrite = %v, %v; want AlreadyReleased", out, err)
 	}
 	gone(t, path)
 	path = mkfifo(t)
-	if _, err := ByWrite(path, deadPid(t)); !errdefs.IsFailedPrecondition(err) {
+	if _, err := ByWrite(path, deadPid(t), nil); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("dead init: ByWrite = %v, want FailedPrecondition", err)
 	}
 }
@@ -86,7 +86,7 @@ func TestByReadTakesTheByte(t *testing.T) {
 		time.Sleep(120 * time.Millisecond) // past a poll
 		_, _ = w.Write([]byte{0})
 	}()
-	out, err := ByRead(context.Background(), path, os.Getpid())
+	out, err := ByRead(context.Background(), path, os.Getpid(), nil)
 	if err != nil || out != Released {
 		t.Fatalf("ByRead = %v, %v; want Released", out, err)
 	}
@@ -96,7 +96,7 @@ func TestByReadTakesTheByte(t *testing.T) {
 // A dead writer is FailedPrecondition, and a cancelled wait ends.
 func TestByReadGivesUp(t *testing.T) {
 	path := mkfifo(t)
-	if _, err := ByRead(context.Background(), path, deadPid(t)); !errdefs.IsFailedPrecondition(err) {
+	if _, err := ByRead(context.Background(), path, deadPid(t), nil); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("dead init: ByRead = %v, want FailedPrecondition", err)
 	}
 	// A live init holding the FIFO that never writes: the wait ends with ctx.
@@ -107,17 +107,50 @@ func TestByReadGivesUp(t *testing.T) {
 	defer h.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := ByRead(ctx, path, os.Getpid()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := ByRead(ctx, path, os.Getpid(), nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("ByRead = %v, want the context's deadline", err)
+	}
+}
+
+// FinishInterrupted leaves an init that still holds its FIFO, named by any
+// path to it (here a state root reached through a symbolic link), and
+// completes the start of one that no longer does.
+func TestFinishInterrupted(t *testing.T) {
+	path := mkfifo(t)
+	link := filepath.Join(t.TempDir(), "root")
+	if err := os.Symlink(filepath.Dir(filepath.Dir(path)), link); err != nil {
+		t.Fatal(err)
+	}
+	viaLink := Path(link, "c1")
+	h, err := os.OpenFile(path, os.O_RDWR, 0) // init holding its FIFO
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err := FinishInterrupted(viaLink, os.Getpid()); done || err != nil {
+		t.Errorf("waiting init: FinishInterrupted = %v, %v; want false", done, err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Errorf("the waiting init's FIFO: %v", err)
+	}
+	if done, err := FinishInterrupted(viaLink, deadPid(t)); done || err != nil {
+		t.Errorf("dead init: FinishInterrupted = %v, %v; want false", done, err)
+	}
+	h.Close() // released: init has exec'd the container's process
+	if done, err := FinishInterrupted(viaLink, os.Getpid()); !done || err != nil {
+		t.Errorf("released init: FinishInterrupted = %v, %v; want true", done, err)
+	}
+	gone(t, path)
+	if done, err := FinishInterrupted(viaLink, os.Getpid()); done || err != nil {
+		t.Errorf("no FIFO: FinishInterrupted = %v, %v; want false", done, err)
 	}
 }
 
 func TestNoFifo(t *testing.T) {
 	path := Path(t.TempDir(), "c1")
-	if _, err := ByWrite(path, os.Getpid()); !errors.Is(err, ErrNoFifo) {
+	if _, err := ByWrite(path, os.Getpid(), nil); !errors.Is(err, ErrNoFifo) {
 		t.Errorf("ByWrite = %v, want ErrNoFifo", err)
 	}
-	if _, err := ByRead(context.Background(), path, os.Getpid()); !errors.Is(err, ErrNoFifo) {
+	if _, err := ByRead(context.Background(), path, os.Getpid(), nil); !errors.Is(err, ErrNoFifo) {
 		t.Errorf("ByRead = %v, want ErrNoFifo", err)
 	}
 	// A regular file where the FIFO should be is not written to.
@@ -127,7 +160,7 @@ func TestNoFifo(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ByWrite(path, os.Getpid()); !errdefs.IsDataLoss(err) {
+	if _, err := ByWrite(path, os.Getpid(), nil); !errdefs.IsDataLoss(err) {
 		t.Errorf("ByWrite on a regular file = %v, want DataLoss", err)
 	}
 }

@@ -54,7 +54,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 // which `crun start` runs.
 func (r *Runtime) release(ctx context.Context, c *container) error {
 	if !execfifo.HasPoststartHooks(c.bundle) {
-		out, err := execfifo.ByWrite(execfifo.Path(r.crun.root, c.id), c.pid)
+		out, err := execfifo.ByWrite(execfifo.Path(r.crun.root, c.id), c.pid, nil)
 		if err == nil {
 			if out == execfifo.AlreadyReleased {
 				r.log.Warn("container was released by an earlier start; removed its exec fifo", "container", c.id)

@@ -159,28 +159,13 @@ func testStartAfterACrashMidStart(t *testing.T, name string) {
 	e, _ := newLoggingEnv(t, name)
 	c := e.create(t, "sh", "-c", "echo released; sleep 1")
 	fifo := filepath.Join(e.cfg.Root, c.id, "exec.fifo")
-	// What the crashed start did: runc's init writes a byte to be taken,
-	// crun's reads one.
-	flag, n := os.O_RDONLY, 0
-	if name == "crun" {
-		flag = os.O_WRONLY
-	}
-	f, err := os.OpenFile(fifo, flag, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if flag == os.O_RDONLY {
-		n, err = f.Read(make([]byte, 1))
-	} else {
-		n, err = f.Write([]byte{0})
-	}
-	if n != 1 {
-		t.Fatalf("release init through %s: %d, %v", fifo, n, err)
-	}
-	f.Close()
-	waitFor(t, 10*time.Second, "the container's output", func() bool { return strings.Contains(readFile(t, c.log), "released") })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if st, err := e.rt.Status(ctx, c.id); err != nil || st.State != ociruntime.StateCreated {
+		t.Fatalf("Status of the created container = %+v, %v; want created", st, err)
+	}
+	releaseLikeACrashedStart(t, name, fifo)
+	waitFor(t, 10*time.Second, "the container's output", func() bool { return strings.Contains(readFile(t, c.log), "released") })
 	if err := e.rt.Start(ctx, c.id); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -192,4 +177,55 @@ func testStartAfterACrashMidStart(t *testing.T, name string) {
 		t.Errorf("Status = %+v, %v; want running or stopped", st, err)
 	}
 	waitExit(t, e, c.id, 0)
+}
+
+// A daemon that crashed mid-start and restarts asks for the container's
+// state before anyone starts it again (recovery, a listing): the runtime
+// says created (its FIFO is there) but init was released and runs the
+// container's process. Status says running and finishes that start.
+func TestStatusAfterACrashMidStart(t *testing.T) { forEachRuntime(t, testStatusAfterACrashMidStart) }
+
+func testStatusAfterACrashMidStart(t *testing.T, name string) {
+	e, _ := newLoggingEnv(t, name)
+	c := e.create(t, "sh", "-c", "echo released; sleep 30")
+	fifo := filepath.Join(e.cfg.Root, c.id, "exec.fifo")
+	releaseLikeACrashedStart(t, name, fifo)
+	waitFor(t, 10*time.Second, "the container's output", func() bool { return strings.Contains(readFile(t, c.log), "released") })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := e.rt.Status(ctx, c.id)
+	if err != nil || st.State != ociruntime.StateRunning || st.Pid != c.pid {
+		t.Errorf("Status = %+v, %v; want running as pid %d", st, err, c.pid)
+	}
+	if _, err := os.Lstat(fifo); !os.IsNotExist(err) {
+		t.Errorf("exec.fifo left after Status: %v", err)
+	}
+	if err := e.rt.Kill(ctx, c.id, syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, e, c.id, 137)
+}
+
+// releaseLikeACrashedStart does what a start that crashed before removing
+// the exec FIFO did: runc's init writes a byte to be taken, crun's reads
+// one.
+func releaseLikeACrashedStart(t *testing.T, name, fifo string) {
+	t.Helper()
+	flag, n := os.O_RDONLY, 0
+	if name == "crun" {
+		flag = os.O_WRONLY
+	}
+	f, err := os.OpenFile(fifo, flag, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if flag == os.O_RDONLY {
+		n, err = f.Read(make([]byte, 1))
+	} else {
+		n, err = f.Write([]byte{0})
+	}
+	if n != 1 {
+		t.Fatalf("release init through %s: %d, %v", fifo, n, err)
+	}
 }

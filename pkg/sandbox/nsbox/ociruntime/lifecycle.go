@@ -368,6 +368,11 @@ func (r *Runtime) Status(ctx context.Context, id string) (Status, error) {
 			return Status{}, fmt.Errorf("status of %s: %w", id, err)
 		}
 		st = s
+		if st.State == StateCreated && st.Pid > 0 {
+			if err := r.finishInterruptedStart(ctx, id, &st); err != nil {
+				return Status{}, fmt.Errorf("status of %s: %w", id, err)
+			}
+		}
 	}
 	exited, err := r.readExit(id, &st)
 	if err != nil {
