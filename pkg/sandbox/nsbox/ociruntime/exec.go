@@ -19,9 +19,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// execWaitDelay bounds how long Exec waits for the output pipes to close
-// once the runtime has exited (a background child may hold them).
+// execWaitDelay is how long Exec waits for the outputs to end once the
+// runtime has exited (a background child may hold them open) before it
+// cuts an output that has nothing left to read (see awaitOutput).
 const execWaitDelay = 2 * time.Second
+
+// execDrainLimit is how much longer an output that still has bytes to read
+// is waited for.
+const execDrainLimit = 30 * time.Second
+
+// outputPoll is how often a late output is checked for unread bytes.
+const outputPoll = 50 * time.Millisecond
 
 // execKillGrace is how long a timed-out Exec waits for the runtime to exit
 // after killing the process, before it kills the runtime too.
@@ -81,7 +89,6 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	defer os.Remove(pidFile)
 	errTail := &tailBuffer{max: 4096}
 	cmd := r.command(context.Background(), "exec", "--process", procFile, "--pid-file", pidFile, id)
-	cmd.WaitDelay = execWaitDelay
 	var stdio execIO
 	if o.Process.Terminal {
 		stdio, err = newTerminalIO(cmd, o, pidFile, first)
@@ -113,8 +120,7 @@ func execResult(id, runtime, pidFile string, err error, errTail *tailBuffer) (in
 	}
 	var exitErr *exec.ExitError
 	switch {
-	case err == nil, errors.Is(err, exec.ErrWaitDelay):
-		// ErrWaitDelay: it exited 0, a background child kept its output open.
+	case err == nil:
 		return 0, nil
 	case errors.As(err, &exitErr):
 		return exitErr.ExitCode(), nil

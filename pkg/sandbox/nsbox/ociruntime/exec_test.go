@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,6 +79,67 @@ func TestExec(t *testing.T) {
 			}
 			if strings.Contains(ps.String(), "sleep\x00100\x00") {
 				t.Errorf("the timed-out exec's sleep still runs: %q", ps.String())
+			}
+		})
+	}
+}
+
+// slowWriter stalls on its first write, as a client (or a daemon starved
+// of CPU by a hundred runtime processes) that is slow to take output.
+type slowWriter struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	stall time.Duration
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.b.Len() == 0 {
+		time.Sleep(w.stall)
+	}
+	return w.b.Write(p)
+}
+
+func (w *slowWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// What the process wrote before it exited reaches the caller however long
+// the caller takes over it: only a pipe that stays empty and open after
+// the exit (a background child holds it) is cut, after execWaitDelay.
+func TestExecOutputOfASlowReader(t *testing.T) {
+	for _, name := range runtimes {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, name)
+			c := e.run(t, "sleep", "1000")
+			out := &slowWriter{stall: 3 * time.Second}
+			code, err := e.rt.Exec(context.Background(), c.id, ociruntime.ExecOptions{
+				Process: &specs.Process{Args: []string{"sh", "-c", "echo first; sleep 0.2; echo second; exit 3"}, Env: []string{"PATH=/bin"}},
+				Stdout:  out,
+			})
+			if err != nil || code != 3 {
+				t.Fatalf("Exec = %d, %v; want 3", code, err)
+			}
+			if got := out.String(); got != "first\nsecond\n" {
+				t.Errorf("stdout = %q, want both lines", got)
+			}
+			// A background child that keeps the output open is left after
+			// the delay, with what it wrote before (runc's own relay of
+			// the output waits for the child; crun hands the pipe over).
+			start := time.Now()
+			var bg bytes.Buffer
+			code, err = e.rt.Exec(context.Background(), c.id, ociruntime.ExecOptions{
+				Process: &specs.Process{Args: []string{"sh", "-c", "echo fg; sleep 8 & exit 0"}, Env: []string{"PATH=/bin"}},
+				Stdout:  &bg,
+			})
+			if err != nil || code != 0 || bg.String() != "fg\n" {
+				t.Errorf("Exec with a background child = %d, %v, %q; want 0, \"fg\\n\"", code, err, bg.String())
+			}
+			if d := time.Since(start); name == "crun" && d > 6*time.Second {
+				t.Errorf("Exec with a background child took %v", d)
 			}
 		})
 	}
