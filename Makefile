@@ -18,7 +18,7 @@ GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 
 # Debian packages namespace pods need at run time, and the tests' busybox-static (make deps).
 # criu: CheckpointContainer and restore (CRIU 4.0 or newer on kernels from 6.13 on).
-DEB_PACKAGES  := runc crun conmon criu busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make
+DEB_PACKAGES  := runc crun conmon criu busybox-static containernetworking-plugins iproute2 iptables nftables ca-certificates git make strace
 # What vm handlers (microVM pods) add (make deps-vm): the VMM and the shared-directory daemon
 # (qemu-system-common's virtiofsd), kmod's depmod for the guest's modules, and cpio(1), with which
 # the tests read back the initramfs cradle writes; crun also runs inside the guests. Their kernel is Debian's,

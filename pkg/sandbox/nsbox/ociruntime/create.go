@@ -120,7 +120,7 @@ func (r *Runtime) conmonArgs(o CreateOptions) []string {
 	args := []string{
 		"--api-version", "1",
 		"-c", o.ID, "-u", o.ID, "-n", o.ID,
-		"-r", r.binary, "--runtime-arg", "--root=" + r.root,
+		"-r", r.exe.path(r.binary), "--runtime-arg", "--root=" + r.root,
 		"-b", o.Bundle,
 		"-p", r.pidFile(o.ID),
 		"--conmon-pidfile", r.conmonPid(o.ID),

@@ -81,6 +81,7 @@ type Config struct {
 // per-container state in memory: everything is in Root and StateDir.
 type Runtime struct {
 	name, binary, conmon string
+	exe                  *sealedExe // runs binary from a sealed copy (crun); nil: from its file
 	root, stateDir       string
 	crun                 bool // crun, not runc
 	hideUnified          bool // start crun in a cgroup v1 view (hybrid.go)
@@ -123,6 +124,15 @@ func New(cfg Config) (*Runtime, error) {
 		r.failpoint = func(string) {}
 	}
 	r.crun = isCrun(cfg.Binary)
+	if r.crun {
+		// runc copies itself only for a container's init, and its
+		// copy would hold 10 MiB: no measurable gain (see sealedExe).
+		exe, err := newSealedExe(cfg.Binary, filepath.Join(cfg.StateDir, "exe"), r.log)
+		if err != nil {
+			return nil, err
+		}
+		r.exe = exe
+	}
 	if r.crun {
 		hybrid, err := hybridHost()
 		if err != nil {
@@ -243,7 +253,7 @@ const runtimePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // command makes (without starting) the runtime command.
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, r.binary, append([]string{"--root", r.root}, args...)...)
+	cmd := exec.CommandContext(ctx, r.exe.path(r.binary), append([]string{"--root", r.root}, args...)...)
 	cmd.Env = []string{"PATH=" + runtimePath}
 	return cmd
 }
