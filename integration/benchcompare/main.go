@@ -37,6 +37,7 @@ func main() {
 	flag.StringVar(&o.kit, "kit", "/work/shared/conformance", "conformance kit, for helpers/pause.c (containerd's pause image)")
 	flag.StringVar(&o.only, "only", "", "run one runtime only: cradle or containerd")
 	flag.StringVar(&o.cradleDebug, "cradle-debug", "", "cradle's [debug] address (pprof on loopback), e.g. 127.0.0.1:6060")
+	flag.StringVar(&o.idleHook, "idle-hook", "", "a shell command run when the daemon's idle RSS is taken, with PID and RUNTIME in its environment (e.g. to copy /proc/$PID/smaps)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory and the daemons' logs")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -54,6 +55,7 @@ type options struct {
 	pods, rounds, parallel              int
 	cradle, containerd, runc, work, kit string
 	only, cradleDebug, cradleOCI        string
+	idleHook                            string
 	keep                                bool
 }
 

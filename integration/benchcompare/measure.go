@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -72,6 +73,14 @@ func measure(ctx context.Context, o options, reg *registry, name string, round i
 	}
 	settle()
 	f["daemon RSS idle (MiB)"] = rssMiB(d.cmd.Process.Pid)
+	if o.idleHook != "" {
+		hook := exec.CommandContext(ctx, "sh", "-c", o.idleHook)
+		hook.Env = append(os.Environ(), fmt.Sprintf("PID=%d", d.cmd.Process.Pid), "RUNTIME="+name)
+		hook.Stdout, hook.Stderr = os.Stderr, os.Stderr
+		if err := hook.Run(); err != nil {
+			return nil, fmt.Errorf("idle hook: %w", err)
+		}
+	}
 	var seq, conc recorder
 	up := func() {
 		settle()
