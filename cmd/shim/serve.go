@@ -127,7 +127,7 @@ func openImages(ctx context.Context, cfg config.Config, log *slog.Logger) (*stor
 		Pinned:                 append([]string{cfg.Images.SandboxImage}, cfg.Images.Pinned...),
 		Logger:                 log.With("component", "images"),
 		Failpoint:              failpoint(os.Getenv("CRADLE_FAILPOINT"), log),
-		Idle:                   releaseMemory,
+		Idle:                   func() { settleMemory(log) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
@@ -184,6 +184,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	)
 	cri.Register(g, deps)
 	cri.RegisterAdmin(g, deps.Images, filepath.Join(cfg.Root, "tmp"), deps.Metrics)
+	settleMemory(log) // start-up's garbage and its one-time code
 	return runServer(ctx, g, lis, cfg.GRPC.Socket, log)
 }
 
