@@ -111,13 +111,13 @@ func staticPods(hostData string) map[string]*corev1.Pod {
 
 // probesSpec: two init containers, then nginx behind httpGet and tcpSocket
 // probes (and a hostPort) and a side container whose exec readiness probe
-// fails for 3 s.
+// fails for 3 s, until it writes the time to /tmp/ready.
 func probesSpec() corev1.PodSpec {
 	work := []corev1.VolumeMount{mount("work", "/work")}
 	web := ctr("web", nginx)
 	web.Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: hostPortWeb, Protocol: corev1.ProtocolTCP}}
 	web.StartupProbe, web.ReadinessProbe, web.LivenessProbe = httpProbe(80), httpProbe(80), tcpProbe(80)
-	side := ctr("side", busybox, sh("cat /work/init; sleep 3; touch /tmp/ready; exec sleep 100000")...)
+	side := ctr("side", busybox, sh("cat /work/init; sleep 3; date +%s > /tmp/t; mv /tmp/t /tmp/ready; exec sleep 100000")...)
 	side.VolumeMounts, side.ReadinessProbe, side.LivenessProbe = work, execProbe(1, "cat", "/tmp/ready"), execProbe(2, "true")
 	init1 := ctr("init1", busybox, sh("echo one > /work/init")...)
 	init2 := ctr("init2", busybox, sh("grep -q one /work/init && echo two >> /work/init")...)

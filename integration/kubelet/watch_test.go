@@ -144,6 +144,14 @@ func (w *watcher) gap(m map[string]time.Duration, key string) (time.Duration, bo
 	return s - r, ok1 && ok2
 }
 
+// at is when the watcher first saw key in m, on the wall clock.
+func (w *watcher) at(m map[string]time.Duration, key string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d, ok := m[key]
+	return w.t0.Add(d).Round(0), ok
+}
+
 func (w *watcher) podReadyAt(name string) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
