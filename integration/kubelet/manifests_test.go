@@ -127,12 +127,13 @@ func probesSpec() corev1.PodSpec {
 }
 
 // livenessSpec: lively fails its exec liveness probe once (killed and
-// restarted); late starts listening after 4 s (tcpSocket startup probe).
+// restarted); late starts listening after 4 s (tcpSocket startup probe),
+// when it has written the time to /tmp/listening.
 func livenessSpec() corev1.PodSpec {
 	lively := ctr("lively", busybox, sh("touch /tmp/alive; if [ ! -e /data/once ]; then touch /data/once; sleep 6; rm /tmp/alive; fi; exec sleep 100000")...)
 	lively.VolumeMounts = []corev1.VolumeMount{mount("data", "/data")}
 	lively.LivenessProbe = execProbe(1, "test", "-e", "/tmp/alive")
-	late := ctr("late", nginx, sh("sleep 4; WEB_PORT=8081 exec /usr/sbin/nginx")...)
+	late := ctr("late", nginx, sh("sleep 4; date +%s > /tmp/listening; WEB_PORT=8081 exec /usr/sbin/nginx")...)
 	late.StartupProbe, late.LivenessProbe, late.ReadinessProbe = tcpProbe(8081), httpProbe(8081), tcpProbe(8081)
 	return corev1.PodSpec{Containers: []corev1.Container{lively, late}, Volumes: []corev1.Volume{emptyDir("data", "")}}
 }
