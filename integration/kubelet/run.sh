@@ -57,6 +57,7 @@ restore() {
 trap restore EXIT
 
 echo "== waiting for /tmp/cradle-integration.lock"
+log=$PWD/$out/e2e.log
 cd integration/kubelet
 # The private mount namespace: "/" rshared (as systemd makes it), and tmpfs on /var/log and /var/lib,
 # where kubelet writes /var/log/containers and /var/lib/kubelet/device-plugins whatever its
@@ -64,4 +65,15 @@ cd integration/kubelet
 flock /tmp/cradle-integration.lock unshare -m --propagation unchanged -- \
 	sh -c 'mount --make-rshared / && mount -t tmpfs -o mode=0755 cradle-e2e-var /var/log &&
 		mount -t tmpfs -o mode=0755 cradle-e2e-var /var/lib && exec "$@"' sh \
-	"../../$out/e2e.test" -test.v -test.count=1 -test.timeout 25m -test.run '^TestKubelet$'
+	"../../$out/e2e.test" -test.v -test.count=1 -test.timeout 25m -test.run '^TestKubelet$' 2>&1 | tee "$log" && st=0 || st=$?
+if [ "$st" -ne 0 ]; then
+	# CI keeps the end of the output: repeat there what each failed test printed (its first 60 lines;
+	# the subtests last).
+	echo "== what the failed tests printed (all of it: $log)"
+	awk '/^=== (RUN|PAUSE|CONT|NAME) / { cur = $3; next }
+		/^ *--- (FAIL|PASS|SKIP): / { if ($2 == "FAIL:") failed[$3] = 1; next }
+		cur != "" && n[cur] < 60 { buf[cur] = buf[cur] $0 "\n"; n[cur]++ }
+		END { for (k in failed) if (k !~ /\//) printf "--- FAIL %s\n%s", k, buf[k] # subtests last
+			for (k in failed) if (k ~ /\//) printf "--- FAIL %s\n%s", k, buf[k] }' "$log"
+fi
+exit "$st"
