@@ -57,12 +57,35 @@ func (r *raceRound) all(k int, calls ...func()) {
 	}
 	wg.Wait()
 	checkListed(r.t, r.d, r.tags.processes)
+	r.noneRunsInAStoppedPod(k)
 	removeAll(r.t, r.d)
 	if left := r.tags.processes(); len(left) > 0 {
 		r.t.Errorf("round %d: container processes still run after everything was removed: %v", k, left)
 	}
 	if diff := cmp.Diff(r.baseline, census(r.t, r.d)); diff != "" {
 		r.t.Fatalf("round %d: leaked (-before +after):\n%s", k, diff)
+	}
+}
+
+// noneRunsInAStoppedPod: once StopPodSandbox has returned, none of the
+// pod's containers runs (a start that raced the stop either came first
+// and was stopped, or came after and was refused).
+func (r *raceRound) noneRunsInAStoppedPod(k int) {
+	ctx := ctxT(r.t)
+	pods, err := r.d.Runtime.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctrs, err := r.d.Runtime.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, c := range ctrs.Containers {
+		for _, p := range pods.Items {
+			if p.Id == c.PodSandboxId && p.State != runtime.PodSandboxState_SANDBOX_READY && c.State == runtime.ContainerState_CONTAINER_RUNNING {
+				r.t.Errorf("round %d: container %s (%s) runs in the stopped pod %s", k, c.Id, c.Metadata.GetName(), p.Id)
+			}
+		}
 	}
 }
 
@@ -111,8 +134,8 @@ func TestCallsRaceOnOneContainer(t *testing.T) {
 }
 
 // TestCreatesRaceWithThePodsEnd: containers are created and started in a
-// pod while the pod is stopped or removed; none is left running, listed
-// under a pod that is gone, or leaking.
+// pod while the pod is stopped or removed; none is left running (a start
+// after the stop is refused), listed under a pod that is gone, or leaking.
 func TestCreatesRaceWithThePodsEnd(t *testing.T) {
 	r := newRaceRound(t)
 	for k := 0; k < 24; k++ {

@@ -83,8 +83,26 @@ func (m *Manager) backendOf(pod *Pod) (Backend, error) {
 	return b, nil
 }
 
-// StartContainer starts a Created container and watches for its exit.
+// StartContainer starts a Created container of a Ready pod and watches
+// for its exit.
 func (m *Manager) StartContainer(ctx context.Context, id string) error {
+	found, err := m.containerEntryOf(id)
+	if err != nil {
+		return err
+	}
+	found.mu.Lock()
+	podID := found.c.PodID
+	found.mu.Unlock()
+	// The pod's lock, then the container's (the order of CreateContainer
+	// and StopPod): a start and the pod's stop or removal do not
+	// interleave. Without it a stop that found the container Created (and
+	// so left it) could be followed by its start, in a stopped pod.
+	pe, err := m.entry(podID)
+	if err != nil {
+		return err
+	}
+	pe.mu.Lock()
+	defer pe.mu.Unlock()
 	e, err := m.lockContainer(id)
 	if err != nil {
 		return err
@@ -96,6 +114,9 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 			err = fmt.Errorf("container %s is already running: %w", c.ID, errdefs.ErrFailedPrecondition)
 		}
 		return err
+	}
+	if pe.pod.State != PodReady {
+		return fmt.Errorf("start container %s: pod sandbox %s is %s: %w", c.ID, pe.pod.ID, pe.pod.State, errdefs.ErrFailedPrecondition)
 	}
 	pod, b, err := m.podOf(c)
 	if err != nil {

@@ -845,6 +845,38 @@ func TestExitNeverBeforeStart(t *testing.T) {
 // once the removal is done: NotFound, or nothing to do for a second
 // removal; none of them records the removed container again (its
 // checkpoint would bring it back at the next start).
+// A container that a pod's stop found Created (and so left as it is)
+// cannot be started afterwards, in the stopped pod: TestCreatesRaceWithThePodsEnd
+// once had such a start, between the stop's look at the container and
+// the stop's end.
+func TestStartInAStoppedPodIsRefused(t *testing.T) {
+	e := newContainerEnv(t)
+	ctx := context.Background()
+	id := e.oneContainer(t, false)
+	c, err := e.m.Container(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.StopPod(ctx, c.PodID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.StartContainer(ctx, id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("StartContainer in a stopped pod: %v, want FailedPrecondition", err)
+	}
+	e.rt.mu.Lock()
+	started := e.rt.started[id]
+	e.rt.mu.Unlock()
+	if started {
+		t.Error("the runtime started the container")
+	}
+	if c, err := e.m.Container(id); err != nil || c.State != ContainerCreated {
+		t.Errorf("after the refused start: %v %v, want Created", c.State, err)
+	}
+	if err := e.m.RemovePod(ctx, c.PodID); err != nil {
+		t.Errorf("RemovePodSandbox: %v", err)
+	}
+}
+
 func TestCallsWaitingOnARemovalFindNothing(t *testing.T) {
 	calls := map[string]func(m *Manager, id string) error{
 		"StartContainer": func(m *Manager, id string) error { return m.StartContainer(context.Background(), id) },
