@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -62,7 +61,7 @@ func (r *raceRound) all(k int, calls ...func()) {
 	if left := r.tags.processes(); len(left) > 0 {
 		r.t.Errorf("round %d: container processes still run after everything was removed: %v", k, left)
 	}
-	if diff := cmp.Diff(r.baseline, census(r.t, r.d)); diff != "" {
+	if diff := leakDiff(r.t, r.d, r.baseline); diff != "" {
 		r.t.Fatalf("round %d: leaked (-before +after):\n%s", k, diff)
 	}
 }

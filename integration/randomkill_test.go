@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -57,7 +56,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 		if left := tags.processes(); len(left) > 0 {
 			t.Errorf("kill %d: container processes still run after everything was removed: %v", k, left)
 		}
-		if diff := cmp.Diff(baseline, census(t, d)); diff != "" {
+		if diff := leakDiff(t, d, baseline); diff != "" {
 			t.Fatalf("kill %d: leaked (-before +after):\n%s", k, diff)
 		}
 	}
