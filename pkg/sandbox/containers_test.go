@@ -840,11 +840,6 @@ func TestExitNeverBeforeStart(t *testing.T) {
 	e.assertNoContainers(t)
 }
 
-// TestCallsWaitingOnARemovalFindNothing: calls that found a container
-// while RemoveContainer held it (and waited for its lock) find it gone
-// once the removal is done: NotFound, or nothing to do for a second
-// removal; none of them records the removed container again (its
-// checkpoint would bring it back at the next start).
 // A container that a pod's stop found Created (and so left as it is)
 // cannot be started afterwards, in the stopped pod: TestCreatesRaceWithThePodsEnd
 // once had such a start, between the stop's look at the container and
@@ -877,6 +872,11 @@ func TestStartInAStoppedPodIsRefused(t *testing.T) {
 	}
 }
 
+// TestCallsWaitingOnARemovalFindNothing: calls that found a container
+// while RemoveContainer held it (and waited for its lock) find it gone
+// once the removal is done: NotFound, or nothing to do for a second
+// removal; none of them records the removed container again (its
+// checkpoint would bring it back at the next start).
 func TestCallsWaitingOnARemovalFindNothing(t *testing.T) {
 	calls := map[string]func(m *Manager, id string) error{
 		"StartContainer": func(m *Manager, id string) error { return m.StartContainer(context.Background(), id) },
